@@ -1,0 +1,66 @@
+"""Offline validation: the workers' gate over a JSON-lines file.
+
+A carmaker checks a sample export before producing a single message; the
+verdicts are the gate's own, so "ok" here means accepted by the workers (given
+the same settings and the vehicle's history within the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import msgspec
+
+from stream.gate import Accepted, Gate
+from voltrisk.settings import WorkerSettings
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """``{"key": ..., "headers": {...}, "value": ...}``. ``Raw`` keeps the value's
+    exact bytes: decoding and re-encoding it could change what the gate sees."""
+
+    value: msgspec.Raw
+    key: str | None = None
+    headers: dict[str, str] = {}
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_TEXT = msgspec.json.Decoder(str)
+
+
+def _message(line: bytes, key: str | None, headers: dict[str, str]) -> tuple[bytes | None, bytes | None, dict[str, str]]:
+    """(key, value, headers) that a producer following this line would send."""
+    try:
+        envelope = _ENVELOPE.decode(line)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return (key.encode() if key is not None else None), line, headers
+    raw = bytes(envelope.value)
+    if raw == b"null":
+        value = None
+    elif raw.startswith(b'"'):  # the raw message text, e.g. to test malformed JSON
+        value = _TEXT.decode(raw).encode("utf-8", "surrogatepass")
+    else:
+        value = raw
+    key = envelope.key if envelope.key is not None else key
+    return (key.encode() if key is not None else None), value, {**headers, **envelope.headers}
+
+
+def validate_lines(
+    lines: Iterable[bytes], topic: str, key: str | None, headers: dict[str, str], purpose: str = "pricing",
+    settings: WorkerSettings | None = None,
+) -> Iterator[dict]:
+    """One ``{"line", "ok", "reason", "error_class", "message"}`` per non-blank line."""
+    gate = Gate(settings or WorkerSettings(), purpose=purpose)
+    prefix = f"{topic} partition 0 offset "
+    for number, line in enumerate(lines, start=1):
+        line = line.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        k, value, h = _message(line, key, headers)
+        verdict = gate.check(topic, k, value, [(name, v.encode()) for name, v in h.items()], 0, number)
+        if type(verdict) is Accepted:
+            yield {"line": number, "ok": True, "reason": None}
+        else:
+            message = verdict.message.replace(f"{prefix}{number}: ", f"line {number}: ", 1)
+            yield {"line": number, "ok": False, "reason": verdict.reason, "error_class": verdict.error_class,
+                   "message": message}

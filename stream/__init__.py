@@ -1,0 +1,1 @@
+"""Stream processing: topic contracts, ingest gate, features and Faust agents."""

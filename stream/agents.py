@@ -1,0 +1,129 @@
+"""Faust worker: thin agents over the pure stream logic.
+
+Each agent consumes raw bytes in batches (``take_events``), calls a pure function
+on the batch and emits. Faust acks a ``take_events`` batch only when the agent
+asks for the next one, and ``emit`` waits until Kafka acknowledged every output
+record (acks=all), so an event is committed only after its downstream write —
+at-least-once; de-duplication downstream makes it effectively once.
+
+Run with ``voltrisk worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import faust
+
+from stream import topics as T
+from stream.gate import Accepted, Gate, dlq_message
+from voltrisk.settings import KafkaClientSettings, WorkerSettings
+
+log = logging.getLogger("voltrisk.worker")
+
+# headers a producer may set that the platform carries on to the clean topic
+PASS_THROUGH_HEADERS = ("sent_ts_ms", "carmaker")
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+Outbox = Callable[[list[Out]], Awaitable[None]]
+
+
+def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
+    """Validate a batch of raw (key, value, headers, partition, offset): accepted
+    records go to the clean topic, refusals to the dead-letter topic."""
+    outs = []
+    for msg, verdict in zip(msgs, gate.check_batch(topic, msgs)):
+        key, value, headers, partition, offset = msg
+        if type(verdict) is Accepted:
+            carried = [(k, v) for k, v in headers if k in PASS_THROUGH_HEADERS]
+            outs.append(Out(verdict.topic, verdict.key, verdict.value, verdict.headers + carried))
+        else:
+            dk, dv, dh = dlq_message(verdict, topic, partition, offset, key, value, headers,
+                                     max_value_bytes=gate.max_payload_bytes)
+            outs.append(Out(T.DLQ.name, dk, dv, dh))
+    return outs
+
+
+def _raw(event) -> tuple:
+    m = event.message
+    headers = m.headers.items() if isinstance(m.headers, dict) else (m.headers or ())
+    return (m.key, m.value, [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in headers], m.partition, m.offset)
+
+
+def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None = None) -> faust.App:
+    """The worker app with one gate agent per raw topic."""
+    datadir = (w.home / "worker").resolve()
+    credentials = None
+    if k.kafka_security_protocol.startswith("SASL"):
+        import ssl
+
+        credentials = faust.SASLCredentials(
+            username=k.kafka_sasl_username,
+            password=k.kafka_sasl_password.get_secret_value() if k.kafka_sasl_password else None,
+            mechanism=k.kafka_sasl_mechanism,
+            ssl_context=ssl.create_default_context(cafile=str(k.kafka_ssl_cafile)) if k.kafka_security_protocol == "SASL_SSL" else None,
+        )
+    app = faust.App(
+        w.worker_app_id,
+        broker=f"kafka://{k.kafka_bootstrap}",
+        broker_credentials=credentials,
+        datadir=str(datadir),
+        # the web server serves tables: off, or on localhost only
+        web_enabled=w.worker_web_enabled,
+        web_host="127.0.0.1",
+        web_port=w.worker_web_port,
+        # topics are created by `voltrisk topics create` from stream/topics.py
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(4 * w.take_batch, 4096),
+        broker_commit_every=w.take_batch,
+        broker_commit_interval=1.0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def kafka_outbox(outs: list[Out]) -> None:
+        futures = [await app.producer.send(o.topic, o.key, o.value, None, None, o.headers) for o in outs]
+        await asyncio.gather(*futures)
+
+    send = outbox or kafka_outbox
+    dedupe = _open_dedupe_store(datadir / "dedupe")
+    gate = Gate(w, purpose="pricing", dedupe_store=dedupe)
+
+    def gate_agent(spec: T.TopicSpec):
+        topic = app.topic(spec.name, key_type=bytes, value_type=bytes, allow_empty=True)
+
+        async def agent(stream):
+            async for events in stream.take_events(w.take_batch, w.take_within_s):
+                await send(gate_batch(gate, spec.name, [_raw(e) for e in events]))
+
+        agent.__name__ = f"gate_{spec.name.replace('.', '_')}"
+        return app.agent(topic, name=agent.__name__)(agent)
+
+    app.gate_agents = {spec.name: gate_agent(spec) for spec in T.RAW}
+    app.gate = gate
+    return app
+
+
+def _open_dedupe_store(path):
+    """Per-vehicle watermarks and recent event ids, persisted so a restart does not
+    accept re-sent events twice."""
+    from rocksdict import Options, Rdict
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Rdict(str(path), options=Options(raw_mode=True))

@@ -1,0 +1,515 @@
+"""The ingest gate: raw carmaker/claims bytes in, a clean record or a reason out.
+
+Pure and synchronous: no Kafka, no I/O beyond the injected de-duplication store.
+The Faust agent calls ``Gate.check_batch`` on each ``take()`` batch of raw
+messages, produces every ``Accepted`` to its ``clean.*`` topic and every
+``Rejected`` to ``voltrisk.dlq.v1`` via ``dlq_message``; ``voltrisk contracts
+validate`` runs the same gate over a file, so a carmaker sees exactly the
+decisions the workers would make.
+
+Checks run cheapest first and the first failure wins, so each bad message gets
+exactly one reason: topic, size, headers, consent, key, JSON and schema (typed
+msgspec decoder), cross-field plausibility, raw VINs in values, then duplicate
+and lateness against the per-vehicle state. Only a message that passes every
+check touches that state, so garbage cannot move a vehicle's watermark.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from stream import records as rec
+from stream import topics
+from stream.geo import gcj02_to_wgs84
+from stream.pseudonym import Pseudonymiser, normalise_vin, redact_vins
+from voltrisk.settings import WorkerSettings
+
+SCHEMA_VERSIONS = ("1",)
+COORD_SYSTEMS = ("WGS84", "GCJ02")
+CONSENT_SCOPES = ("pricing", "fraud", "research")
+# vehicles sync their clocks from GNSS; minutes ahead means a broken clock, and
+# letting it through would push the vehicle's watermark ahead and make the
+# vehicle's real events look late
+MAX_FUTURE_MS = 10 * 60 * 1000
+# event-time interval between sweeps of expired de-duplication entries, at least
+_MIN_SWEEP_INTERVAL_MS = 60_000
+_GATE_HEADERS = frozenset(("schema_version", "source_protocol", "coord_sys", "consent_scope"))
+_SOURCE_PROTOCOL = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
+_CLAIM_ID_MAX = 64
+_HEADER_CACHE_LIMIT = 1_024
+_DLQ_SOURCE_HEADERS_MAX = 16
+_DLQ_SOURCE_HEADER_BYTES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A stable rejection code, its coarse class, and what the producer should do."""
+
+    code: str
+    error_class: str
+    fix: str
+
+
+REASONS: dict[str, Reason] = {
+    r.code: r
+    for r in (
+        Reason("unknown_topic", "routing", "produce only to the raw topics listed in contracts/asyncapi.yaml"),
+        Reason("empty_value", "decode", "send the record as a JSON object; tombstones are not accepted"),
+        Reason("payload_too_large", "size", "send one record per message, below max_payload_bytes (64 KiB by default)"),
+        Reason("missing_header", "header", "set the schema_version, source_protocol, consent_scope (and coord_sys on ev.* topics) headers"),
+        Reason("bad_header", "header", "use a value from the header table in docs/integration.md, once per header"),
+        Reason("unknown_schema_version", "header", "set schema_version to 1 for the v1 topics"),
+        Reason("no_consent", "consent", "only send records whose consent_scope covers the purpose, or record the driver's consent first"),
+        Reason("empty_key", "key", "set the Kafka key to the VIN (ev.* topics) or the claim id (claims.fnol.v1)"),
+        Reason("bad_vin", "key", "use the 17-character VIN (digits and capitals without I, O, Q)"),
+        Reason("bad_key", "key", "set the key to the claim id, 1-64 UTF-8 characters"),
+        Reason("key_mismatch", "key", "set the Kafka key to the record's claim_id"),
+        Reason("malformed_json", "decode", "send one UTF-8 JSON object per message"),
+        Reason("non_finite", "decode", "send finite numbers only; omit an optional field instead of sending NaN/Infinity"),
+        Reason("schema", "validation", "match the field names and types of the topic's JSON Schema in contracts/schemas/"),
+        Reason("out_of_range", "validation", "check the unit in the field name and the sensor; the bounds are in the JSON Schema"),
+        Reason("inconsistent", "validation", "fix the fields that contradict each other (the message names them)"),
+        Reason("future_ts", "validation", "sync the vehicle clock and send ts_ms as Unix epoch milliseconds UTC"),
+        Reason("vin_in_value", "privacy", "keep VINs out of event ids and free text; the VIN goes in the Kafka key (or parties[].vehicle_id)"),
+        Reason("duplicate", "ordering", "nothing to do if this was a retry: the first copy was accepted"),
+        Reason("late", "ordering", "send buffered events within lateness_ms (6 h by default) of the vehicle's newest one"),
+        Reason("internal_error", "internal", "report it to the voltrisk team with the source offset; the record is kept here"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    topic: str  # the clean.* topic
+    key: bytes  # pseudonymous vehicle id (telemetry) / claim id (claims)
+    value: bytes  # re-encoded JSON, positions WGS-84, VINs in claims replaced by pseudonyms
+    headers: list[tuple[str, bytes]]  # schema_version, source_protocol, consent_scope, key_version, ingest_ts_ms
+    record: msgspec.Struct  # the decoded record (WGS-84)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str  # stable code, a key of REASONS
+    error_class: str
+    message: str  # one sentence naming the input, the field and what to do
+    key: bytes | None = None  # the source key as the DLQ may show it: pseudonymised where a VIN
+
+
+def reject(code: str, detail: str, key: bytes | None = None) -> Rejected:
+    reason = REASONS[code]
+    return Rejected(code, reason.error_class, f"{detail}; {reason.fix}", key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    coord_sys: str
+    out: tuple[tuple[str, bytes], ...]  # clean-topic headers except ingest_ts_ms
+
+
+_UNITS = (
+    ("_kmh", " km/h"), ("_mps2", " m/s²"), ("_dps", " °/s"), ("_deg", "°"), ("_kw", " kW"), ("_kohm", " kΩ"),
+    ("_pct", " %"), ("_km", " km"), ("_ms", " ms"), ("_eur", " EUR"), ("_g", " g"), ("_v", " V"), ("_a", " A"),
+    ("_c", " °C"), ("_s", " s"),
+)
+_MSGSPEC_ERROR = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_BOUND = re.compile(r"^Expected `(?:int|float)` (?P<op>[<>]=?) (?P<bound>\S+)$")
+_NON_FINITE_LITERAL = re.compile(rb"[:\[,]\s*-?(?:NaN|Infinity|nan|inf)\b")
+
+
+def _syntax_error(value: bytes) -> tuple[str, str] | None:
+    """(reason, detail) when ``value`` is not well-formed JSON, else None."""
+    try:
+        msgspec.json.decode(value)
+    except msgspec.ValidationError:  # well-formed, but a number overflows a double
+        return None
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        if _NON_FINITE_LITERAL.search(value):
+            return "non_finite", "the JSON holds NaN or Infinity, which JSON does not allow"
+        return "malformed_json", f"the value is not valid JSON ({err})"
+    return None
+
+
+def _unit(field: str) -> str:
+    leaf = field.rsplit(".", 1)[-1].split("[", 1)[0]
+    return next((unit for suffix, unit in _UNITS if leaf.endswith(suffix)), "")
+
+
+def _explain(err: msgspec.ValidationError) -> tuple[str, str]:
+    """(reason code, detail) for a msgspec validation error, naming the field."""
+    m = _MSGSPEC_ERROR.match(str(err))
+    what, field = m["what"], (m["path"] or "").lstrip(".")
+    where = field or "the value"
+    if what == "Number out of range":
+        return "non_finite", f"{where} is too large to be a finite number"
+    bound = _BOUND.match(what)
+    if bound:
+        return "out_of_range", f"{where} must be {bound['op']} {bound['bound']}{_unit(field)}"
+    if what.startswith("Object missing required field"):
+        missing = what.rsplit("`", 2)[1]
+        return "schema", f"required field {field + '.' if field else ''}{missing} is missing"
+    if what.startswith("Object contains unknown field"):
+        extra = what.rsplit("`", 2)[1]
+        return "schema", f"field {field + '.' if field else ''}{extra} is not part of the contract (unknown fields are refused so typos surface)"
+    if what.startswith("Invalid enum value"):
+        return "schema", f"{where} is not one of the allowed values"
+    return "schema", f"{where}: {what}"
+
+
+class _TopicGate:
+    """The checks for one raw topic: a cached typed decoder and header parse."""
+
+    __slots__ = (
+        "spec", "out_topic", "telemetry", "code", "decoder", "encoder", "purpose", "pseudo",
+        "store", "max_bytes", "lateness_ms", "header_cache", "key_version",
+    )
+
+    def __init__(self, spec: topics.TopicSpec, code: int, gate: Gate) -> None:
+        self.spec = spec
+        self.out_topic = topics.clean_name(spec.name)
+        self.telemetry = spec.kind == "telemetry"
+        self.code = bytes([code])
+        self.decoder = msgspec.json.Decoder(spec.record)
+        self.encoder = gate._encoder
+        self.purpose = gate.purpose
+        self.pseudo = gate._pseudo
+        self.store = gate._store
+        self.max_bytes = gate._max_bytes
+        self.lateness_ms = gate._lateness_ms
+        self.key_version = gate._key_version
+        self.header_cache: dict[tuple, _Headers | tuple[str, str]] = {}
+
+    def dlq_key(self, key: bytes | None) -> bytes | None:
+        if not key:
+            return None
+        if not self.telemetry:
+            return redact_vins(key)
+        vin = normalise_vin(key.decode("ascii", "replace"))
+        return (self.pseudo.vehicle_id(vin) if vin else self.pseudo.opaque(key)).encode()
+
+    def headers(self, headers: Sequence[tuple[str, bytes]]) -> _Headers | tuple[str, str]:
+        try:
+            cache_key = tuple(headers)
+            hit = self.header_cache.get(cache_key)
+        except TypeError:  # unhashable header values: parse without caching
+            return self._parse_headers(headers)
+        if hit is None:
+            hit = self._parse_headers(headers)
+            if len(self.header_cache) >= _HEADER_CACHE_LIMIT:
+                self.header_cache.clear()
+            self.header_cache[cache_key] = hit
+        return hit
+
+    def _parse_headers(self, headers: Sequence[tuple[str, bytes]]) -> _Headers | tuple[str, str]:
+        """Our headers as text, or (reason, detail). Other headers (tracing, ...) are ignored."""
+        seen: dict[str, str] = {}
+        for item in headers:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                return "bad_header", "a header is not a (name, value) pair"
+            name, raw = item
+            if isinstance(name, (bytes, bytearray)):
+                name = bytes(name).decode("utf-8", "replace")
+            if name not in _GATE_HEADERS:
+                continue
+            if name in seen:
+                return "bad_header", f"header {name} is set more than once"
+            if not isinstance(raw, (bytes, bytearray)):
+                return "bad_header", f"header {name} has no value"
+            try:
+                seen[name] = bytes(raw).decode("ascii").strip()
+            except UnicodeDecodeError:
+                return "bad_header", f"header {name} is not ASCII text"
+        required = ("schema_version", "source_protocol", "consent_scope") + (("coord_sys",) if self.telemetry else ())
+        missing = [h for h in required if h not in seen]
+        if missing:
+            return "missing_header", f"header{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing"
+        if seen["schema_version"] not in SCHEMA_VERSIONS:
+            return "unknown_schema_version", f"schema_version {seen['schema_version'][:16]!r} is not supported by {self.spec.name}"
+        protocol = seen["source_protocol"].lower()
+        if not _SOURCE_PROTOCOL.fullmatch(protocol):
+            return "bad_header", "header source_protocol must be a short token such as gbt32960-2025 or oem-json"
+        coord_sys = seen.get("coord_sys", "WGS84").upper()
+        if coord_sys not in COORD_SYSTEMS:
+            return "bad_header", f"header coord_sys must be one of {', '.join(COORD_SYSTEMS)}"
+        scopes = {s.strip().lower() for s in seen["consent_scope"].split(",") if s.strip()}
+        if not scopes or not scopes <= set(CONSENT_SCOPES):
+            return "bad_header", f"header consent_scope must be a comma list of {', '.join(CONSENT_SCOPES)}"
+        if self.purpose not in scopes:
+            return "no_consent", f"consent_scope {','.join(sorted(scopes))} does not cover {self.purpose}"
+        out = (
+            ("schema_version", seen["schema_version"].encode()),
+            ("source_protocol", protocol.encode()),
+            ("consent_scope", ",".join(s for s in CONSENT_SCOPES if s in scopes).encode()),
+            ("key_version", str(self.key_version).encode()),
+        )
+        return _Headers(coord_sys, out)
+
+    def check(self, key, value, headers, partition, offset, now_ms) -> Accepted | Rejected:
+        try:
+            verdict = self._decide(key, value, headers, now_ms)
+        except Exception as err:  # a gate bug must cost one record, never the worker
+            try:
+                dlq_key = self.dlq_key(key)
+            except Exception:
+                dlq_key = None
+            verdict = ("internal_error", f"the gate failed on this record ({type(err).__name__})", dlq_key)
+        if type(verdict) is Accepted:
+            return verdict
+        code, detail, dlq_key = verdict
+        return reject(code, f"{self.spec.name} partition {partition} offset {offset}: {detail}", dlq_key)
+
+    def _decide(self, key, value, headers, now_ms) -> Accepted | tuple[str, str, bytes | None]:
+        """An Accepted, or (reason code, detail, DLQ key)."""
+        if not value:
+            return "empty_value", "the value is empty", self.dlq_key(key)
+        if len(value) > self.max_bytes:
+            return "payload_too_large", f"the value is {len(value)} bytes, over the {self.max_bytes}-byte limit", self.dlq_key(key)
+        parsed = self.headers(headers)
+        if type(parsed) is tuple:
+            return parsed[0], parsed[1], self.dlq_key(key)
+        if not key:
+            return "empty_key", "the Kafka key is empty", None
+        if self.telemetry:
+            vin = normalise_vin(key.decode("ascii", "replace"))
+            if vin is None:
+                return "bad_vin", "the Kafka key is not a 17-character VIN", self.dlq_key(key)
+            out_key = dlq_key = self.pseudo.vehicle_id(vin).encode()
+        else:
+            try:
+                claim_id = key.decode("utf-8")
+            except UnicodeDecodeError:
+                claim_id = ""
+            dlq_key = redact_vins(key)
+            if not 0 < len(claim_id) <= _CLAIM_ID_MAX:
+                return "bad_key", "the Kafka key is not a claim id", dlq_key
+            out_key = key
+        try:
+            record = self.decoder.decode(value)
+        except msgspec.ValidationError as err:
+            # the typed decoder stops at the first bad field; broken JSON further
+            # on is the more useful thing to report
+            broken = _syntax_error(value)
+            return (*(broken or _explain(err)), dlq_key)
+        except (msgspec.DecodeError, UnicodeDecodeError) as err:
+            return (*(_syntax_error(value) or ("malformed_json", f"the value is not valid JSON ({err})")), dlq_key)
+        if record.ts_ms > now_ms + MAX_FUTURE_MS:
+            return "future_ts", f"ts_ms {record.ts_ms} is more than {MAX_FUTURE_MS // 60_000} min in the future", dlq_key
+        if self.telemetry:
+            problem = _inconsistency(record) or _vin_in_event_id(record, vin)
+            state_id = out_key
+        else:
+            if record.claim_id != claim_id:
+                return "key_mismatch", "the Kafka key differs from claim_id", dlq_key
+            problem = _inconsistency(record)
+            if problem is None:
+                record, problem = _pseudonymise_parties(record, self.pseudo)
+            state_id = b""  # claims: one de-duplication scope per topic, no lateness
+        if problem is not None:
+            return (*problem, dlq_key)
+        if parsed.coord_sys == "GCJ02":
+            lat, lon = gcj02_to_wgs84(record.lat, record.lon)
+            record = msgspec.structs.replace(record, lat=lat, lon=lon)
+        problem = self.seen(state_id, record.event_id, record.ts_ms)
+        if problem is not None:
+            return (*problem, dlq_key)
+        return Accepted(
+            self.out_topic,
+            out_key,
+            self.encoder.encode(record),
+            [*parsed.out, ("ingest_ts_ms", str(now_ms).encode())],
+            record,
+        )
+
+    def seen(self, state_id: bytes, event_id: str, ts_ms: int) -> tuple[str, str] | None:
+        """Duplicate/late check, then record the event. Keys: ``w`` + topic code +
+        id -> newest ts_ms; ``e`` + topic code + len(id) + id + event id -> ts_ms."""
+        store = self.store
+        event_key = b"e" + self.code + bytes([len(state_id)]) + state_id + event_id.encode("utf-8", "surrogatepass")
+        if event_key in store:
+            return "duplicate", f"event_id {event_id!r} was already accepted"
+        water_key = b"w" + self.code + state_id
+        packed = store.get(water_key)
+        newest = _TS.unpack(packed)[0] if packed is not None else None
+        if self.telemetry and newest is not None and ts_ms < newest - self.lateness_ms:
+            return "late", f"ts_ms {ts_ms} is {newest - ts_ms} ms behind the vehicle's newest event (limit {self.lateness_ms} ms)"
+        store[event_key] = _TS.pack(ts_ms)
+        if newest is None or ts_ms > newest:
+            store[water_key] = _TS.pack(ts_ms)
+        return None
+
+
+_TS = struct.Struct(">q")
+
+
+def _inconsistency(record: msgspec.Struct) -> tuple[str, str] | None:
+    if isinstance(record, rec.StateV1):
+        if record.cell_voltage_min_v > record.cell_voltage_max_v:
+            return "inconsistent", "cell_voltage_min_v is above cell_voltage_max_v"
+        if record.cell_temp_min_c > record.cell_temp_max_c:
+            return "inconsistent", "cell_temp_min_c is above cell_temp_max_c"
+    elif isinstance(record, rec.FnolV1) and record.loss_ts_ms > record.ts_ms + MAX_FUTURE_MS:
+        return "inconsistent", "loss_ts_ms (the accident) is after ts_ms (the report)"
+    return None
+
+
+def _vin_in_event_id(record: msgspec.Struct, vin: str) -> tuple[str, str] | None:
+    if vin in record.event_id.upper():
+        return "vin_in_value", "event_id contains the vehicle's VIN, which would leave the gate in clear"
+    return None
+
+
+def _pseudonymise_parties(claim: rec.FnolV1, pseudo: Pseudonymiser) -> tuple[rec.FnolV1, tuple[str, str] | None]:
+    """Replace each party's VIN by its pseudonym; refuse claims that carry a
+    party VIN anywhere else (free text), since it would pass the gate in clear."""
+    vins: list[str] = []
+    parties = []
+    for i, party in enumerate(claim.parties):
+        if party.vehicle_id is None:
+            parties.append(party)
+            continue
+        vin = normalise_vin(party.vehicle_id)
+        if vin is None:
+            return claim, ("bad_vin", f"parties[{i}].vehicle_id is not a 17-character VIN")
+        vins.append(vin)
+        parties.append(msgspec.structs.replace(party, vehicle_id=pseudo.vehicle_id(vin)))
+    if not vins:
+        return claim, None
+    texts = [(name, getattr(claim, name)) for name in ("event_id", "claim_id", "policy_id", "garage", "tow_company",
+                                                       "lawyer", "clinic", "description")]
+    for i, party in enumerate(claim.parties):
+        texts += [(f"parties[{i}].{name}", getattr(party, name)) for name in ("name", "phone", "address", "bank_account", "plate")]
+    for name, text in texts:
+        if text and any(vin in text.upper() for vin in vins):
+            return claim, ("vin_in_value", f"{name} contains a party's VIN, which would leave the gate in clear")
+    return msgspec.structs.replace(claim, parties=parties), None
+
+
+class Gate:
+    """Validates, pseudonymises and de-duplicates raw topic messages.
+
+    ``dedupe_store`` holds per-vehicle watermarks and recent event ids; pass a
+    persistent mapping (rocksdict) so restarts keep them. Entries older than the
+    lateness horizon are swept as event time advances, so it holds at most about
+    two lateness horizons of event ids.
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        purpose: str = "pricing",
+        dedupe_store: MutableMapping[bytes, bytes] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if purpose not in CONSENT_SCOPES:
+            raise ValueError(f"purpose {purpose!r} is not one of {', '.join(CONSENT_SCOPES)}")
+        self.purpose = purpose
+        self._clock = clock
+        self._store: MutableMapping[bytes, bytes] = {} if dedupe_store is None else dedupe_store
+        self._key_version = settings.pseudonym_key_version
+        self._pseudo = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode(), settings.pseudonym_key_version)
+        self._max_bytes = settings.max_payload_bytes
+        self._lateness_ms = settings.lateness_ms
+        self._sweep_every_ms = max(settings.lateness_ms, _MIN_SWEEP_INTERVAL_MS)
+        self._next_sweep_ms: int | None = None
+        self._encoder = msgspec.json.Encoder()
+        self._topics = {spec.name: _TopicGate(spec, code, self) for code, spec in enumerate(topics.RAW)}
+        self._by_code = {gate.code: gate for gate in self._topics.values()}
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self._max_bytes
+
+    def check(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]],
+        partition: int, offset: int,
+    ) -> Accepted | Rejected:
+        """Decide one message. Never raises on any input."""
+        return self.check_batch(topic, ((key, value, headers, partition, offset),))[0]
+
+    def check_batch(
+        self, topic: str, msgs: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]], int, int]],
+    ) -> list[Accepted | Rejected]:
+        """Decide a batch of (key, value, headers, partition, offset) from one topic, in order."""
+        gate = self._topics.get(topic)
+        if gate is None:
+            known = ", ".join(t.name for t in topics.RAW)
+            return [
+                reject("unknown_topic", f"{topic} is not a raw topic (expected one of {known})",
+                       self._pseudo.opaque(key).encode() if key else None)
+                for key, _, _, _, _ in msgs
+            ]
+        now_ms = int(self._clock() * 1000)
+        out = [gate.check(key, value, headers, partition, offset, now_ms) for key, value, headers, partition, offset in msgs]
+        newest = max((a.record.ts_ms for a in out if type(a) is Accepted), default=None)
+        if newest is not None:
+            if self._next_sweep_ms is None:
+                self._next_sweep_ms = newest + self._sweep_every_ms
+            elif newest >= self._next_sweep_ms:
+                self.sweep()
+                self._next_sweep_ms = newest + self._sweep_every_ms
+        return out
+
+    def sweep(self) -> int:
+        """Forget event ids older than their vehicle's newest event minus the
+        lateness (those would be refused as late anyway). Returns how many."""
+        store = self._store
+        expired = []
+        for k in list(store.keys()):
+            if k[:1] != b"e":
+                continue
+            gate = self._by_code.get(k[1:2])
+            n = k[2]
+            packed = store.get(b"w" + k[1:2] + k[3:3 + n])
+            if gate is None or packed is None:
+                continue
+            if _TS.unpack(store[k])[0] < _TS.unpack(packed)[0] - self._lateness_ms:
+                expired.append(k)
+        for k in expired:
+            del store[k]
+        return len(expired)
+
+
+def dlq_message(
+    rejected: Rejected,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]],
+    *,
+    max_value_bytes: int = WorkerSettings.model_fields["max_payload_bytes"].default,
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of the ``voltrisk.dlq.v1`` record for a refusal.
+
+    The value is the original bytes, cut to ``max_value_bytes``, with anything
+    VIN-shaped masked; the key is the gate's pseudonymised key (or, for a
+    ``Rejected`` made elsewhere, the source key with VINs masked). The producer's
+    own headers follow as ``source_header.<name>``, masked and cut to 256 bytes.
+    """
+    original = value or b""
+    out_key = rejected.key if rejected.key is not None else (redact_vins(key) if key else None)
+    # mask a little past the cut so a VIN straddling it is caught before cutting
+    out_value = redact_vins(original[: max_value_bytes + 17])[:max_value_bytes]
+    out_headers = [
+        ("source_topic", topic.encode("utf-8", "replace")),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+        ("error_class", rejected.error_class.encode()),
+        ("reason", rejected.reason.encode()),
+        ("message", redact_vins(rejected.message.encode("utf-8", "replace"))),
+        ("source_value_bytes", str(len(original)).encode()),
+    ]
+    for item in list(headers)[:_DLQ_SOURCE_HEADERS_MAX]:
+        try:
+            name, raw = item
+            out_headers.append((f"source_header.{name}"[:128], redact_vins(bytes(raw or b"")[:_DLQ_SOURCE_HEADER_BYTES])))
+        except (TypeError, ValueError):
+            continue
+    return out_key, out_value, out_headers

@@ -1,0 +1,104 @@
+"""Reference safety score: a transparent, published-formula-style score beside the
+pricing model (formula, coefficients and their reasons in ``docs/scoring.md``).
+
+    PCF   = BASE_PCF * prod_i exp(beta_i * x_i)        predicted collisions per vehicle-year
+    score = clip(100 - 40 * ln(PCF / BASE_PCF), 0, 100)
+
+``x_i`` are 30-day window features clipped to ``[0, cap_i]`` (cell risk enters as
+``index - 1``, clipped to ``[-0.5, 2]``); a missing value counts as the baseline
+(``x_i = 0``). The score is 100 for a driver with every factor at baseline and loses
+40 points each time the predicted frequency is multiplied by e (2.72).
+
+Pricing plugs its model in through ``Scorer``: anything with ``feature_names`` and a
+vectorised ``score(X)`` (X: rows × features, in that order) returning one value
+per row. The streaming agent calls it on a few thousand rows at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    feature_names: list[str]
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """One score per row of ``X`` (rows × ``feature_names``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Factor:
+    feature: str
+    beta: float  # log-frequency per unit of the (clipped) feature
+    cap: float  # clip at this value: beyond it the data say little and one factor must not dominate
+    offset: float = 0.0  # baseline value subtracted before clipping
+    floor: float = 0.0
+
+
+BASE_PCF = 0.05  # collisions per vehicle-year with every factor at baseline (illustrative, see docs)
+POINTS_PER_E = 40.0
+
+FACTORS = (
+    Factor("hard_brake_per_100km_by_vehicle_30d", 0.15, 10.0),
+    Factor("harsh_accel_per_100km_by_vehicle_30d", 0.05, 10.0),
+    Factor("harsh_turn_per_100km_by_vehicle_30d", 0.10, 10.0),
+    Factor("unsafe_following_share_by_vehicle_30d", 3.0, 0.5),
+    Factor("fcw_per_1000km_by_vehicle_30d", 0.02, 50.0),
+    Factor("night_share_by_vehicle_30d", 1.5, 0.5),
+    Factor("speeding_share_by_vehicle_30d", 2.0, 0.5),
+    Factor("unbuckled_share_by_vehicle_30d", 1.0, 1.0),
+    Factor("cell_risk_exposure_weighted_by_vehicle_30d", 0.5, 2.0, offset=1.0, floor=-0.5),
+)
+
+
+class ReferenceScorer:
+    """Safety score 0-100 (higher is safer) from the 30-day window features.
+
+    >>> s = ReferenceScorer()
+    >>> X = np.zeros((2, len(s.feature_names)))
+    >>> X[:, -1] = 1.0                  # average cell risk
+    >>> X[1, 0] = 2.0                   # 2 hard brakes per 100 km
+    >>> np.round(s.score(X), 2).tolist()
+    [100.0, 88.0]
+    """
+
+    def __init__(self, factors: tuple[Factor, ...] = FACTORS, base_pcf: float = BASE_PCF) -> None:
+        self.factors = factors
+        self.base_pcf = base_pcf
+        self.feature_names = [f.feature for f in factors]
+        self._beta = np.array([f.beta for f in factors])
+        self._offset = np.array([f.offset for f in factors])
+        self._floor = np.array([f.floor for f in factors])
+        self._cap = np.array([f.cap for f in factors])
+
+    def _x(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ValueError(f"ReferenceScorer.score: X has shape {X.shape}; expected (rows, {len(self.feature_names)}) "
+                             f"with columns {self.feature_names}")
+        return np.clip(np.nan_to_num(X - self._offset, nan=0.0), self._floor, self._cap)
+
+    def log_relative_pcf(self, X: np.ndarray) -> np.ndarray:
+        """Per row and factor: ``beta_i * x_i`` (the factor's share of ln(PCF / BASE_PCF)); reason codes."""
+        return self._x(X) * self._beta
+
+    def pcf(self, X: np.ndarray) -> np.ndarray:
+        """Predicted collision frequency per vehicle-year."""
+        return self.base_pcf * np.exp(self.log_relative_pcf(X).sum(axis=1))
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        return np.clip(100.0 - POINTS_PER_E * self.log_relative_pcf(X).sum(axis=1), 0.0, 100.0)
+
+
+def matrix(features: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """Rows × ``names`` matrix from column arrays (e.g. ``vehicle_features_from_daily`` output)."""
+    missing = [n for n in names if n not in features]
+    if missing:
+        raise KeyError(f"feature columns {missing} are missing; have {sorted(features)}")
+    return np.column_stack([np.asarray(features[n], np.float64) for n in names])

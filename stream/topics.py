@@ -1,0 +1,60 @@
+"""Every Kafka topic of the platform, in one table: name, record type, key,
+partition class. Topics are created explicitly from this table
+(``voltrisk topics create``), never auto-created."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from stream import records as r
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    record: type | None
+    key: str
+    kind: Literal["telemetry", "other"]
+    doc: str
+    retention_ms: int | None = None
+
+
+# Raw topics: written by carmakers and the claims system.
+STATE = TopicSpec("ev.state.v1", r.StateV1, "raw VIN", "telemetry", "Vehicle state (GB/T 32960 shaped)")
+DYNAMICS = TopicSpec("ev.dynamics.v1", r.DynamicsV1, "raw VIN", "telemetry", "Driving dynamics, 1-10 Hz")
+ALARM = TopicSpec("ev.alarm.v1", r.AlarmV1, "raw VIN", "telemetry", "Battery and vehicle alarms")
+CRASH = TopicSpec("ev.crash.v1", r.CrashV1, "raw VIN", "telemetry", "Crash pulses")
+FNOL = TopicSpec("claims.fnol.v1", r.FnolV1, "claim id", "other", "First notice of loss")
+DECISIONS = TopicSpec("fraud.decisions.v1", r.DecisionV1, "alert id", "other", "Investigator decisions")
+
+RAW = (STATE, DYNAMICS, ALARM, CRASH, FNOL)
+
+
+def clean_name(raw: str) -> str:
+    """The gate's output topic for a raw topic: same record type, pseudonymous key."""
+    return f"clean.{raw}"
+
+
+CLEAN = tuple(
+    TopicSpec(clean_name(t.name), t.record, "pseudonymous vehicle id" if t.kind == "telemetry" else "claim id", t.kind,
+              f"{t.doc}, validated and pseudonymised")
+    for t in RAW
+)
+
+DLQ = TopicSpec("voltrisk.dlq.v1", None, "source key (pseudonymised where a VIN)", "other",
+                "Refused records with headers naming source topic, partition, offset, error class and reason")
+DERIVED = (
+    TopicSpec("trips.v1", None, "pseudonymous vehicle id", "telemetry", "Closed trips with their features"),
+    TopicSpec("features.vehicle.v1", None, "pseudonymous vehicle id", "telemetry", "Rolling per-vehicle features"),
+    TopicSpec("features.cell.v1", None, "H3 cell", "telemetry", "Per-H3-cell aggregates"),
+    TopicSpec("scores.ubi.v1", None, "pseudonymous vehicle id", "telemetry", "Usage-based pricing scores"),
+    TopicSpec("fraud.alerts.v1", None, "alert id", "other", "Fraud ring alerts with evidence"),
+)
+
+ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED
+BY_NAME = {t.name: t for t in ALL}
+
+
+def partitions_for(spec: TopicSpec, telemetry_partitions: int, other_partitions: int) -> int:
+    return telemetry_partitions if spec.kind == "telemetry" else other_partitions

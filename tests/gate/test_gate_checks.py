@@ -1,0 +1,254 @@
+"""The ingest gate, pure: every bad input gets exactly one reason, good records
+of every topic pass, VINs never leave the gate, ordering state is bounded."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from pydantic import SecretStr
+
+from contracts.examples import EXAMPLE_TS_MS, EXAMPLE_VIN, RAW_EXAMPLES
+from gate_corpus import CASES, DYN, FNOL, LATENESS_MS, header_list, value_dict, vin_for
+from stream import records
+from stream.gate import REASONS, Accepted, Gate, Rejected, dlq_message
+from stream.geo import haversine_m, wgs84_to_gcj02
+from voltrisk.settings import WorkerSettings
+
+CLOCK_S = (EXAMPLE_TS_MS + 2 * 3_600_000) / 1000
+
+
+def make_gate(**settings) -> Gate:
+    return Gate(WorkerSettings(**settings), clock=lambda: CLOCK_S)
+
+
+def run(gate: Gate, topic: str, msgs) -> list:
+    return gate.check_batch(topic, [(m.key, m.value, m.headers, 0, i) for i, m in enumerate(msgs)])
+
+
+def example_msg(topic: str):
+    ex = RAW_EXAMPLES[topic]
+    return ex.key.encode(), msgspec.json.encode(ex.record), [(k, v.encode()) for k, v in ex.headers.items()]
+
+
+def test_corpus_has_at_least_30_kinds_and_every_reason_is_documented():
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert {c.reason for c in CASES} <= set(REASONS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_exactly_one_rejection_with_its_reason(case):
+    verdicts = run(make_gate(), case.topic, case.messages)
+    rejected = [v for v in verdicts if isinstance(v, Rejected)]
+    assert [r.reason for r in rejected] == [case.reason], [r.message for r in rejected]
+    assert isinstance(verdicts[-1], Rejected)
+    assert rejected[0].error_class == REASONS[case.reason].error_class
+    # the message names the input and says what to do
+    if case.reason != "unknown_topic":
+        assert rejected[0].message.startswith(f"{case.topic} partition 0 offset {len(case.messages) - 1}: ")
+    assert REASONS[case.reason].fix in rejected[0].message
+
+
+def test_whole_corpus_through_one_gate_rejects_each_case_once():
+    """As the worker sees it: all cases interleaved through one gate and store."""
+    gate = make_gate()
+    reasons = []
+    for case in CASES:
+        reasons += [v.reason for v in run(gate, case.topic, case.messages) if isinstance(v, Rejected)]
+    assert reasons == [c.reason for c in CASES]
+
+
+@pytest.mark.parametrize("topic", list(RAW_EXAMPLES))
+def test_good_record_of_every_topic_is_accepted_unchanged_but_for_the_key(topic):
+    key, value, headers = example_msg(topic)
+    verdict = make_gate().check(topic, key, value, headers, 0, 0)
+    assert isinstance(verdict, Accepted), getattr(verdict, "message", "")
+    assert verdict.topic == f"clean.{topic}"
+    assert dict(verdict.headers) == {
+        "schema_version": b"1",
+        "source_protocol": RAW_EXAMPLES[topic].headers["source_protocol"].encode(),
+        "consent_scope": b"pricing,fraud",
+        "key_version": b"1",
+        "ingest_ts_ms": str(int(CLOCK_S * 1000)).encode(),
+    }
+    decoded = msgspec.json.decode(verdict.value, type=type(RAW_EXAMPLES[topic].record))
+    assert decoded == verdict.record
+    if topic == FNOL:
+        assert verdict.key == key
+        assert [p.vehicle_id[:3] for p in decoded.parties] == ["v1-", "v1-"]
+        assert msgspec.structs.replace(decoded, parties=RAW_EXAMPLES[topic].record.parties) == RAW_EXAMPLES[topic].record
+    else:
+        assert verdict.key.startswith(b"v1-") and len(verdict.key) == 35
+        assert decoded == RAW_EXAMPLES[topic].record
+
+
+def test_vin_is_normalised_before_pseudonymising():
+    gate = make_gate()
+    _, value, headers = example_msg(DYN)
+    first = gate.check(DYN, f"  {EXAMPLE_VIN.lower()} ".encode(), value, headers, 0, 0)
+    other = value_dict(DYN, "dy-000002")
+    second = gate.check(DYN, EXAMPLE_VIN.encode(), msgspec.json.encode(other), headers, 0, 1)
+    assert isinstance(first, Accepted) and isinstance(second, Accepted)
+    assert first.key == second.key
+
+
+def test_pseudonym_is_stable_keyed_and_versioned():
+    _, value, headers = example_msg(DYN)
+
+    def key_for(**settings) -> bytes:
+        return make_gate(**settings).check(DYN, EXAMPLE_VIN.encode(), value, headers, 0, 0).key
+
+    base = key_for(pseudonym_key=SecretStr("key-a"))
+    assert base == key_for(pseudonym_key=SecretStr("key-a"))
+    assert base != key_for(pseudonym_key=SecretStr("key-b"))
+    rotated = key_for(pseudonym_key=SecretStr("key-b"), pseudonym_key_version=2)
+    assert base.startswith(b"v1-") and rotated.startswith(b"v2-")
+    assert len({key_for(pseudonym_key=SecretStr("key-a"))} | {base}) == 1
+
+
+def _all_bytes(key, value, headers) -> bytes:
+    return b"\n".join([key or b"", value or b"", *(n.encode() + b"=" + v for n, v in headers)])
+
+
+def test_no_raw_vin_in_any_accepted_or_dead_letter_output():
+    gate = make_gate()
+    vins = {EXAMPLE_VIN, "LDMTEST0000000002", *(vin_for(i) for i in range(len(CASES)))}
+    outputs = []
+    for topic in RAW_EXAMPLES:
+        key, value, headers = example_msg(topic)
+        verdict = gate.check(topic, key, value, headers, 0, 0)
+        outputs.append(_all_bytes(verdict.key, verdict.value, verdict.headers))
+    for case in CASES:
+        for offset, (msg, verdict) in enumerate(zip(case.messages, run(gate, case.topic, case.messages))):
+            if isinstance(verdict, Accepted):
+                outputs.append(_all_bytes(verdict.key, verdict.value, verdict.headers))
+            else:
+                outputs.append(_all_bytes(*dlq_message(verdict, case.topic, 0, offset, msg.key, msg.value, msg.headers)))
+    blob = b"\n".join(outputs).upper()
+    leaked = sorted(v for v in vins if v.encode() in blob)
+    assert leaked == []
+
+
+def test_dead_letter_message_names_source_and_keeps_the_bytes():
+    gate = make_gate()
+    key, _, headers = example_msg(DYN)
+    value = msgspec.json.encode(value_dict(DYN, "dlq-1", speed_kmh=425.0))
+    verdict = gate.check(DYN, key, value, headers, 7, 1234)
+    dkey, dvalue, dheaders = dlq_message(verdict, DYN, 7, 1234, key, value, headers)
+    h = dict(dheaders)
+    assert dvalue == value
+    assert dkey == gate.check(DYN, key, msgspec.json.encode(value_dict(DYN, "dlq-2")), headers, 7, 1235).key
+    assert h["source_topic"] == DYN.encode() and h["source_partition"] == b"7" and h["source_offset"] == b"1234"
+    assert h["reason"] == b"out_of_range" and h["error_class"] == b"validation"
+    assert h["message"].startswith(b"ev.dynamics.v1 partition 7 offset 1234: speed_kmh must be <= 250.0 km/h")
+    assert h["source_header.coord_sys"] == b"WGS84"
+
+
+def test_dead_letter_value_of_an_oversize_payload_is_cut_to_the_limit():
+    big = next(c for c in CASES if c.id == "payload_10mb").messages[-1]
+    verdict = make_gate().check(DYN, big.key, big.value, big.headers, 0, 0)
+    _, dvalue, dheaders = dlq_message(verdict, DYN, 0, 0, big.key, big.value, big.headers, max_value_bytes=65_536)
+    assert len(dvalue) == 65_536 and big.value.startswith(dvalue)
+    assert dict(dheaders)["source_value_bytes"] == str(len(big.value)).encode()
+
+
+def test_gcj02_positions_are_converted_to_wgs84_within_half_a_metre():
+    gate = make_gate()
+    wgs = (31.2304, 121.4737)
+    gcj = wgs84_to_gcj02(*wgs)
+    assert haversine_m(*gcj, *wgs) > 400  # the offset is real in Shanghai
+    value = msgspec.json.encode(value_dict(DYN, "gcj-1", lat=gcj[0], lon=gcj[1]))
+    verdict = gate.check(DYN, EXAMPLE_VIN.encode(), value, header_list(DYN, coord_sys="GCJ02"), 0, 0)
+    assert isinstance(verdict, Accepted)
+    assert haversine_m(verdict.record.lat, verdict.record.lon, *wgs) < 0.5
+    out = msgspec.json.decode(verdict.value)
+    assert (out["lat"], out["lon"]) == (verdict.record.lat, verdict.record.lon)
+
+
+def test_claims_in_gcj02_are_converted_too():
+    wgs = (31.2304, 121.4737)
+    gcj = wgs84_to_gcj02(*wgs)
+    value = msgspec.json.encode(value_dict(FNOL, "CLM-gcj", lat=gcj[0], lon=gcj[1]))
+    verdict = make_gate().check(FNOL, b"CLM-gcj", value, header_list(FNOL, coord_sys="GCJ02"), 0, 0)
+    assert isinstance(verdict.record, records.FnolV1)
+    assert haversine_m(verdict.record.lat, verdict.record.lon, *wgs) < 0.5
+
+
+def test_out_of_order_within_lateness_is_accepted_and_later_is_late():
+    gate = make_gate()
+    key, _, headers = example_msg(DYN)
+    newest = EXAMPLE_TS_MS
+
+    def send(event_id: str, ts_ms: int):
+        value = msgspec.json.encode(value_dict(DYN, event_id, ts_ms=ts_ms))
+        return gate.check(DYN, key, value, headers, 0, 0)
+
+    assert isinstance(send("a", newest), Accepted)
+    assert isinstance(send("b", newest - LATENESS_MS), Accepted)  # exactly at the limit
+    assert send("c", newest - LATENESS_MS - 1).reason == "late"
+    assert isinstance(send("d", newest - 1000), Accepted)
+    # another vehicle has its own watermark
+    other = msgspec.json.encode(value_dict(DYN, "e", ts_ms=newest - LATENESS_MS - 1))
+    assert isinstance(gate.check(DYN, vin_for(999).encode(), other, headers, 0, 0), Accepted)
+
+
+def test_event_ids_are_scoped_per_vehicle_and_topic():
+    gate = make_gate()
+    headers = header_list(DYN)
+    value = msgspec.json.encode(value_dict(DYN, "seq-1"))
+    assert isinstance(gate.check(DYN, vin_for(1).encode(), value, headers, 0, 0), Accepted)
+    assert isinstance(gate.check(DYN, vin_for(2).encode(), value, headers, 0, 1), Accepted)
+    alarm = msgspec.json.encode(value_dict("ev.alarm.v1", "seq-1"))
+    assert isinstance(gate.check("ev.alarm.v1", vin_for(1).encode(), alarm, header_list("ev.alarm.v1"), 0, 2), Accepted)
+    assert gate.check(DYN, vin_for(1).encode(), value, headers, 0, 3).reason == "duplicate"
+
+
+def test_rejected_records_do_not_move_the_watermark():
+    gate = make_gate()
+    headers = header_list(DYN)
+    bad = msgspec.json.encode(value_dict(DYN, "bad", ts_ms=EXAMPLE_TS_MS + 3_600_000, speed_kmh=999.0))
+    assert gate.check(DYN, EXAMPLE_VIN.encode(), bad, headers, 0, 0).reason == "out_of_range"
+    old = msgspec.json.encode(value_dict(DYN, "old", ts_ms=EXAMPLE_TS_MS - 3_600_000))
+    assert isinstance(gate.check(DYN, EXAMPLE_VIN.encode(), old, headers, 0, 1), Accepted)
+
+
+def test_store_keeps_only_event_ids_within_the_lateness_horizon():
+    store: dict[bytes, bytes] = {}
+    gate = Gate(WorkerSettings(lateness_ms=60_000), dedupe_store=store, clock=lambda: 4_000_000_000.0)
+    headers = header_list(DYN)
+    vehicles = [vin_for(i).encode() for i in range(5)]
+    # 5 vehicles at 10 Hz for 10 minutes of event time, in 1-second batches
+    for second in range(600):
+        ts = EXAMPLE_TS_MS + second * 1000
+        for key in vehicles:
+            batch = [(key, msgspec.json.encode(value_dict(DYN, f"{second}-{n}", ts_ms=ts + n * 100)), headers, 0, 0)
+                     for n in range(10)]
+            assert all(isinstance(v, Accepted) for v in gate.check_batch(DYN, batch))
+    event_keys = sum(1 for k in store if k[:1] == b"e")
+    # at most two horizons (60 s swept every 60 s) of 10 Hz x 5 vehicles, plus one batch each
+    assert event_keys <= 2 * 60 * 10 * 5 + 50
+    assert event_keys >= 60 * 10 * 5
+    assert sum(1 for k in store if k[:1] == b"w") == 5
+
+
+def test_gate_refuses_an_unknown_purpose():
+    with pytest.raises(ValueError, match="purpose 'marketing'"):
+        Gate(WorkerSettings(), purpose="marketing")
+
+
+def test_consent_is_checked_against_the_gate_purpose():
+    key, value, _ = example_msg(DYN)
+    headers = header_list(DYN, consent_scope="fraud,research")
+    assert make_gate().check(DYN, key, value, headers, 0, 0).reason == "no_consent"
+    research = Gate(WorkerSettings(), purpose="research", clock=lambda: CLOCK_S)
+    assert isinstance(research.check(DYN, key, value, headers, 0, 0), Accepted)
+
+
+def test_unknown_headers_are_ignored_and_header_values_are_normalised():
+    key, value, _ = example_msg(DYN)
+    headers = [*header_list(DYN, coord_sys="wgs84", consent_scope=" Pricing , fraud", source_protocol="OEM-JSON"),
+               ("traceparent", b"00-abc-01")]
+    verdict = make_gate().check(DYN, key, value, headers, 0, 0)
+    assert isinstance(verdict, Accepted)
+    assert dict(verdict.headers)["consent_scope"] == b"pricing,fraud"
+    assert dict(verdict.headers)["source_protocol"] == b"oem-json"

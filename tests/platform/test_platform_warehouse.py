@@ -1,0 +1,67 @@
+"""Warehouse: migrations, the read-only HTTP endpoint, the locked-directory error."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from voltrisk.errors import UserError
+from voltrisk.settings import WarehouseSettings
+from warehouse.client import http_client, writer_client
+from warehouse.migrate import discover, drift, migrate
+
+
+def test_migrations_apply_once_and_are_recorded(tmp_path):
+    s = WarehouseSettings(clickhouse_dsn=f"chdb://{tmp_path / 'wh'}")
+    client = writer_client(s)
+    try:
+        first = migrate(client, s)
+        assert [m.version for m in first] == [m.version for m in discover()]
+        assert migrate(client, s) == []
+        recorded = client.query("SELECT version FROM schema_migrations FINAL ORDER BY version").result_rows
+        assert [r[0] for r in recorded] == [m.version for m in discover()]
+        tables = {r[0] for r in client.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows}
+        assert {"telemetry_dynamics", "telemetry_state", "claims_fnol", "dlq", "vehicle_activity"} <= tables
+        ttl = client.query("SHOW CREATE TABLE telemetry_dynamics").result_rows[0][0]
+        assert f"`lat` Float64 TTL toDateTime(ts) + toIntervalDay({s.raw_position_ttl_days})" in ttl
+        assert drift(client) == []
+    finally:
+        client.close()
+
+
+def test_locked_warehouse_directory_is_one_clear_sentence(tmp_path):
+    path = tmp_path / "wh"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import clickhouse_connect,time; c=clickhouse_connect.get_client(dsn='chdb://{path}'); print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(UserError, match=f"the warehouse directory {path} is in use by another process"):
+            writer_client(WarehouseSettings(clickhouse_dsn=f"chdb://{path}"))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.integration
+def test_read_only_endpoint_serves_reads_and_refuses_writes(warehouse_proc):
+    c = http_client(warehouse_proc.url)
+    assert c.query("SELECT count() FROM telemetry_dynamics").result_rows == [(0,)]
+    assert c.query("SELECT {x:UInt32} * 2", parameters={"x": 21}).result_rows == [(42,)]
+    hostile = "x' OR 1=1 --"
+    assert c.query("SELECT count() FROM telemetry_dynamics WHERE vehicle_id = {v:String}", parameters={"v": hostile}).result_rows == [(0,)]
+    for sql, expected in [
+        ("INSERT INTO dlq (reason) VALUES ('x')", "read-only (INSERT refused)"),
+        ("DROP TABLE dlq", "read-only (DROP refused)"),
+        ("ALTER TABLE dlq DELETE WHERE 1", "read-only (ALTER refused)"),
+        ("SELECT * FROM file('/etc/hostname', 'LineAsString')", "table function file() is not available"),
+        ("SELECT 1; DROP TABLE dlq", "one statement per request"),
+        ("SELECT 1 SETTINGS readonly = 0", "readonly"),
+    ]:
+        with pytest.raises(Exception, match=re.escape(expected)):
+            c.command(sql) if not sql.startswith("SELECT") else c.query(sql)
+    assert c.query("SELECT count() FROM system.tables WHERE name = 'dlq'").result_rows == [(1,)]

@@ -1,0 +1,84 @@
+"""Rating engine: caps, reason codes that add up, batch quotes, and the engine on the registry."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pricing.rating import LiveRatingEngine, RatingEngine, reason_codes
+from pricing.registry import Registry, data_fingerprint
+from pricing.scorers import Homogeneous, PoissonGLM
+from pricing.telematics import FEATURES, TelematicsMultiplier
+from pricing.testing import synthetic_book
+
+
+@pytest.fixture(scope="module")
+def book():
+    return synthetic_book(4000, seed=31)
+
+
+@pytest.fixture(scope="module")
+def telematics(book):
+    return TelematicsMultiplier(seed=0).fit(book, book["crash_count"], book["exposure_years"])
+
+
+@pytest.fixture(scope="module")
+def engine(book, telematics):
+    base = book.assign(DrivAge=np.random.default_rng(1).integers(18, 90, len(book)).astype(float))
+    frequency = PoissonGLM(["DrivAge"]).fit(base, base["crash_count"], base["exposure_years"])
+    severity = Homogeneous().fit(base, np.full(len(base), 2500.0))
+    return RatingEngine(frequency, telematics, severity), base
+
+
+def test_multiplier_is_capped_and_extremes_hit_the_caps(engine):
+    rating, base = engine
+    extreme = pd.concat([base.head(3), base.head(3)], ignore_index=True)
+    for col in FEATURES:
+        extreme.loc[:2, col] = 0.0
+    extreme.loc[3:, "hard_brake_per_100km_by_vehicle_30d"] = 30.0
+    extreme.loc[3:, "speeding_share_by_vehicle_30d"] = 0.9
+    extreme.loc[3:, "night_share_by_vehicle_30d"] = 0.9
+    quotes = rating.quote(pd.concat([base, extreme], ignore_index=True))
+    assert quotes["telematics_multiplier"].between(0.6, 1.5).all()
+    assert quotes["telematics_multiplier"].iloc[-3:].tolist() == [1.5, 1.5, 1.5]
+    np.testing.assert_allclose(quotes["premium"], quotes["base_premium"] * quotes["telematics_multiplier"])
+    # severity 2,500 per claim × a frequency near the book's mean
+    assert 0.05 * 2500 < quotes["base_premium"].median() < 0.5 * 2500
+
+
+def test_reason_codes_sum_to_the_margin_and_read_plainly(engine, telematics):
+    rating, base = engine
+    rows = base.head(500)
+    contributions = telematics.explain(rows)
+    np.testing.assert_allclose(contributions.sum(axis=1), telematics.predict_margin(rows), rtol=1e-5, atol=1e-5)
+    quotes = rating.quote(rows)
+    assert quotes["reason_codes"].map(len).max() == 5
+    risky = rows["hard_brake_per_100km_by_vehicle_30d"].idxmax()
+    codes = quotes.loc[risky, "reason_codes"]
+    braking = [c for c in codes if c.startswith("hard braking")]
+    assert braking and "per 100 km, fleet median" in braking[0] and braking[0].endswith(" %") and ": +" in braking[0]
+    # the stated percentage is exp(contribution) − 1 of that feature
+    effect = np.expm1(contributions.loc[risky, "hard_brake_per_100km_by_vehicle_30d"])
+    assert braking[0].endswith(f"+{100 * effect:.0f} %")
+
+
+def test_reason_codes_skip_missing_values(telematics, book):
+    rows = book.head(20).copy()
+    rows["hard_brake_per_100km_by_vehicle_30d"] = np.nan
+    assert not any(c.startswith("hard braking") for codes in reason_codes(telematics, rows) for c in codes)
+
+
+def test_live_engine_follows_promotions(tmp_path, engine, telematics, book):
+    rating, base = engine
+    registry = Registry(tmp_path)
+    fingerprint = data_fingerprint(book)
+    registry.register("freq", rating.frequency, fingerprint, {})
+    registry.register("ubi", telematics, fingerprint, {})
+    flat = TelematicsMultiplier(seed=0, bounds=(1.0, 1.0)).fit(book, book["crash_count"], book["exposure_years"])
+    registry.register("ubi", flat, fingerprint, {})
+    registry.promote("freq", 1)
+    registry.promote("ubi", 1)
+    live = LiveRatingEngine(registry, "freq", "ubi", frequency_features=("DrivAge",), check_interval_s=0.0)
+    assert live.engine().quote(base.head(200))["telematics_multiplier"].std() > 0.05
+    registry.promote("ubi", 2)
+    assert live.engine().quote(base.head(200))["telematics_multiplier"].eq(1.0).all()
+    assert live.versions == {"freq": 1, "ubi": 2}

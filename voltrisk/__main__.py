@@ -1,0 +1,3 @@
+from voltrisk.cli import main
+
+main()

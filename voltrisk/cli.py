@@ -1,0 +1,260 @@
+"""``voltrisk``: one command line, verbs per context.
+
+Every verb has ``--help`` with an example. Errors a user can fix print as one
+sentence (no stack trace) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from contracts.cli import app as contracts_app
+from dashboard.cli import app as dashboard_app
+from fraudring.cli import app as fraud_app
+from pricing.cli import app as pricing_app
+from simulators.cli import app as simulate_app
+from simulators.cli import load_app
+from voltrisk import __version__
+from voltrisk.errors import UserError
+
+err = Console(stderr=True)
+
+app = typer.Typer(
+    help="voltrisk — telematics auto-insurance streaming platform for electric vehicles.\n\n"
+    "Example: voltrisk up   (start the whole local platform and print the dashboard URL)",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+broker_app = typer.Typer(help="The local Apache Kafka broker (KRaft, single node).\n\nExample: voltrisk broker start", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics, created explicitly from stream/topics.py.\n\nExample: voltrisk topics create", no_args_is_help=True)
+warehouse_app = typer.Typer(help="The warehouse: migrations, sink and read-only endpoint.\n\nExample: voltrisk warehouse migrate", no_args_is_help=True)
+worker_app = typer.Typer(help="The Faust stream worker.\n\nExample: voltrisk worker run", no_args_is_help=True)
+
+app.add_typer(broker_app, name="broker")
+app.add_typer(topics_app, name="topics")
+app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(worker_app, name="worker")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(load_app, name="load")
+app.add_typer(contracts_app, name="contracts")
+app.add_typer(pricing_app, name="pricing")
+app.add_typer(fraud_app, name="fraud")
+app.add_typer(dashboard_app, name="dashboard")
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+def version() -> None:
+    """Print the version.
+
+    Example: voltrisk version
+    """
+    typer.echo(__version__)
+
+
+# --- broker ---------------------------------------------------------------
+
+@broker_app.command("fetch")
+def broker_fetch() -> None:
+    """Resolve the pinned Kafka broker jars into .voltrisk/kafka/lib (once).
+
+    Example: voltrisk broker fetch
+    """
+    from voltrisk import broker
+    from voltrisk.settings import BrokerSettings
+
+    err.print(f"Kafka jars in {broker.fetch(BrokerSettings(), quiet=False)}")
+
+
+@broker_app.command("start")
+def broker_start() -> None:
+    """Start the broker (fetch jars and format storage on first use) and wait until it answers.
+
+    Example: voltrisk broker start
+    """
+    from voltrisk import broker
+    from voltrisk.settings import BrokerSettings
+
+    s = BrokerSettings()
+    pid, started = broker.start(s)
+    st = broker.status(s)
+    err.print(f"Kafka broker {'started' if started else 'already running'} (pid {pid}) at {st['bootstrap']}; logs: {st['log']}")
+
+
+@broker_app.command("stop")
+def broker_stop() -> None:
+    """Stop the broker this checkout started.
+
+    Example: voltrisk broker stop
+    """
+    from voltrisk import broker
+    from voltrisk.settings import BrokerSettings
+
+    err.print("Kafka broker stopped" if broker.stop(BrokerSettings()) else "Kafka broker was not running")
+
+
+@broker_app.command("status")
+def broker_status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object")) -> None:
+    """Say whether the broker runs and answers.
+
+    Example: voltrisk broker status --json
+    """
+    from voltrisk import broker
+    from voltrisk.settings import BrokerSettings
+
+    st = broker.status(BrokerSettings())
+    if as_json:
+        typer.echo(json.dumps(st))
+    else:
+        err.print(f"pid {st['pid']}, {st['bootstrap']} {'answers' if st['answers'] else 'does not answer'}; logs: {st['log']}")
+    raise typer.Exit(0 if st["answers"] else 1)
+
+
+# --- topics ---------------------------------------------------------------
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic of stream/topics.py that does not exist (partitions and replication from settings).
+
+    Example: VOLTRISK_TELEMETRY_PARTITIONS=24 voltrisk topics create
+    """
+    from voltrisk.broker import create_topics
+    from voltrisk.settings import KafkaClientSettings
+
+    created = asyncio.run(create_topics(KafkaClientSettings()))
+    err.print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else " (all existed)"))
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List the platform's topics with their record types and keys.
+
+    Example: voltrisk topics list
+    """
+    from stream import topics as T
+
+    for t in T.ALL:
+        typer.echo(f"{t.name:24} {t.kind:9} key={t.key:28} {t.record.__name__ if t.record else '-':12} {t.doc}")
+
+
+# --- warehouse ------------------------------------------------------------
+
+@warehouse_app.command("migrate")
+def warehouse_migrate() -> None:
+    """Apply pending SQL migrations (recorded in schema_migrations).
+
+    Example: VOLTRISK_CLICKHOUSE_DSN=http://default:pw@ch:8123 voltrisk warehouse migrate
+    """
+    from voltrisk.settings import WarehouseSettings
+    from warehouse.client import writer_client
+    from warehouse.migrate import drift, migrate
+
+    s = WarehouseSettings()
+    client = writer_client(s)
+    applied = migrate(client, s)
+    err.print(f"applied {len(applied)} migrations" + (": " + ", ".join(f"{m.version:04d}_{m.name}" for m in applied) if applied else ""))
+    changed = drift(client)
+    if changed:
+        err.print(f"[yellow]applied migrations changed since they ran: {', '.join(changed)} — add a new migration instead[/]")
+
+
+@warehouse_app.command("serve")
+def warehouse_serve(no_sink: bool = typer.Option(False, "--no-sink", help="Serve the endpoint only, do not consume Kafka")) -> None:
+    """Own the warehouse: migrate, run the Kafka sink and serve the read-only HTTP endpoint.
+
+    Example: voltrisk warehouse serve
+    """
+    from voltrisk.settings import KafkaClientSettings, WarehouseSettings
+    from warehouse.service import serve
+
+    _logging()
+    asyncio.run(serve(WarehouseSettings(), KafkaClientSettings(), with_sink=not no_sink))
+
+
+@warehouse_app.command("query")
+def warehouse_query(sql: str, url: str = typer.Option("http://127.0.0.1:8124", help="ClickHouse HTTP URL")) -> None:
+    """Run a read query through the read-only endpoint (or a server) and print the rows.
+
+    Example: voltrisk warehouse query "SELECT count() FROM telemetry_dynamics"
+    """
+    from warehouse.client import http_client
+
+    res = http_client(url).query(sql)
+    for row in res.result_rows:
+        typer.echo("\t".join(str(v) for v in row))
+
+
+# --- worker ---------------------------------------------------------------
+
+@worker_app.command("run")
+def worker_run(loglevel: str = typer.Option("info", help="crit|error|warn|info|debug")) -> None:
+    """Run the Faust stream worker (ingest gate, features, scoring) in the foreground.
+
+    Example: voltrisk worker run
+    """
+    from stream.worker import main
+
+    main(loglevel)
+
+
+# --- local platform -------------------------------------------------------
+
+@app.command()
+def up(simulate: bool = typer.Option(True, help="Also start the fleet simulator in real time")) -> None:
+    """Start the local platform: broker, topics, warehouse (+ sink), worker, simulator, dashboard.
+
+    Example: voltrisk up
+    """
+    from voltrisk import local
+
+    url = local.up(simulate=simulate, say=err.print)
+    typer.echo(f"voltrisk is up: dashboard at {url}")
+
+
+@app.command()
+def down() -> None:
+    """Stop exactly the processes `voltrisk up` started.
+
+    Example: voltrisk down
+    """
+    from voltrisk import local
+
+    local.down(say=err.print)
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object")) -> None:
+    """Show which local services run.
+
+    Example: voltrisk status
+    """
+    from voltrisk import local
+
+    st = local.status()
+    if as_json:
+        typer.echo(json.dumps(st))
+    else:
+        for name, pid in st.items():
+            err.print(f"{name:10} {'pid ' + str(pid) if pid else 'stopped'}")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

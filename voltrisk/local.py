@@ -1,0 +1,87 @@
+"""The local platform behind `make up` / `make down`.
+
+Starts, in order and each only once: the Kafka broker, the topics, the
+warehouse process (migrations, sink, read-only endpoint), the Faust worker, the
+fleet simulator in real time and the dashboard. Each waits for the previous one
+to be healthy. `down` stops them in reverse order, by their PID files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import urllib.request
+from collections.abc import Callable
+
+from voltrisk import broker, procs
+from voltrisk.settings import BrokerSettings, DashboardSettings, KafkaClientSettings, WarehouseSettings, WorkerSettings
+
+PY = sys.executable
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def services(simulate: bool = True) -> list[procs.Service]:
+    """The Python services, in start order (the broker is handled by voltrisk.broker)."""
+    w, wk, d = WarehouseSettings(), WorkerSettings(), DashboardSettings()
+    from dashboard.cli import streamlit_argv
+    from stream.worker import ready_file
+
+    out = [
+        procs.Service(
+            "warehouse", [PY, "-m", "voltrisk", "warehouse", "serve"],
+            lambda: _http_ok(f"http://{w.warehouse_http_host}:{w.warehouse_http_port}/ping"),
+            marker="voltrisk warehouse serve", start_timeout_s=90,
+        ),
+        procs.Service(
+            "worker", [PY, "-m", "voltrisk", "worker", "run"], lambda: ready_file(wk).exists(),
+            marker="voltrisk worker run", start_timeout_s=120,
+        ),
+    ]
+    if simulate:
+        out.append(procs.Service(
+            "simulator", [PY, "-m", "voltrisk", "simulate", "--vehicles", "20", "--days", "30", "--realtime", "--seed", "7"],
+            lambda: True, marker="voltrisk simulate", start_timeout_s=5,
+        ))
+    out.append(procs.Service(
+        "dashboard", streamlit_argv(d.dashboard_host, d.dashboard_port),
+        lambda: _http_ok(f"http://{d.dashboard_host}:{d.dashboard_port}/_stcore/health"),
+        marker="streamlit run", start_timeout_s=90,
+    ))
+    return out
+
+
+def up(simulate: bool = True, say: Callable[[str], None] = print) -> str:
+    b = BrokerSettings()
+    pid, started = broker.start(b)
+    say(f"kafka      pid {pid} {'started' if started else 'already running'} on 127.0.0.1:{b.broker_port}")
+    created = asyncio.run(broker.create_topics(KafkaClientSettings()))
+    say(f"topics     {len(created)} created")
+    for svc in services(simulate):
+        pid, started = procs.start(b.home, svc)
+        say(f"{svc.name:10} pid {pid} {'started' if started else 'already running'}; log {procs.log_path(b.home, svc.name)}")
+    d = DashboardSettings()
+    return f"http://{d.dashboard_host}:{d.dashboard_port}"
+
+
+def down(say: Callable[[str], None] = print) -> None:
+    b = BrokerSettings()
+    for svc in reversed(services(simulate=True)):
+        if procs.stop(b.home, svc.name, svc.marker):
+            say(f"{svc.name:10} stopped")
+    if broker.stop(b):
+        say("kafka      stopped")
+
+
+def status() -> dict[str, int | None]:
+    b = BrokerSettings()
+    st = {"kafka": broker.status(b)["pid"]}
+    for svc in services(simulate=True):
+        st[svc.name] = procs.running_pid(b.home, svc.name, svc.marker)
+    return st

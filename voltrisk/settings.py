@@ -1,0 +1,126 @@
+"""Settings: one frozen pydantic-settings object per deployable.
+
+Every value comes from the environment with the ``VOLTRISK_`` prefix (for example
+``VOLTRISK_KAFKA_BOOTSTRAP=broker-1:9092``); defaults run the embedded local mode.
+Secrets are ``SecretStr`` so they never print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_CONFIG = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True, env_nested_delimiter="__")
+
+
+class KafkaClientSettings(BaseSettings):
+    """How any voltrisk process reaches Kafka."""
+
+    model_config = _CONFIG
+
+    home: Path = Field(Path(".voltrisk"), description="State directory: PIDs, logs, local data")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL", "SASL_PLAINTEXT"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    # telemetry topics: one partition is one unit of parallelism (DESIGN §10)
+    telemetry_partitions: int = Field(12, ge=1)
+    other_partitions: int = Field(3, ge=1)
+    replication_factor: int = Field(1, ge=1)
+
+    def aiokafka_kwargs(self) -> dict:
+        """Connection keyword arguments for aiokafka producers, consumers and admin."""
+        kw: dict = {"bootstrap_servers": self.kafka_bootstrap, "security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            kw["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kw["sasl_plain_username"] = self.kafka_sasl_username
+            kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+        if self.kafka_security_protocol == "SASL_SSL":
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+        return kw
+
+
+class BrokerSettings(BaseSettings):
+    """The embedded single-node Kafka broker (`voltrisk broker`)."""
+
+    model_config = _CONFIG
+
+    home: Path = Path(".voltrisk")
+    broker_port: int = 9092
+    broker_controller_port: int = 9093
+    broker_heap: str = "1g"
+    broker_start_timeout_s: float = 90.0
+    java: str = "java"
+    mvn: str = "mvn"
+
+
+class WarehouseSettings(BaseSettings):
+    """The warehouse process: owns the embedded chDB store, runs the sink, and
+    serves the read-only ClickHouse HTTP endpoint."""
+
+    model_config = _CONFIG
+
+    home: Path = Path(".voltrisk")
+    clickhouse_dsn: str = Field("chdb://.voltrisk/warehouse", description="chdb://PATH (embedded) or http(s)://user:pw@host:port/db")
+    clickhouse_password: SecretStr | None = None
+    warehouse_http_host: str = "127.0.0.1"
+    warehouse_http_port: int = 8124
+    raw_position_ttl_days: int = Field(30, ge=1)
+    sink_batch_rows: int = Field(20_000, ge=1)
+    sink_batch_ms: int = Field(500, ge=10)
+    sink_group: str = "voltrisk-sink"
+
+
+class WorkerSettings(BaseSettings):
+    """The Faust stream worker (`voltrisk worker`)."""
+
+    model_config = _CONFIG
+
+    home: Path = Path(".voltrisk")
+    worker_app_id: str = "voltrisk-worker"
+    # Faust's web server serves tables: off unless asked for, and then on localhost only
+    worker_web_enabled: bool = False
+    worker_web_port: int = 6066
+    pseudonym_key: SecretStr = Field(
+        SecretStr("local-development-key-change-me"),
+        description="HMAC-SHA256 key that turns VINs into pseudonymous vehicle ids",
+    )
+    pseudonym_key_version: int = Field(1, ge=1)
+    max_payload_bytes: int = Field(64 * 1024, ge=1024)
+    lateness_ms: int = Field(6 * 3600 * 1000, ge=0, description="Events older than this behind the vehicle's newest are late")
+    take_batch: int = Field(2_000, ge=1)
+    take_within_s: float = Field(0.2, gt=0)
+
+
+class DashboardSettings(BaseSettings):
+    """The Streamlit dashboard (`voltrisk dashboard`)."""
+
+    model_config = _CONFIG
+
+    home: Path = Path(".voltrisk")
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8501
+    # readers use HTTP: the warehouse process's read-only endpoint locally, a server in production
+    dashboard_clickhouse_url: str = "http://127.0.0.1:8124"
+    dashboard_clickhouse_user: str = "default"
+    dashboard_clickhouse_password: SecretStr | None = None
+    k_anonymity_vehicles: int = Field(5, ge=1, description="Cells with fewer vehicles are hidden")
+    cache_ttl_s: int = Field(10, ge=0)
+
+
+class SimulatorSettings(BaseSettings):
+    """The fleet and claims simulators (`voltrisk simulate`, `voltrisk load`)."""
+
+    model_config = _CONFIG
+
+    home: Path = Path(".voltrisk")
+    sim_city: Literal["shanghai"] = "shanghai"
+    sim_coord_sys: Literal["WGS84", "GCJ02"] = "WGS84"
+    sim_carmaker: str = "demo-oem"

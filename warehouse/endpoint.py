@@ -1,0 +1,156 @@
+"""Read-only ClickHouse HTTP endpoint over the embedded chDB store.
+
+The warehouse process owns the chDB directory (only one process may open it).
+Every other reader — the dashboard, notebooks, ``clickhouse-connect`` in tests —
+talks to this endpoint exactly as it would to a ClickHouse server, so the code
+path is the same in embedded and cluster mode.
+
+Read-only is enforced three times: the statement must be a read (SELECT, WITH,
+SHOW, DESCRIBE, EXISTS, EXPLAIN), table functions that reach outside the store
+(file, url, s3, remote, ...) are refused, and the chDB session itself runs with
+``readonly=2`` so anything that slips through still cannot write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+log = logging.getLogger("voltrisk.warehouse.endpoint")
+
+_READ_VERBS = {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"}
+_OUTSIDE_FUNCTIONS = re.compile(
+    r"\b(file|url|urlCluster|s3|s3Cluster|gcs|hdfs|hdfsCluster|azureBlobStorage|remote|remoteSecure|cluster|"
+    r"clusterAllReplicas|mysql|postgresql|sqlite|mongodb|redis|jdbc|odbc|executable|input|iceberg\w*|deltaLake\w*|"
+    r"hudi\w*|fileCluster|python)\s*\(",
+    re.I,
+)
+_FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.I)
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`", re.S)
+# URL parameters that are HTTP-transport concerns, not query settings
+_TRANSPORT_PARAMS = {
+    "query", "database", "default_format", "session_id", "session_timeout", "session_check", "query_id",
+    "compress", "decompress", "enable_http_compression", "wait_end_of_query", "send_progress_in_http_headers",
+    "http_headers_progress_interval_ms", "user", "password", "buffer_size", "quota_key",
+}
+
+
+class ReadOnlyViolation(Exception):
+    code = 164
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but a single read statement.
+
+    >>> check_read_only("SELECT count() FROM telemetry_dynamics")
+    >>> check_read_only("INSERT INTO dlq VALUES (1)")
+    Traceback (most recent call last):
+    ...
+    warehouse.endpoint.ReadOnlyViolation: this endpoint is read-only (INSERT refused): writes go through Kafka topics
+    """
+    bare = _STRINGS.sub("''", _COMMENTS.sub(" ", sql)).strip().rstrip(";").strip()
+    if ";" in bare:
+        raise ReadOnlyViolation("this endpoint accepts one statement per request")
+    verb = bare.split(None, 1)[0].upper() if bare else ""
+    verb = verb.lstrip("(")
+    if verb not in _READ_VERBS:
+        raise ReadOnlyViolation(f"this endpoint is read-only ({verb or 'empty query'} refused): writes go through Kafka topics")
+    m = _OUTSIDE_FUNCTIONS.search(bare)
+    if m:
+        raise ReadOnlyViolation(f"table function {m.group(1)}() is not available on this endpoint")
+    if re.search(r"\bINTO\s+OUTFILE\b", bare, re.I):
+        raise ReadOnlyViolation("INTO OUTFILE is not available on this endpoint")
+
+
+class ReadOnlyEndpoint:
+    """aiohttp application answering the ClickHouse HTTP protocol from a chDB session."""
+
+    def __init__(self, path: str):
+        from chdb import session
+
+        self._session = session.Session(str(path))
+        self._session.query("SET readonly = 2")
+        # chDB connections are not safe for concurrent use: one reader thread
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ch-read")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("GET", "/ping", self._ping)
+        app.router.add_route("*", "/", self._query)
+        return app
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        return web.Response(text="Ok.\n")
+
+    async def _query(self, request: web.Request) -> web.Response:
+        params = request.rel_url.query
+        body = (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
+        sql = "\n".join(part for part in (params.get("query", ""), body) if part.strip())
+        if not sql.strip():
+            return web.Response(text="Ok.\n")
+        qid = params.get("query_id") or str(uuid.uuid4())
+        m = _FORMAT.search(sql)
+        fmt = m.group(1) if m else params.get("default_format", "TabSeparated")
+        if m:
+            sql = sql[: m.start()]
+        try:
+            check_read_only(sql)
+        except ReadOnlyViolation as exc:
+            return self._error(403, exc.code, str(exc), "READONLY", qid)
+        query_params = {k[len("param_"):]: v for k, v in params.items() if k.startswith("param_")}
+        settings = {k: v for k, v in params.items() if k not in _TRANSPORT_PARAMS and not k.startswith("param_")}
+        if settings:
+            # forward per-query settings the client asked for; readonly=2 refuses any change to readonly itself
+            sql = f"{sql}\nSETTINGS " + ", ".join(f"{k} = {_setting_literal(v)}" for k, v in settings.items())
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._pool, self._run, sql, fmt, query_params)
+        except Exception as exc:  # chDB reports every server-side error as an exception with the ClickHouse text
+            text = str(exc)
+            cm = re.search(r"Code: (\d+)", text)
+            code = int(cm.group(1)) if cm else 1000
+            return self._error(403 if code == 164 else 500, code, text, "", qid)
+        data = result.bytes()
+        summary = {
+            "read_rows": str(result.rows_read()), "read_bytes": str(result.bytes_read()),
+            "written_rows": "0", "written_bytes": "0", "total_rows_to_read": str(result.rows_read()),
+            "result_rows": "0", "result_bytes": str(len(data)), "elapsed_ns": str(int(result.elapsed() * 1e9)),
+        }
+        headers = {
+            "X-ClickHouse-Format": fmt,
+            "X-ClickHouse-Timezone": "UTC",
+            "X-ClickHouse-Query-Id": qid,
+            "X-ClickHouse-Server-Display-Name": "voltrisk-embedded",
+            "X-ClickHouse-Summary": json.dumps(summary),
+            "Content-Type": "application/octet-stream" if fmt in ("Native", "RowBinary", "Arrow", "Parquet") else "text/plain; charset=UTF-8",
+        }
+        return web.Response(body=data, headers=headers)
+
+    def _run(self, sql: str, fmt: str, query_params: dict):
+        if query_params:
+            return self._session.query(sql, fmt, params=query_params)
+        return self._session.query(sql, fmt)
+
+    @staticmethod
+    def _error(status: int, code: int, message: str, name: str, qid: str) -> web.Response:
+        text = message if message.startswith("Code:") else f"Code: {code}. DB::Exception: {message}. ({name or 'ERROR'})"
+        return web.Response(
+            status=status,
+            text=text + "\n",
+            headers={"X-ClickHouse-Exception-Code": str(code), "X-ClickHouse-Query-Id": qid},
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._session.close()
+
+
+def _setting_literal(value: str) -> str:
+    return value if re.fullmatch(r"-?\d+(\.\d+)?", value) else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

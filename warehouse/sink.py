@@ -1,0 +1,223 @@
+"""Kafka → ClickHouse sink: batched, idempotent, at-least-once.
+
+Per poll the sink takes what is buffered (bounded in rows and time), writes one
+insert per topic-partition with ``insert_deduplication_token =
+topic:partition:first-last`` (a retried batch is dropped by ClickHouse), and
+commits the offsets only after every insert of the poll succeeded. Tables are
+ReplacingMergeTree on ``event_id`` so a batch re-cut differently after a crash
+still collapses on merge and under ``FINAL``.
+
+Rows are JSONEachRow: the gate already produced the record as a JSON object, so
+the sink only prepends its own columns (vehicle id, partition, offset, H3 cell,
+timestamps) — no Python-side decode of the whole record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import h3
+import msgspec
+
+from stream import topics as T
+
+log = logging.getLogger("voltrisk.sink")
+
+
+class _Position(msgspec.Struct):
+    lat: float = 0.0
+    lon: float = 0.0
+
+
+_pos_decoder = msgspec.json.Decoder(_Position)
+_encode = msgspec.json.encode
+
+INSERT_SETTINGS = {
+    "async_insert": 0,  # chDB turns async inserts on by default; the sink batches itself
+    "input_format_skip_unknown_fields": 1,
+    "input_format_json_read_objects_as_strings": 1,
+    "input_format_json_read_arrays_as_strings": 1,
+    "input_format_defaults_for_omitted_fields": 1,
+    "date_time_input_format": "best_effort",
+}
+
+
+def _headers(msg) -> dict[str, bytes]:
+    return {k: v for k, v in (msg.headers or ())}
+
+
+def _int_header(h: dict[str, bytes], name: str) -> int:
+    try:
+        return int(h.get(name, b"0"))
+    except ValueError:
+        return 0
+
+
+def h3_r8(lat: float, lon: float) -> int:
+    """H3 resolution-8 cell of a WGS-84 position as UInt64 (0 for no fix).
+
+    >>> h3_r8(31.23, 121.47)
+    613344512447610879
+    """
+    if lat == 0.0 and lon == 0.0:
+        return 0
+    return h3.str_to_int(h3.latlng_to_cell(lat, lon, 8))
+
+
+def record_row(msg, now_ms: int) -> bytes:
+    """One JSONEachRow line for a gated record: sink columns + the record's own fields."""
+    h = _headers(msg)
+    pos = _pos_decoder.decode(msg.value)
+    extra = {
+        "vehicle_id": (msg.key or b"").decode("utf-8", "replace"),
+        "key_version": _int_header(h, "key_version"),
+        "carmaker": h.get("carmaker", b"").decode("utf-8", "replace"),
+        "kafka_partition": msg.partition,
+        "kafka_offset": msg.offset,
+        "sent_ts_ms": _int_header(h, "sent_ts_ms"),
+        "ingest_ts_ms": _int_header(h, "ingest_ts_ms"),
+        "stored_ts_ms": now_ms,
+        "h3_r8": h3_r8(pos.lat, pos.lon),
+    }
+    return _encode(extra)[:-1] + b"," + msg.value[1:]
+
+
+def dlq_row(msg, now_ms: int) -> bytes:
+    """One row of the ``dlq`` table from a dead-letter message's headers."""
+    h = _headers(msg)
+    return _encode(
+        {
+            "source_topic": h.get("source_topic", b"").decode("utf-8", "replace"),
+            "source_partition": _int_header(h, "source_partition"),
+            "source_offset": _int_header(h, "source_offset"),
+            "error_class": h.get("error_class", b"").decode("utf-8", "replace"),
+            "reason": h.get("reason", b"").decode("utf-8", "replace"),
+            "message": h.get("message", b"").decode("utf-8", "replace"),
+            "key": (msg.key or b"").decode("utf-8", "replace"),
+            "payload": (msg.value or b"")[:4096].decode("utf-8", "replace"),
+            "dlq_partition": msg.partition,
+            "dlq_offset": msg.offset,
+            "stored_ts_ms": now_ms,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Route:
+    table: str
+    row: Callable[[object, int], bytes]
+
+
+ROUTES: dict[str, Route] = {
+    T.clean_name(T.DYNAMICS.name): Route("telemetry_dynamics", record_row),
+    T.clean_name(T.STATE.name): Route("telemetry_state", record_row),
+    T.clean_name(T.ALARM.name): Route("telemetry_alarm", record_row),
+    T.clean_name(T.CRASH.name): Route("telemetry_crash", record_row),
+    T.clean_name(T.FNOL.name): Route("claims_fnol", record_row),
+    T.DLQ.name: Route("dlq", dlq_row),
+}
+
+
+@dataclass
+class SinkStats:
+    batches: int = 0
+    rows: int = 0
+    retries: int = 0
+    rejected_rows: int = 0
+    by_table: dict[str, int] = field(default_factory=dict)
+
+
+class Sink:
+    """Consumes the stored topics and inserts them into the warehouse."""
+
+    def __init__(self, client, consumer_factory: Callable[[], object], *, batch_rows: int, batch_ms: int,
+                 routes: dict[str, Route] | None = None):
+        self.client = client
+        self.routes = routes or ROUTES
+        self._consumer_factory = consumer_factory
+        self.batch_rows = batch_rows
+        self.batch_ms = batch_ms
+        self.stats = SinkStats()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        consumer = self._consumer_factory()
+        await consumer.start()
+        log.info("sink consuming %s", ", ".join(sorted(self.routes)))
+        try:
+            while not self._stopping.is_set():
+                polled = await consumer.getmany(timeout_ms=self.batch_ms, max_records=self.batch_rows)
+                if not polled:
+                    continue
+                offsets = {}
+                for tp, msgs in polled.items():
+                    await self._write(tp.topic, tp.partition, msgs)
+                    offsets[tp] = msgs[-1].offset + 1
+                # at-least-once: offsets move only after every insert of the poll succeeded
+                await consumer.commit(offsets)
+        finally:
+            await consumer.stop()
+
+    async def _write(self, topic: str, partition: int, msgs: list) -> None:
+        route = self.routes[topic]
+        now_ms = int(time.time() * 1000)
+        lines, rejected = [], []
+        for m in msgs:
+            try:
+                lines.append(route.row(m, now_ms))
+            except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+                rejected.append((m, exc))
+        token = f"{topic}:{partition}:{msgs[0].offset}-{msgs[-1].offset}"
+        if lines:
+            await self._insert_with_retry(route.table, b"\n".join(lines), token, len(lines))
+        if rejected:
+            await self._reject(topic, partition, rejected, now_ms)
+        self.stats.batches += 1
+
+    async def _insert_with_retry(self, table: str, body: bytes, token: str, n: int) -> None:
+        delay = 0.2
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(self._insert, table, body, token)
+                self.stats.rows += n
+                self.stats.by_table[table] = self.stats.by_table.get(table, 0) + n
+                if attempt:
+                    log.warning("insert %s into %s succeeded after %d retries", token, table, attempt)
+                return
+            except Exception as exc:  # the warehouse may be down, full or restarting: keep the offsets, retry
+                attempt += 1
+                self.stats.retries += 1
+                log.warning("insert %s into %s failed (%s); retrying in %.1fs, offsets not committed",
+                            token, table, str(exc).splitlines()[0][:200], delay)
+                if self._stopping.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _insert(self, table: str, body: bytes, token: str) -> None:
+        settings = dict(INSERT_SETTINGS, insert_deduplication_token=token)
+        self.client.raw_insert(table, None, body, settings=settings, fmt="JSONEachRow")
+
+    async def _reject(self, topic: str, partition: int, rejected: list, now_ms: int) -> None:
+        """Rows the sink cannot even shape are stored in the dlq table, never dropped."""
+        rows = []
+        for m, exc in rejected:
+            rows.append(_encode({
+                "source_topic": topic, "source_partition": partition, "source_offset": m.offset,
+                "error_class": type(exc).__name__, "reason": "sink_rejected",
+                "message": f"{topic} offset {m.offset}: {exc}", "key": (m.key or b"").decode("utf-8", "replace"),
+                "payload": (m.value or b"")[:4096].decode("utf-8", "replace"),
+                "dlq_partition": partition, "dlq_offset": m.offset, "stored_ts_ms": now_ms,
+            }))
+            log.warning("%s offset %d rejected by the sink: %s; stored in table dlq", topic, m.offset, exc)
+        self.stats.rejected_rows += len(rows)
+        token = f"sinkreject:{topic}:{partition}:{rejected[0][0].offset}-{rejected[-1][0].offset}"
+        await self._insert_with_retry("dlq", b"\n".join(rows), token, len(rows))
