@@ -60,10 +60,13 @@ def validate(
     """
     from contracts.validate import validate_lines
     from stream import topics
+    from stream.gate import CONSENT_SCOPES
 
     if topic not in {t.name for t in topics.RAW}:
         raise typer.BadParameter(f"{topic} is not a raw topic; use one of {', '.join(t.name for t in topics.RAW)}",
                                  param_hint="--topic")
+    if purpose not in CONSENT_SCOPES:
+        raise typer.BadParameter(f"{purpose} is not one of {', '.join(CONSENT_SCOPES)}", param_hint="--purpose")
     defaults = _parse_header_options(header)
     stream = sys.stdin.buffer if str(file) == "-" else None
     if stream is None and not file.is_file():
@@ -79,7 +82,7 @@ def validate(
             elif result["ok"]:
                 typer.echo(f"line {result['line']}: ok")
             else:
-                typer.echo(f"line {result['line']}: {result['reason']} - {result['message']}")
+                typer.echo(f"{result['message']} ({result['reason']})")
     if json_out:
         typer.echo(json.dumps({"summary": {"ok": ok, "rejected": rejected}}))
     else:

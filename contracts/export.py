@@ -16,7 +16,6 @@ from pathlib import Path
 
 import msgspec
 import yaml
-from pydantic import SecretStr
 
 from contracts.examples import EXAMPLE_TS_MS, RAW_EXAMPLES
 from stream import topics
@@ -37,7 +36,8 @@ _VIN_PATTERN = "^[A-HJ-NPR-Z0-9]{17}$"
 _SCOPE = "(" + "|".join(CONSENT_SCOPES) + ")"
 # Examples are rendered with the development key and a fixed ingest clock so the
 # committed files do not depend on the environment or the time of export.
-_EXAMPLE_SETTINGS = dict(pseudonym_key=SecretStr("local-development-key-change-me"), pseudonym_key_version=1)
+_EXAMPLE_SETTINGS = {name: WorkerSettings.model_fields[name].default
+                     for name in ("pseudonym_key", "pseudonym_key_version", "worker_app_id", "max_payload_bytes")}
 _EXAMPLE_INGEST_S = (EXAMPLE_TS_MS + 2 * 3_600_000) / 1000  # after every example event
 
 
@@ -73,6 +73,8 @@ def _headers_schemas() -> dict[str, dict]:
         "message": _header("One sentence naming the topic, partition, offset, field and what to do"),
         "source_value_bytes": _header("Length of the original value in bytes (the DLQ value may be cut)",
                                       pattern="^[0-9]+$"),
+        "gate_app_id": _header("Worker deployment whose gate refused the message (VOLTRISK_WORKER_APP_ID)"),
+        "gate_purpose": _header("Purpose that gate checks consent for", enum=list(CONSENT_SCOPES)),
     }
     return {
         "TelemetryHeaders": {"type": "object", "properties": raw, "required": telemetry_required},

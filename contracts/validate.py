@@ -21,7 +21,8 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
     value: msgspec.Raw
     key: str | None = None
-    headers: dict[str, str] = {}
+    # header values are text on the wire; a bare number (schema_version: 1) means its text
+    headers: dict[str, str | int | float] = {}
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
@@ -42,7 +43,7 @@ def _message(line: bytes, key: str | None, headers: dict[str, str]) -> tuple[byt
     else:
         value = raw
     key = envelope.key if envelope.key is not None else key
-    return (key.encode() if key is not None else None), value, {**headers, **envelope.headers}
+    return (key.encode() if key is not None else None), value, {**headers, **{k: str(v) for k, v in envelope.headers.items()}}
 
 
 def validate_lines(

@@ -26,13 +26,26 @@ class AccessSettings(BaseSettings):
     proxy_user_header: str = "X-Forwarded-User"
 
 
+_USER_KEY = "voltrisk_user"
+
+
 def _oidc_configured() -> bool:
-    st.secrets.load_if_toml_exists()
-    return "auth" in st.secrets
+    return st.secrets.load_if_toml_exists() and "auth" in st.secrets
+
+
+def current_user() -> str | None:
+    """The signed-in user's name, or None when the dashboard runs without sign-in."""
+    return st.session_state.get(_USER_KEY)
 
 
 def require_login() -> str | None:
-    """Stop the script unless the visitor may see the dashboard; return the user's name when known."""
+    """Stop the script unless the visitor may see the dashboard; remember and return the user's name when known."""
+    user = _check()
+    st.session_state[_USER_KEY] = user
+    return user
+
+
+def _check() -> str | None:
     s = AccessSettings()
     mode = s.auth
     if mode == "auto":
@@ -49,7 +62,7 @@ def require_login() -> str | None:
     if not _oidc_configured():
         st.error("VOLTRISK_DASHBOARD_AUTH=oidc needs an [auth] section in .streamlit/secrets.toml (see docs/dashboard.md).")
         st.stop()
-    if not st.user.is_logged_in:
+    if not st.user.get("is_logged_in", False):  # absent until the auth provider has answered once
         st.title("voltrisk")
         st.button("Sign in", on_click=st.login, type="primary")
         st.stop()

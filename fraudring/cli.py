@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from voltrisk.errors import UserError
+
 app = typer.Typer(help="Fraud rings: entity graph, telematics verification, ring scoring.", no_args_is_help=True)
 err = Console(stderr=True)
 
@@ -26,12 +28,14 @@ def _read(path: Path, entity_cols: list[str]) -> list[dict]:
     import pandas as pd
 
     if not path.exists():
-        raise typer.BadParameter(f"{path} does not exist", param_hint="--claims")
+        raise UserError(f"--claims: {path} does not exist")
     if path.suffix in (".parquet", ".pq"):
         df = pd.read_parquet(path)
         for c in entity_cols:
             if c in df.columns:
                 df[c] = df[c].astype("string").fillna("")
+        # nullable columns (Parquet booleans) hold pd.NA, which has no truth value: make it None
+        df = df.astype(object).where(df.notna(), None)
     else:
         # entity columns as text: a phone read as a number loses its "+86" and leading zeros
         df = pd.read_csv(path, dtype={c: str for c in entity_cols}, keep_default_na=False, na_values={"": None})
@@ -45,12 +49,11 @@ def _spec(records: list[dict], entity_cols: list[str], time_col: str | None, id_
     from fraudring.features import TableSpec
 
     if not records:
-        raise typer.BadParameter("claims table has no rows", param_hint="--claims")
+        raise UserError("--claims: the claims table has no rows")
     cols = records[0].keys()
     missing = [c for c in entity_cols if c not in cols]
     if missing:
-        raise typer.BadParameter(f"no column(s) {', '.join(missing)} in the claims table; columns: {', '.join(cols)}",
-                                 param_hint="--entity-cols")
+        raise UserError(f"--entity-cols: no column(s) {', '.join(missing)} in the claims table; columns: {', '.join(cols)}")
     if id_col not in cols:
         for i, r in enumerate(records):
             r[id_col] = str(i)
@@ -61,7 +64,7 @@ def _spec(records: list[dict], entity_cols: list[str], time_col: str | None, id_
             for i, r in enumerate(records):
                 r["_row"] = i
     elif time_col not in cols:
-        raise typer.BadParameter(f"no column {time_col!r} in the claims table", param_hint="--time-col")
+        raise UserError(f"--time-col: no column {time_col!r} in the claims table")
     else:
         import pandas as pd
 
@@ -95,7 +98,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
 def _cols(entity_cols: str) -> list[str]:
     cols = [c.strip() for c in entity_cols.split(",") if c.strip()]
     if not cols:
-        raise typer.BadParameter("give at least one entity column", param_hint="--entity-cols")
+        raise UserError("--entity-cols: give at least one entity column")
     return cols
 
 
@@ -124,7 +127,7 @@ def train(
         try:
             run = train_and_evaluate(records, spec, label, test_share=test_share, seed=seed)
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--claims") from exc
+            raise UserError("--claims: " + str(exc)) from exc
     model_out.parent.mkdir(parents=True, exist_ok=True)
     run.model.save(model_out)
     err.print(f"model written to {model_out}")
@@ -152,7 +155,7 @@ def score(
     try:
         fm = FraudModel.load(model)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--model") from exc
+        raise UserError("--model: " + str(exc)) from exc
     saved = fm.meta["spec"]
     records = _read(claims, saved["entity_cols"])
     spec = _spec(records, saved["entity_cols"], saved["time_col"] if saved["time_col"] != "_row" else None,
@@ -183,8 +186,7 @@ def evaluate(
     seed: int = typer.Option(7),
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout"),
 ) -> None:
-    """Judge the classifier on a simulated book: claim metrics, ring recall/precision
-    of the top-k queue, and the ablation graph-only / telematics-only / both.
+    """Judge the classifier on a simulated book: claim metrics, ring recall/precision of the top-k queue, ablation.
 
     Example: voltrisk fraud evaluate --claims .voltrisk/book/claims.parquet --json
     """
@@ -197,8 +199,7 @@ def evaluate(
     spec = _spec(records, cols, "ts_ms", "claim_id")
     for col in ("is_fraud", "ring_id"):
         if col not in records[0]:
-            raise typer.BadParameter(f"{claims} has no {col!r} column: evaluate needs a simulated book with ground truth",
-                                     param_hint="--claims")
+            raise UserError(f"--claims: {claims} has no {col!r} column: evaluate needs a simulated book with ground truth")
     split_ms = time_split([int(r["ts_ms"]) for r in records], test_share)
     with err.status(f"building the entity graph over {len(records):,} claims"):
         table = table_features(records, spec, snapshot_ms=[split_ms])

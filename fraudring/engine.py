@@ -4,22 +4,29 @@ The Faust agent calls ``FraudEngine(state_path).process(claims, telemetry)`` per
 ``take()`` batch. Each call adds the claims to the entity graph, re-scores every
 claim of the rings they touched (a ring's old claims get riskier as it grows),
 and returns an alert for each claim whose score crossed the threshold or whose
-ring grew since its last alert. The graph, the facts and the alert state are
-written atomically to ``state_path`` before returning, so a restarted worker
-resumes with the same graph and does not re-alert.
+ring grew since its last alert.
+
+Before ``process`` returns, what it changed is appended to a journal beside
+``state_path`` and fsynced (cost grows with the batch, not with the graph); every
+``snapshot_every`` claims the whole state is written atomically to ``state_path``
+and the journal restarts. A restarted worker loads the snapshot, replays the
+journal (a torn last entry from a crash is ignored) and carries on with the same
+graph and without re-alerting. Replaying an entry twice changes nothing.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
+import numpy as np
 
 from fraudring.features import claim_features
-from fraudring.graph import ClaimGraph, links_from_fnol
+from fraudring.graph import ClaimGraph, ClaimLinks, links_from_fnol
 from fraudring.model import FraudModel, reasons
 from fraudring.verify import NO_TELEMATICS, TelematicsFacts, facts_from_telemetry, judge
 from stream.records import CrashV1, DynamicsV1, FnolV1, StateV1
@@ -39,14 +46,24 @@ class _EngineState(msgspec.Struct):
     claims: dict[str, _Known]
 
 
+class _JournalEntry(msgspec.Struct, array_like=True):
+    added: list[tuple[ClaimLinks, _Known]]
+    alerted: dict[str, int]  # claim id -> ring size at this alert
+
+
+_FRAME = struct.Struct("<I")
+
+
 class FraudEngine:
     """``state_path``: file holding the engine state (created on first save).
     ``model``: a trained ``FraudModel`` or the path of one (``voltrisk fraud train
     --model-out``); default ``fraud_model.json`` beside the state file."""
 
     def __init__(self, state_path: str | Path, model: FraudModel | str | Path | None = None,
-                 threshold: float = 0.5) -> None:
+                 threshold: float = 0.5, snapshot_every: int = 5_000) -> None:
         self.state_path = Path(state_path)
+        self.journal_path = self.state_path.with_name(self.state_path.name + ".journal")
+        self.snapshot_every = snapshot_every
         if not isinstance(model, FraudModel):
             path = Path(model) if model is not None else self.state_path.with_name("fraud_model.json")
             if not path.exists():
@@ -60,8 +77,49 @@ class FraudEngine:
             self.graph, self.known = ClaimGraph.from_bytes(state.graph), state.claims
         else:
             self.graph, self.known = ClaimGraph(), {}
+        self._journaled = 0
+        for entry in self._read_journal():
+            self._apply(entry)
+            self._journaled += len(entry.added)
+
+    def _apply(self, entry: _JournalEntry) -> None:
+        for links, known in entry.added:
+            self.graph.add(links)
+            self.known.setdefault(links.claim_id, known)
+        for cid, ring_claims in entry.alerted.items():
+            self.known[cid].alerted_ring_claims = max(self.known[cid].alerted_ring_claims, ring_claims)
+
+    def _read_journal(self) -> list[_JournalEntry]:
+        if not self.journal_path.exists():
+            return []
+        data, pos, out = self.journal_path.read_bytes(), 0, []
+        decoder = msgspec.msgpack.Decoder(_JournalEntry)
+        while pos + _FRAME.size <= len(data):
+            (n,) = _FRAME.unpack_from(data, pos)
+            if pos + _FRAME.size + n > len(data):
+                break
+            out.append(decoder.decode(data[pos + _FRAME.size:pos + _FRAME.size + n]))
+            pos += _FRAME.size + n
+        if pos < len(data):
+            # torn write at a crash (that batch was never acknowledged): cut it off so
+            # the next append follows the last whole entry
+            with open(self.journal_path, "r+b") as fh:
+                fh.truncate(pos)
+        return out
+
+    def _log(self, entry: _JournalEntry) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        body = msgspec.msgpack.encode(entry)
+        with open(self.journal_path, "ab") as fh:
+            fh.write(_FRAME.pack(len(body)) + body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._journaled += len(entry.added)
+        if self._journaled >= self.snapshot_every:
+            self.save()
 
     def save(self) -> None:
+        """Write the whole state atomically and start an empty journal."""
         data = msgspec.msgpack.encode(_EngineState(self.graph.to_bytes(), self.known))
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +128,8 @@ class FraudEngine:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.state_path)
+        self.journal_path.unlink(missing_ok=True)
+        self._journaled = 0
 
     def process(self, claims: Sequence[FnolV1], telemetry_facts: Mapping[str, Telemetry]) -> list[dict]:
         """Add ``claims`` (duplicates of known claim ids are ignored) and return new
@@ -77,6 +137,7 @@ class FraudEngine:
         ready ``TelematicsFacts`` or the insured vehicle's records around the loss;
         a claim missing from it is judged ``no_telematics``."""
         touched: set[str] = set()
+        added: list[tuple[ClaimLinks, _Known]] = []
         for claim in claims:
             if claim.claim_id in self.graph:
                 continue
@@ -88,9 +149,12 @@ class FraudEngine:
             else:
                 facts = facts_from_telemetry(claim.loss_ts_ms, claim.lat, claim.lon, given)
             check = judge(facts, claim.amount_eur)
-            self.known[claim.claim_id] = _Known(claim.loss_ts_ms, facts, check.evidence)
+            known = _Known(claim.loss_ts_ms, facts, check.evidence)
+            links = links_from_fnol(claim, check.verdict)
+            self.known[claim.claim_id] = known
+            added.append((links, known))
             touched.add(claim.claim_id)
-            touched.update(self.graph.add(links_from_fnol(claim, check.verdict)))
+            touched.update(self.graph.add(links))
         if not touched:
             return []
         rings = self.graph.members_by_ring(touched)
@@ -99,6 +163,9 @@ class FraudEngine:
         rows = [claim_features(self.graph, cid, asof, loss_ts_ms=self.known[cid].loss_ts_ms,
                                facts=self.known[cid].facts) for cid in ids]
         scores = self.model.predict(rows)
+        # a ring's score: mean p(fraud) of its claims (the evaluation's ring-alert rule)
+        pos = {c: k for k, c in enumerate(ids)}
+        ring_score = {ring: float(np.mean(scores[[pos[c] for c in members]])) for ring, members in rings.items()}
         hits = [i for i, (cid, p) in enumerate(zip(ids, scores))
                 if p >= self.threshold and self.known[cid].alerted_ring_claims < rows[i]["ring_claims"]]
         words = reasons(self.model, [rows[i] for i in hits])
@@ -111,11 +178,12 @@ class FraudEngine:
             known.alerted_ring_claims = int(row["ring_claims"])
             alerts.append({
                 "alert_id": f"alert-{cid}", "claim_id": cid, "ring_id": ring, "members": rings[ring],
-                "score": round(p, 4), "amount_eur": row["amount_eur"],
+                "ring_claims": len(rings[ring]), "ring_score": round(ring_score[ring], 4), "score": round(p, 4),
+                "amount_eur": row["amount_eur"],
                 "expected_saving_eur": round(p * row["amount_eur"], 2),
                 "verdict": judge(known.facts, row["amount_eur"]).verdict, "evidence": known.evidence,
                 "reasons": [r["text"] for r in why], "claim_ts_ms": self.graph.claim(cid).ts_ms,
-                "version": now_ms,
+                "created_ts_ms": now_ms, "version": now_ms,
             })
-        self.save()
+        self._log(_JournalEntry(added, {a["claim_id"]: self.known[a["claim_id"]].alerted_ring_claims for a in alerts}))
         return sorted(alerts, key=lambda a: -a["expected_saving_eur"])

@@ -77,7 +77,7 @@ def train_and_evaluate(records: Sequence[Mapping[str, object]], spec: TableSpec,
             raise ValueError(f"claims table has no ring column {ring_col!r}")
         true_ring = ["" if r[ring_col] is None or r[ring_col] != r[ring_col] else str(r[ring_col]) for r in records]
         queue = queue_indices(table.amount_eur, scores, test_idx, queue_pct)
-        metrics |= m.ring_metrics(true_ring, table.ring_ids, queue, labels, test_idx)
+        metrics |= m.ring_metrics(true_ring, table.ring_ids, dict(zip(test_idx, scores)), queue, labels)
         metrics["queue_pct"] = queue_pct
     model.meta["metrics"] = metrics
     return Run(model, metrics, scores, test_idx, table)

@@ -122,7 +122,8 @@ def _truthy(v: object) -> bool | None:
 def facts_from_row(row: Mapping[str, object]) -> TelematicsFacts:
     """Telematics facts from the claims-book columns of one row."""
     if not _truthy(row.get("telematics_available")):
-        return NO_TELEMATICS
+        # the other vehicle may still be ours even when the insured one is not
+        return TelematicsFacts(telematics_available=False, third_party_in_cell=_truthy(row.get("third_party_in_cell")))
 
     def num(col: str) -> float:
         v = row.get(col)

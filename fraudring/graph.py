@@ -9,7 +9,7 @@ thousands of unrelated claims into one component).
 Adding a claim is O(entities x α(n)): union-find with union by size and path
 compression, per-component statistics merged small-into-large, reuse counts kept
 as sorted timestamp lists per entity, and collision cycles searched only around
-the new insured -> third-party edge. Nothing is recomputed over the whole graph.
+the new insured -> third-party edge (bounded BFS both ways). Nothing is recomputed over the whole graph.
 ``recompute_components`` does the full recompute from the stored links; the
 property test checks both agree.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
@@ -47,8 +47,6 @@ class ClaimLinks:
     # directed insured -> third-party edges between vehicle (or person) keys
     collisions: tuple[tuple[str, str], ...] = ()
     verdict: Verdict = "no_telematics"
-    # party entities by role, for evidence wording ("insured phone")
-    roles: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)
 
 
 def _dedupe(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -175,6 +173,7 @@ class _State(msgspec.Struct):
     entity_ts: dict[int, list[int]]
     claims: dict[str, ClaimRec]
     out_edges: dict[str, list[str]]
+    in_edges: dict[str, list[str]]
     edge_claims: dict[str, list[str]]
 
 
@@ -184,8 +183,8 @@ class ClaimGraph:
     operator's address); its reuse is still counted. ``max_cycle_len``: longest
     collision cycle searched."""
 
-    def __init__(self, hub_claims: int = 50, max_cycle_len: int = 4) -> None:
-        self._s = _State(hub_claims, max_cycle_len, [], [], [], {}, {}, {}, {}, {})
+    def __init__(self, hub_claims: int = 50, max_cycle_len: int = 5) -> None:
+        self._s = _State(hub_claims, max_cycle_len, [], [], [], {}, {}, {}, {}, {}, {})
         self._index: dict[str, int] = {}
 
     # --- persistence -----------------------------------------------------------------
@@ -277,44 +276,52 @@ class ClaimGraph:
         return changed
 
     def _add_collision(self, a: str, b: str, claim_id: str) -> list[str]:
+        """Add edge a -> b and mark every claim whose edge now lies on a cycle of at
+        most ``max_cycle_len`` edges through it: edge x -> y is on such a cycle when
+        dist(b, x) + 1 + dist(y, a) + 1 <= max_cycle_len. Both distances come from
+        BFS bounded by the cycle length, forward from b and backward from a."""
         s = self._s
-        out = s.out_edges.setdefault(a, [])
-        if b not in out:
-            out.append(b)
+        for table, key, val in ((s.out_edges, a, b), (s.in_edges, b, a)):
+            adj = table.setdefault(key, [])
+            if val not in adj:
+                adj.append(val)
         s.edge_claims.setdefault(f"{a}\x00{b}", []).append(claim_id)
-        path = self._path(b, a, s.max_cycle_len - 1)
-        if path is None:
+        budget = s.max_cycle_len - 1  # edges besides a -> b
+        from_b = self._bfs(b, s.out_edges, budget)
+        if a not in from_b:
             return []
-        cycle = [a] + path  # a -> b -> ... -> a
+        to_a = self._bfs(a, s.in_edges, budget)
         changed = []
-        for u, v in zip(cycle, cycle[1:]):
-            for cid in s.edge_claims.get(f"{u}\x00{v}", []):
-                rec = s.claims[cid]
-                if rec.cycle_len == 0 or len(cycle) - 1 < rec.cycle_len:
-                    if rec.cycle_len == 0:
-                        s.stats[self._find(rec.node)].n_cycle_claims += 1
-                    rec.cycle_len = len(cycle) - 1
-                    changed.append(cid)
+        for x, dx in from_b.items():
+            for y in s.out_edges.get(x, ()):
+                length = dx + 1 + to_a.get(y, s.max_cycle_len) + 1
+                if (x, y) == (a, b):
+                    length = from_b[a] + 1
+                if length > s.max_cycle_len:
+                    continue
+                for cid in s.edge_claims.get(f"{x}\x00{y}", []):
+                    rec = s.claims[cid]
+                    if rec.cycle_len == 0 or length < rec.cycle_len:
+                        if rec.cycle_len == 0:
+                            s.stats[self._find(rec.node)].n_cycle_claims += 1
+                        rec.cycle_len = length
+                        changed.append(cid)
         return changed
 
-    def _path(self, src: str, dst: str, max_edges: int) -> list[str] | None:
-        """Shortest directed path src -> dst with at most ``max_edges`` edges (BFS)."""
-        prev: dict[str, str | None] = {src: None}
-        frontier = deque([(src, 0)])
+    @staticmethod
+    def _bfs(src: str, adj: dict[str, list[str]], max_edges: int) -> dict[str, int]:
+        """Hop distance from ``src`` to every node within ``max_edges`` along ``adj``."""
+        dist = {src: 0}
+        frontier = deque([src])
         while frontier:
-            node, depth = frontier.popleft()
-            if node == dst:
-                path = [node]
-                while prev[path[-1]] is not None:
-                    path.append(prev[path[-1]])
-                return path[::-1]
-            if depth == max_edges:
+            node = frontier.popleft()
+            if dist[node] == max_edges:
                 continue
-            for nxt in self._s.out_edges.get(node, ()):
-                if nxt not in prev:
-                    prev[nxt] = node
-                    frontier.append((nxt, depth + 1))
-        return None
+            for nxt in adj.get(node, ()):
+                if nxt not in dist:
+                    dist[nxt] = dist[node] + 1
+                    frontier.append(nxt)
+        return dist
 
     # --- reading ---------------------------------------------------------------------
     def claim(self, claim_id: str) -> ClaimRec:

@@ -106,34 +106,45 @@ def claim_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, float]:
     return out
 
 
-def ring_metrics(true_ring: Sequence[str], predicted_ring: Sequence[str], queue: Sequence[int],
-                 is_fraud: Sequence[int], scope: Sequence[int]) -> dict[str, float]:
-    """Ring-level quality of a ranked queue.
+def ring_metrics(true_ring: Sequence[str], predicted_ring: Sequence[str], scores: Mapping[int, float],
+                 queue: Sequence[int], is_fraud: Sequence[int], *, min_claims: int = 3,
+                 threshold: float = 0.5) -> dict[str, float]:
+    """Ring-level quality of the alerts on the hold-out.
 
-    ``queue``: indices of the claims in the top-k queue. ``scope``: indices of the
-    claims being judged (the hold-out). A true ring is *caught* when at least one
-    of its hold-out claims is in the queue: ``ring_recall`` is the caught share of
-    rings with a hold-out claim. A *flagged ring* is a predicted component with
-    two or more claims that has a claim in the queue; it is correct when most of
+    ``scores``: hold-out claim index -> p(fraud). A *ring alert* is a predicted
+    component (entity-graph ring) with at least ``min_claims`` claims whose
+    hold-out claims score ``threshold`` or more on average; the ring queue is the
+    alerted rings ranked by that mean. A true ring with a hold-out claim is
+    *caught* when at least one of its claims sits in an alerted ring:
+    ``ring_recall`` is the caught share. An alerted ring is *correct* when most of
     its claims belong to one true ring: ``ring_precision`` is the correct share.
-    ``queue_precision`` is the share of queue claims that are fraudulent."""
-    rings_in_scope = {true_ring[i] for i in scope if true_ring[i]}
-    caught = {true_ring[i] for i in queue if true_ring[i]}
+    ``queue``: the claim-level queue (top-k claims by expected saving);
+    ``ring_recall_claim_queue`` counts a ring caught when one of its hold-out
+    claims is in it, and ``queue_precision`` is that queue's fraud share."""
     members: dict[str, list[int]] = defaultdict(list)
     for i, ring in enumerate(predicted_ring):
         members[ring].append(i)
-    flagged = {predicted_ring[i] for i in queue if len(members[predicted_ring[i]]) >= 2}
+    ring_score = {}
+    for ring, idx in members.items():
+        held = [scores[i] for i in idx if i in scores]
+        if len(idx) >= min_claims and held:
+            ring_score[ring] = float(np.mean(held))
+    alerted = {r for r, sc in ring_score.items() if sc >= threshold}
+    in_scope = {true_ring[i] for i in scores if true_ring[i]}
+    caught = {true_ring[i] for r in alerted for i in members[r] if true_ring[i]}
     correct = 0
-    for ring in flagged:
-        counts = Counter(true_ring[i] for i in members[ring])
-        top, n = max(((r, c) for r, c in counts.items() if r), key=lambda rc: rc[1], default=("", 0))
-        correct += int(bool(top) and n * 2 > len(members[ring]))
+    for ring in alerted:
+        counts = Counter(true_ring[i] for i in members[ring] if true_ring[i])
+        correct += int(bool(counts) and max(counts.values()) * 2 > len(members[ring]))
+    in_queue = {true_ring[i] for i in queue if true_ring[i]}
     return {
-        "ring_recall": len(caught & rings_in_scope) / len(rings_in_scope) if rings_in_scope else math.nan,
-        "ring_precision": correct / len(flagged) if flagged else math.nan,
-        "rings_in_test": len(rings_in_scope),
-        "rings_caught": len(caught & rings_in_scope),
-        "rings_flagged": len(flagged),
+        "ring_recall": len(caught & in_scope) / len(in_scope) if in_scope else math.nan,
+        "ring_precision": correct / len(alerted) if alerted else math.nan,
+        "rings_in_test": len(in_scope),
+        "rings_caught": len(caught & in_scope),
+        "rings_alerted": len(alerted),
+        "ring_candidates": len(ring_score),
+        "ring_recall_claim_queue": len(in_queue & in_scope) / len(in_scope) if in_scope else math.nan,
         "queue_size": len(queue),
         "queue_precision": float(np.mean([is_fraud[i] for i in queue])) if queue else math.nan,
     }
@@ -196,6 +207,10 @@ def phrase(feature: str, value: float) -> str:
     return fn(value) if fn else f"{feature.replace('_', ' ')} = {value:g}"
 
 
+# contributions smaller than this do not move a score enough to be worth a sentence
+MIN_REASON_LOGODDS = 0.05
+
+
 def reasons(model: FraudModel, rows: Sequence[Mapping[str, float]], top: int = 3) -> list[list[dict]]:
     """The ``top`` features pushing each claim's score up, in plain words with their log-odds contribution."""
     if not rows:
@@ -210,5 +225,5 @@ def reasons(model: FraudModel, rows: Sequence[Mapping[str, float]], top: int = 3
         order = np.argsort(-c)[:top]
         out.append([{"feature": model.features[j], "value": row.get(model.features[j], math.nan),
                      "contribution": round(float(c[j]), 3), "text": phrase(model.features[j], row.get(model.features[j], math.nan))}
-                    for j in order if c[j] > 0])
+                    for j in order if c[j] >= MIN_REASON_LOGODDS])
     return out

@@ -77,6 +77,8 @@ _ADDRESS_WORDS = {
     "expy": "expressway",
     "bldg": "building",
     "blk": "block",
+    "dist": "district",
+    "distr": "district",
     "fl": "floor",
     "flr": "floor",
     "apt": "unit",
@@ -95,12 +97,16 @@ _ADDRESS_WORDS = {
 _CJK_MARKERS = [("室", " unit "), ("号", " "), ("路", " road "), ("街", " street "), ("弄", " lane ")]
 _STREET_WORDS = frozenset(_ADDRESS_WORDS.values())
 _NUMBER_MARKERS = frozenset({"no", "number", "num", "nr"})
+# A trailing city name adds nothing inside one city's claims and is often left out.
+_CITIES = frozenset({"shanghai", "beijing", "shenzhen", "guangzhou", "hangzhou", "suzhou", "nanjing", "chengdu",
+                     "wuhan", "tianjin", "chongqing", "xian", "上海", "北京", "深圳", "广州", "杭州"})
 
 
 def normalize_address(raw: str | None) -> str | None:
     """Canonical address: case-folded, punctuation removed, abbreviations
     expanded, house-number markers (``No.``, ``#``) dropped, unit markers
-    (``Apt``, ``Rm``, ``Flat``, ``#`` after the street) unified to ``unit``.
+    (``Apt``, ``Rm``, ``Flat``, ``#`` after the street) unified to ``unit``, a
+    trailing city name dropped.
 
     >>> normalize_address("Flat 12B, 7 St Mary St")
     'unit 12b 7 saint mary street'
@@ -126,6 +132,8 @@ def normalize_address(raw: str | None) -> str | None:
             out.append("saint")
             continue
         out.append(_ADDRESS_WORDS.get(tok, tok))
+    while len(out) > 1 and out[-1] in _CITIES | {"city", "shi", "prc", "china"}:
+        out.pop()
     return " ".join(out) or None
 
 
@@ -208,16 +216,28 @@ def normalize(kind: str, raw: str | None) -> str | None:
     return fn(raw)
 
 
+def name_signature(raw: str | None) -> str | None:
+    """Order-free form of a name for identity keys: the sorted letters of the
+    normalised name, so ``Wei Wang`` (given-first) matches ``WANG Wei``. Alone it
+    could join anagrams; inside ``person_key`` a contact detail must match too.
+
+    >>> name_signature("Xiu Ying Zhao") == name_signature("ZhaoXiuYing")
+    True
+    """
+    n = normalize_name(raw)
+    return None if n is None else "".join(sorted(n))
+
+
 def person_key(name: str | None, phone: str | None = None, bank: str | None = None,
                address: str | None = None) -> str | None:
-    """Identity of a person: the normalised name plus the first of phone, bank
+    """Identity of a person: the name's signature plus the first of phone, bank
     account or address. A name alone is not an identity (``Wang Wei`` is shared by
     hundreds of thousands of people), so a party with only a name gets no key.
 
-    >>> person_key("Wang  Wei", phone="+86 139 1111 2222")
-    'wangwei|13911112222'
+    >>> person_key("Wang  Wei", phone="+86 139 1111 2222") == person_key("Wei WANG", phone="13911112222")
+    True
     """
-    n = normalize_name(name)
+    n = name_signature(name)
     if n is None:
         return None
     for kind, raw in (("phone", phone), ("bank", bank), ("address", address)):

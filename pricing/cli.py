@@ -30,6 +30,12 @@ def _registry(registry_dir: Optional[Path]):
     return Registry(registry_dir or PricingSettings().model_registry_dir)
 
 
+def _fail(message: str, code: int = 2):
+    """Stop with a one-line error on stderr (no usage box: the message says what to do)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
 def _emit(payload: dict, as_json: bool, markdown: str) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload) + "\n")
@@ -55,9 +61,9 @@ def benchmark(
     from pricing.settings import PricingSettings
 
     if dataset != "fremtpl2":
-        raise typer.BadParameter(f"unknown dataset {dataset!r}; the benchmark knows 'fremtpl2'", param_hint="DATASET")
+        _fail(f"unknown dataset {dataset!r}; the benchmark knows 'fremtpl2'")
     if split not in SPLIT_FILES:
-        raise typer.BadParameter(f"unknown split {split!r}; choose one of {sorted(SPLIT_FILES)}", param_hint="--split")
+        _fail(f"unknown split {split!r}; choose one of {sorted(SPLIT_FILES)}")
     result = run_fremtpl2(split, data_dir, seed, PricingSettings().pricing_nthread, _progress(False))
     markdown = markdown_table(result)
     if out is not None:
@@ -74,11 +80,11 @@ def _split_rows(frame, split_file: Optional[Path], test_fraction: float, seed: i
 
     if split_file is None:
         if not 0 < test_fraction < 1:
-            raise typer.BadParameter(f"--test-fraction must lie in (0, 1), got {test_fraction}", param_hint="--test-fraction")
+            _fail(f"--test-fraction must lie in (0, 1), got {test_fraction}")
         return np.random.default_rng(seed).random(len(frame)) >= test_fraction
     assignment = pd.read_csv(split_file)
     if "set" not in assignment.columns:
-        raise typer.BadParameter(f"{split_file} has no 'set' column (values learn/test)", param_hint="--split-file")
+        _fail(f"{split_file} has no 'set' column (values learn/test)")
     keys = [c for c in assignment.columns if c in frame.columns]
     if keys:
         merged = frame[keys].merge(assignment[[*keys, "set"]], on=keys, how="left", validate="many_to_one")
@@ -86,11 +92,11 @@ def _split_rows(frame, split_file: Optional[Path], test_fraction: float, seed: i
     elif len(assignment) == len(frame):
         labels = assignment["set"].to_numpy()
     else:
-        raise typer.BadParameter(f"{split_file} has {len(assignment)} rows and no column shared with the data "
-                                 f"({len(frame)} rows): add an id column or one row per data row", param_hint="--split-file")
+        _fail(f"{split_file} has {len(assignment)} rows and no column shared with the data "
+                                 f"({len(frame)} rows): add an id column or one row per data row")
     unknown = ~pd.Series(labels).isin(["learn", "test"]).to_numpy()
     if unknown.any():
-        raise typer.BadParameter(f"{split_file}: {int(unknown.sum())} data rows have no learn/test label", param_hint="--split-file")
+        _fail(f"{split_file}: {int(unknown.sum())} data rows have no learn/test label")
     return labels == "learn"
 
 
@@ -129,7 +135,7 @@ def train(
     feature_list, categorical_list = _names(features), _names(categorical)
     missing = [c for c in [target, exposure, *feature_list] if c not in frame.columns]
     if missing:
-        raise typer.BadParameter(f"{data} lacks columns {missing}; it has {list(frame.columns)}")
+        _fail(f"{data} lacks columns {missing}; it has {list(frame.columns)}")
     nthread = PricingSettings().pricing_nthread
     factories = {
         "homogeneous": lambda: Homogeneous(feature_list, categorical_list, seed),
@@ -138,7 +144,7 @@ def train(
     }
     unknown = [m for m in _names(models) if m not in factories]
     if unknown:
-        raise typer.BadParameter(f"unknown models {unknown}; choose from {sorted(factories)}", param_hint="--models")
+        _fail(f"unknown models {unknown}; choose from {sorted(factories)}")
     learn_mask = _split_rows(frame, split_file, test_fraction, seed)
     learn, test = frame[learn_mask], frame[~learn_mask]
     report, fitted = evaluate({m: factories[m]() for m in _names(models)}, learn, test, target, exposure, progress)
@@ -153,6 +159,55 @@ def train(
     lines = ["| model | test deviance ×100 | train deviance ×100 | test Gini | fit s |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {m} | {r['test_poisson_deviance_x100']:.5f} | {r['train_poisson_deviance_x100']:.5f} | {r['test_gini']:.4f} | "
               f"{r['fit_seconds']:.1f} |" for m, r in report.items()]
+    _emit(result, as_json, "\n".join(lines))
+
+
+@app.command()
+def telematics(
+    book: Annotated[Optional[Path], typer.Option(help="Vehicle book (parquet or csv, contract columns); default: simulate one")] = None,
+    vehicle_years: Annotated[float, typer.Option(help="Size of the simulated book when no --book")] = 20_000.0,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated book, the vehicle split and XGBoost")] = 7,
+    register: Annotated[Optional[str], typer.Option(help="Register the fitted multiplier under this name (candidate)")] = None,
+    registry_dir: Annotated[Optional[Path], typer.Option(help="Registry root [default: VOLTRISK_MODEL_REGISTRY_DIR or .voltrisk/models]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Train the telematics multiplier on the simulated book; compare it with the reference score and the true risk.
+
+    Example: voltrisk pricing telematics --vehicle-years 20000 --register ubi-telematics --json
+    """
+    import pandas as pd
+
+    from pricing.registry import data_fingerprint
+    from pricing.settings import PricingSettings
+    from pricing.telematics import evaluate_on_book
+
+    progress = _progress(False)
+    if book is not None:
+        frame = pd.read_parquet(book) if book.suffix == ".parquet" else pd.read_csv(book)
+    else:
+        from simulators import book as simulated
+        from simulators import drivers
+
+        progress(f"simulating a book of {vehicle_years:,.0f} vehicle-years (seed {seed})")
+        cfg = simulated.BookConfig(vehicle_years=vehicle_years, seed=seed)
+        frame = simulated.vehicle_book(drivers.build_population(cfg.n_vehicles, cfg.seed), cfg)
+    progress(f"fitting the telematics multiplier on {len(frame):,} vehicle-periods")
+    try:
+        report, model = evaluate_on_book(frame, seed, nthread=PricingSettings().pricing_nthread)
+    except KeyError as exc:
+        _fail(exc.args[0])
+    result = {"book": str(book) if book else f"simulated:{vehicle_years:g}vy:seed{seed}", **report}
+    if register:
+        metrics = {"test_poisson_deviance_x100": report["test_poisson_deviance_x100"]["telematics"],
+                   "spearman_vs_true_rate": report["ranking_vs_true_rate"]["telematics"]["spearman_vs_true_rate"]}
+        meta = _registry(registry_dir).register(register, model, data_fingerprint(frame), metrics)
+        result["registered"] = {"name": meta.name, "version": meta.version, "status": meta.status}
+    dev, rank = report["test_poisson_deviance_x100"], report["ranking_vs_true_rate"]
+    lines = ["| score | test deviance ×100 | Spearman vs true rate | Gini of true crashes |", "| --- | ---: | ---: | ---: |",
+             f"| homogeneous | {dev['homogeneous']:.4f} | – | 0 |"]
+    lines += [f"| {name} | {dev.get(name, float('nan')):.4f} | {r['spearman_vs_true_rate']:.4f} | {r['gini_of_true_expected_crashes']:.4f} |"
+              for name, r in rank.items()]
+    lines.append(f"| true rate (ceiling) | {dev['true_rate']:.4f} | 1 | {rank['telematics']['gini_ceiling_true_rate']:.4f} |")
     _emit(result, as_json, "\n".join(lines))
 
 
@@ -172,8 +227,7 @@ def promote(
     try:
         meta = _registry(registry_dir).promote(name, version)
     except (KeyError, ValueError) as exc:
-        typer.echo(f"error: {exc.args[0]}", err=True)
-        raise typer.Exit(1) from None
+        _fail(exc.args[0], code=1)
     _emit(asdict(meta), as_json, f"{meta.name} v{meta.version} is now in production")
 
 

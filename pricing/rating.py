@@ -113,3 +113,22 @@ class LiveRatingEngine:
     def versions(self) -> dict[str, int | None]:
         models = [self._frequency, self._telematics, *([self._severity] if self._severity else [])]
         return {m.name: m.version for m in models}
+
+
+class StreamMultiplierScorer:
+    """The stream's ``Scorer`` (``stream.score``): telematics multiplier of the production model.
+
+    ``score(X)`` takes rows × ``feature_names`` (the contract's 30-day features) and
+    returns the bounded multiplier per row; a newly promoted model is picked up on the
+    next batch, and one with other features is refused (the running one stays).
+    """
+
+    def __init__(self, registry: Registry, name: str, check_interval_s: float = 5.0) -> None:
+        self.feature_names = list(LABELS)
+        self._live = ProductionModel(registry, name, self.feature_names, check_interval_s)
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        model = self._live.get()
+        if not isinstance(model, TelematicsMultiplier):
+            raise TypeError(f"model {self._live.name} is a {model.kind} scorer, not a telematics multiplier")
+        return model.multiplier(pd.DataFrame(np.asarray(X, dtype=np.float32), columns=self.feature_names))

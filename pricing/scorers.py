@@ -196,6 +196,9 @@ class PoissonGLM(Scorer):
 # Tuned on an inner validation split of the Noll learn set (see docs/pricing.md).
 FREQUENCY_PARAMS: dict[str, Any] = {"eta": 0.05, "max_depth": 4, "min_child_weight": 50, "max_delta_step": 0.7}
 SEVERITY_PARAMS: dict[str, Any] = {"eta": 0.05, "max_depth": 2, "min_child_weight": 100}
+# Scoring batches of a few thousand rows is faster on one thread than with thread hand-offs
+# (measured in bench/bench_pricing.py); scale scoring out with stream partitions instead.
+SCORING_NTHREAD = 1
 
 
 class XGBScorer(Scorer):
@@ -277,6 +280,9 @@ class XGBScorer(Scorer):
         self.booster = xgb.train(params, train_set, self.max_rounds, evals=[(valid_set, "valid")],
                                  early_stopping_rounds=self.early_stopping_rounds, verbose_eval=False)
         self.best_iteration = int(self.booster.best_iteration)
+        # keep only the trees early stopping chose: no iteration_range slicing on every batch
+        self.booster = self.booster[: self.best_iteration + 1]
+        self.booster.set_param({"nthread": SCORING_NTHREAD})
         # Balance property (as a GLM with canonical link has it): Σ weight × prediction equals
         # Σ weight × observed on the fit rows. Gamma deviance otherwise under-predicts heavy-tailed amounts.
         fitted = self.predict_rate(frame) * exposure
@@ -292,8 +298,8 @@ class XGBScorer(Scorer):
         """Log-rate per row, batch-scored with ``inplace_predict`` (no DMatrix copy)."""
         booster = self._fitted()
         features = self.matrix(frame)
-        return booster.inplace_predict(features, iteration_range=(0, self.best_iteration + 1), predict_type="margin",
-                                       base_margin=np.full(len(features), self.log_intercept))
+        # base_margin replaces XGBoost's own base_score, exactly as in training
+        return booster.inplace_predict(features, predict_type="margin", base_margin=np.full(len(features), self.log_intercept))
 
     def predict_rate(self, frame):
         return np.exp(self.predict_margin(frame))
@@ -301,8 +307,7 @@ class XGBScorer(Scorer):
     def explain(self, frame):
         booster = self._fitted()
         features = self.matrix(frame)
-        contribs = booster.predict(self._dmatrix(features, np.full(len(features), self.log_intercept)), pred_contribs=True,
-                                   iteration_range=(0, self.best_iteration + 1))
+        contribs = booster.predict(self._dmatrix(features, np.full(len(features), self.log_intercept)), pred_contribs=True)
         return pd.DataFrame(contribs, index=frame.index, columns=[*self.features, "bias"])
 
     def to_state(self):
@@ -321,7 +326,7 @@ class XGBScorer(Scorer):
         scorer.best_iteration = state["best_iteration"]
         booster = xgb.Booster()
         booster.load_model(bytearray(base64.b64decode(state["booster_ubj_b64"])))
-        booster.set_param({"nthread": scorer.nthread})
+        booster.set_param({"nthread": SCORING_NTHREAD})
         scorer.booster = booster
         return scorer
 

@@ -50,8 +50,9 @@ class TelematicsMultiplier(Scorer):
     """The telematics frequency model, its book reference rate and the fleet medians.
 
     A scorer like the others (``fit`` on ``crash_count`` over ``exposure_years``); on top,
-    ``multiplier = clip(rate / reference_rate, *bounds)`` with the reference the book's
-    exposure-weighted mean predicted rate, and ``medians`` for the "fleet median" of reason codes.
+    ``multiplier = clip(rate / reference_rate, *bounds)`` with the reference set so the
+    book's exposure-weighted mean multiplier is 1 (revenue neutral), and ``medians`` for
+    the "fleet median" of reason codes.
     """
 
     kind = "telematics"
@@ -71,7 +72,7 @@ class TelematicsMultiplier(Scorer):
     def fit(self, frame, y, exposure=None, weight=None):
         self.model.fit(frame, y, exposure, weight)
         exposure = np.ones(len(frame)) if exposure is None else np.asarray(exposure, dtype=float)
-        self.reference_rate = float(np.sum(self.model.predict_rate(frame) * exposure) / exposure.sum())
+        self.reference_rate = revenue_neutral_reference(self.model.predict_rate(frame), exposure, self.bounds)
         self.medians = {c: float(pd.to_numeric(frame[c], errors="coerce").median()) for c in self.features}
         return self
 
@@ -109,6 +110,21 @@ class TelematicsMultiplier(Scorer):
         return out
 
 
+def revenue_neutral_reference(rate: np.ndarray, exposure: np.ndarray, bounds: tuple[float, float]) -> float:
+    """The reference rate r with Σ exposure × clip(rate / r, *bounds) = Σ exposure (bisection in log r).
+
+    >>> r = revenue_neutral_reference(np.array([0.05, 0.1, 0.4]), np.ones(3), (0.6, 1.5))
+    >>> round(float(np.mean(np.clip(np.array([0.05, 0.1, 0.4]) / r, 0.6, 1.5))), 6)
+    1.0
+    """
+    low, high = np.log(np.min(rate) / bounds[1]), np.log(np.max(rate) / bounds[0])
+    for _ in range(100):  # the mean multiplier falls as r grows
+        mid = (low + high) / 2
+        mean = np.sum(exposure * np.clip(rate / np.exp(mid), *bounds)) / np.sum(exposure)
+        low, high = (mid, high) if mean > 1 else (low, mid)
+    return float(np.exp((low + high) / 2))
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation (average ranks for ties).
 
@@ -135,3 +151,50 @@ def ranking_against_truth(book: pd.DataFrame, predicted_rate: np.ndarray) -> dic
         "gini_of_true_expected_crashes": gini_exposure_weighted(truth * exposure, predicted_rate, exposure),
         "gini_ceiling_true_rate": gini_exposure_weighted(truth * exposure, truth, exposure),
     }
+
+
+def evaluate_on_book(book: pd.DataFrame, seed: int = 0, test_share: float = 0.2, nthread: int = 2) -> tuple[dict[str, Any], TelematicsMultiplier]:
+    """Fit the multiplier on a book's learn vehicles and judge it on the others.
+
+    Vehicles (all their periods) go to learn or test at random with ``seed``, so no
+    driver is seen on both sides. Reports Poisson deviance ×100 of the telematics model
+    and the homogeneous model on test, and how each score — telematics model, the
+    stream's reference safety score (``stream.score.ReferenceScorer``) — ranks test
+    periods by the simulator's ``true_rate``.
+    """
+    from pricing.metrics import poisson_deviance_x100
+    from stream.score import ReferenceScorer
+
+    vehicles = book["vehicle_id"].unique()
+    test_vehicles = set(np.random.default_rng(seed).choice(vehicles, int(round(test_share * len(vehicles))), replace=False))
+    is_test = book["vehicle_id"].isin(test_vehicles).to_numpy()
+    learn, test = book[~is_test], book[is_test]
+    model = TelematicsMultiplier.fit_book(learn, seed, nthread)
+    y, exposure = test[TARGET].to_numpy(float), test[EXPOSURE].to_numpy(float)
+    rate = model.predict_rate(test)
+    homogeneous_rate = learn[TARGET].sum() / learn[EXPOSURE].sum()
+    reference = ReferenceScorer()
+    reference_pcf = reference.pcf(test[reference.feature_names].to_numpy(float))
+    multiplier = model.multiplier(test)
+    report = {
+        "n_learn_rows": int(len(learn)), "n_test_rows": int(len(test)),
+        "learn_vehicle_years": round(float(learn[EXPOSURE].sum()), 1), "learn_crashes": int(learn[TARGET].sum()),
+        "n_rounds": model.model.best_iteration + 1,
+        "test_poisson_deviance_x100": {
+            "homogeneous": poisson_deviance_x100(y, np.full(len(y), homogeneous_rate) * exposure),
+            "telematics": poisson_deviance_x100(y, rate * exposure),
+            "true_rate": poisson_deviance_x100(y, test["true_rate"].to_numpy(float) * exposure),
+        },
+        "ranking_vs_true_rate": {
+            "telematics": ranking_against_truth(test, rate),
+            "reference_score": ranking_against_truth(test, reference_pcf),
+        },
+        "multiplier": {
+            "bounds": list(model.bounds),
+            "quantiles": {f"p{q}": round(float(np.quantile(multiplier, q / 100)), 4) for q in (1, 10, 50, 90, 99)},
+            "share_at_floor": round(float(np.mean(multiplier <= model.bounds[0])), 4),
+            "share_at_cap": round(float(np.mean(multiplier >= model.bounds[1])), 4),
+            "exposure_weighted_mean": round(float(np.sum(multiplier * exposure) / exposure.sum()), 4),
+        },
+    }
+    return report, model

@@ -27,7 +27,7 @@ POLICY_COLUMNS = ("DrivAge", "VehPower", "VehAge", "BonusMalus", "Density", "Are
 # --- true crash model (per vehicle-year) -------------------------------------------
 BASE_RATE = 0.0254  # sets the portfolio mean near 0.075 crashes per vehicle-year
 BETA = {
-    "log_hard_brake": 0.30,   # log(hard brakes per 100 km / 2)
+    "log_hard_brake": 0.30,   # log(hard brakes per 100 km / 1.5)
     "log_harsh_accel": 0.15,  # log(harsh accelerations per 100 km / 1.2)
     "log_harsh_turn": 0.15,   # log(harsh turns per 100 km / 0.8)
     "speeding": 1.6,          # share of time in a speeding state
@@ -145,7 +145,7 @@ class Population:
         km = self.km_per_day() * 365.25 if annual_km is None else annual_km
         age = self.policy["DrivAge"]
         return {
-            "log_hard_brake": np.log(self.hard_brake_per_100km / 2.0),
+            "log_hard_brake": np.log(self.hard_brake_per_100km / 1.5),
             "log_harsh_accel": np.log(self.harsh_accel_per_100km / 1.2),
             "log_harsh_turn": np.log(self.harsh_turn_per_100km / 0.8),
             "speeding": self.speeding_p,
@@ -228,7 +228,7 @@ def build_population(n: int, seed: int, policies=None) -> Population:
         vin=np.array([make_vin(rng, i) for i in range(n)]),
         policy=pol,
         z=z,
-        hard_brake_per_100km=np.exp(math.log(2.0) + 0.55 * z + 0.35 * noise()),
+        hard_brake_per_100km=np.exp(math.log(1.5) + 0.55 * z + 0.35 * noise()),
         harsh_accel_per_100km=np.exp(math.log(1.2) + 0.5 * z + 0.4 * noise()),
         harsh_turn_per_100km=np.exp(math.log(0.8) + 0.5 * z + 0.4 * noise()),
         fcw_per_1000km=np.exp(math.log(3.0) + 0.6 * z + 0.4 * noise()),
@@ -261,12 +261,12 @@ def build_population(n: int, seed: int, policies=None) -> Population:
 # Linear maps latent attributes -> expected event-level feature, fitted by
 # ``python -m simulators.calibrate`` (see there); pinned by the agreement test.
 EXPECTED_COEF: dict[str, list[float]] = {
-    "mean_speed_kmh": [7.51747, 23.89168, 13.92703, 1.76722, -0.13061],
-    "speeding_share": [0.11017, 0.36978],
-    "unsafe_following_share": [-0.00367, 0.13213],
-    "night_share": [0.95884],
-    "soc_trip_start_mean": [5.58184, 0.87243],
-    "cell_risk_exposure_weighted": [0.77255, 0.0827, 0.13249],
+    "mean_speed_kmh": [5.4492, 21.99041, 19.26573, 1.66051, -0.39826],
+    "speeding_share": [0.2791, 0.16913],
+    "unsafe_following_share": [-0.00237, 0.11459],
+    "night_share": [0.88514],
+    "soc_trip_start_mean": [5.42284, 0.87219],
+    "cell_risk_exposure_weighted": [0.40171, 0.55881, 0.03651],
 }
 
 

@@ -27,6 +27,7 @@ LOCAL_UTC_OFFSET_MS = 8 * 3_600_000  # Shanghai, no DST
 DAY_MS = 86_400_000
 NORMAL_ACCEL_MPS2 = 2.7     # ordinary driving stays below this (0.28 g): harsh is beyond 0.3 g
 TURN_RADIUS_M = (12.0, 20.0)
+MOTOR_MAX_KW, MOTOR_REGEN_MAX_KW = 250.0, 150.0
 LEAD_VEHICLE_P = {"local": 0.5, "arterial": 0.7, "expressway": 0.8, "highway": 0.8}
 RUSH_HOURS_LOCAL = ((7.0, 9.5), (17.0, 19.5))
 GBT_ALARM_BIT = {"temperature_difference": 0, "battery_high_temp": 1}
@@ -51,6 +52,9 @@ class FleetConfig:
             raise ValueError(f"dynamics_hz={self.dynamics_hz}: ev.dynamics.v1 is specified at 1-10 Hz")
         if not 10 <= self.state_period_s <= 30:
             raise ValueError(f"state_period_s={self.state_period_s}: ev.state.v1 is sent every 10-30 s")
+        if (self.start_ms + LOCAL_UTC_OFFSET_MS) % DAY_MS:
+            raise ValueError(f"start_ms={self.start_ms}: the schedule is planned per local day; "
+                             "start at a Shanghai midnight (e.g. 1793462400000 = 2026-11-01 00:00 +08:00)")
         if self.coord_sys not in ("WGS84", "GCJ02"):
             raise ValueError(f"coord_sys={self.coord_sys!r}: use WGS84 or GCJ02")
 
@@ -211,7 +215,12 @@ def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, c
 
     hour = local_hour(start_ms)
     weekday = ((start_ms + LOCAL_UTC_OFFSET_MS) // DAY_MS + 3) % 7 < 5
-    congestion = 0.6 + 0.15 * d.u() if weekday and any(a <= hour < b for a, b in RUSH_HOURS_LOCAL) else 1.0
+    if weekday and any(a <= hour < b for a, b in RUSH_HOURS_LOCAL):
+        congestion = 0.45 + 0.15 * d.u()
+    elif 7.0 <= hour < 21.0:
+        congestion = 0.75 + 0.15 * d.u()
+    else:
+        congestion = 1.0
     factor = float(pop.speed_factor[i])
     accel_max = 1.6 + 0.8 * d.u()
     brake_comfort = 1.3 + 0.6 * d.u()
@@ -282,7 +291,7 @@ def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, c
                 a = peak
                 if v + a < 0:
                     a = -v
-            elif pending["accel"] and v < 60 / 3.6 and need == 0.0 and dist > 30.0:
+            elif pending["accel"] and v < 60 / 3.6 and need < 0.3 and dist > 30.0:
                 pending["accel"] -= 1
                 a = G * (0.32 + 0.13 * d.u())
                 episode = [G * (0.31 + 0.05 * d.u())]
@@ -374,7 +383,8 @@ def motor_power_kw(v: np.ndarray, a: np.ndarray, regen: np.ndarray) -> np.ndarra
     force = MASS_KG * a + 0.011 * MASS_KG * G + 0.5 * 1.2 * 0.62 * v * v
     p = force * v / 1000.0
     p = np.where(p > 0, p / 0.9, p * 0.7)
-    return np.where(a < -0.3, np.where(regen, np.minimum(p, -0.1), 0.3), np.maximum(p, 0.3 * (v > 0)))
+    p = np.where(a < -0.3, np.where(regen, np.minimum(p, -0.1), 0.3), np.maximum(p, 0.3 * (v > 0)))
+    return np.clip(p, -MOTOR_REGEN_MAX_KW, MOTOR_MAX_KW)
 
 
 # --- one vehicle-day -> events -------------------------------------------------------------------
@@ -404,19 +414,19 @@ class Emitter:
 
     def state(self, ts_ms: int, *, status: str, charging: str, speed_kmh: float, current_a: float,
               gear: str, lat: float, lon: float, alarm_level: int = 0, alarm_flags: int = 0,
-              temp_max_c: float | None = None) -> None:
+              temp_max_c: float | None = None) -> Event:
         soc, speed_kmh, current_a = float(self.st.soc_pct), float(speed_kmh), float(current_a)
         cell_v = 3.35 + 0.0085 * soc
         t_max = temp_max_c if temp_max_c is not None else 26.0 + 0.01 * abs(current_a)
         olat, olon = self.pos(lat, lon)
-        self.events.append(Event(ts_ms, TOPIC_STATE, self.vin, r.StateV1(
+        return Event(ts_ms, TOPIC_STATE, self.vin, r.StateV1(
             event_id=self.eid("s"), ts_ms=ts_ms, vehicle_status=status, charging_state=charging,
             speed_kmh=round(speed_kmh, 1), odometer_km=round(float(self.st.odometer_km), 1),
             pack_voltage_v=round(PACK_NOMINAL_V * (0.92 + 0.0016 * soc), 1), pack_current_a=round(current_a, 1),
             soc_pct=round(soc, 1), gear=gear, insulation_resistance_kohm=2_500.0, lat=olat, lon=olon,
             cell_voltage_max_v=round(cell_v + 0.01, 3), cell_voltage_min_v=round(cell_v - 0.01, 3),
             cell_temp_max_c=round(t_max, 1), cell_temp_min_c=round(t_max - 3.0, 1),
-            alarm_level=alarm_level, alarm_flags=alarm_flags)))
+            alarm_level=alarm_level, alarm_flags=alarm_flags))
 
 
 def _trace(i: int, ts: np.ndarray, lat: np.ndarray, lon: np.ndarray, v_kmh: np.ndarray, crashed: bool) -> TripTrace:
@@ -425,101 +435,137 @@ def _trace(i: int, ts: np.ndarray, lat: np.ndarray, lon: np.ndarray, v_kmh: np.n
                      v_kmh[keep].copy(), crashed)
 
 
-def simulate_trip(em: Emitter, path: np.ndarray, start_ms: int, d: _Draws) -> tuple[int, bool]:
-    """Drive one trip and emit its records; returns (end time, crashed)."""
+@dataclass
+class TripOut:
+    """One driven trip: 1 Hz kinematics and positions, and the dynamics-rate samples."""
+
+    ta: TripArrays
+    ts1: np.ndarray       # 1 Hz timestamps
+    x: np.ndarray
+    y: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    power: np.ndarray
+    soc: np.ndarray
+    odo0: float
+    belt: bool
+    near: np.ndarray      # 1 Hz index of each dynamics sample
+    ts_out: np.ndarray
+    v_kmh: np.ndarray
+    la_out: np.ndarray
+    lo_out: np.ndarray
+    yaw: np.ndarray
+    heading: np.ndarray
+
+
+def drive_trip(em: Emitter, path: np.ndarray, start_ms: int, d: _Draws) -> TripOut:
+    """Kinematics of one trip, resampled to the dynamics rate (records are made later)."""
     pop, i, cfg, st = em.pop, em.i, em.cfg, em.st
     ta = drive(pop, i, path, start_ms, d, cfg.crash_scale, st.soc_pct)
     n = len(ta.t_s)
-    seg = np.diff(path, axis=0)
-    cum = np.concatenate([[0.0], np.cumsum(np.abs(seg).sum(axis=1))])
+    cum = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(path, axis=0)).sum(axis=1))])
     x, y = np.interp(ta.s_m, cum, path[:, 0]), np.interp(ta.s_m, cum, path[:, 1])
     lat, lon = city.to_latlon(x, y)
-    heading = heading_along(path, ta.s_m)
     power = motor_power_kw(ta.v_mps, ta.a_mps2, ta.regen)
     # energy per step: traction power plus ~1.2 kW of climate control and electronics
-    soc_trace = st.soc_pct - np.cumsum(power + 1.2) / 3600.0 / PACK_KWH * 100.0
-    soc_trace = np.concatenate([[st.soc_pct], soc_trace[:-1]])
+    soc = st.soc_pct - np.cumsum(power + 1.2) / 3600.0 / PACK_KWH * 100.0
+    soc = np.concatenate([[st.soc_pct], soc[:-1]])
     ts1 = start_ms + (ta.t_s * 1000).astype(np.int64)
     belt = d.u() >= float(pop.unbuckled_p[i])
-    odo0 = st.odometer_km
-
-    # ev.state.v1 at ignition-on and every state_period_s while driving
-    state_idx = list(range(0, n, cfg.state_period_s))
-    for k in state_idx:
-        st.soc_pct = float(soc_trace[k])
-        st.odometer_km = odo0 + ta.s_m[k] / 1000.0
-        em.state(int(ts1[k]), status="started", charging="not_charging", speed_kmh=ta.v_mps[k] * 3.6,
-                 current_a=power[k] * 1000.0 / PACK_NOMINAL_V, gear="D", lat=float(lat[k]), lon=float(lon[k]))
-
-    # ev.dynamics.v1 at dynamics_hz: 1 Hz kinematics resampled (events keep their 1 s shape)
     hz = cfg.dynamics_hz
-    tt = np.arange(0.0, ta.t_s[-1] + 1e-9, 1.0 / hz) if n > 1 else ta.t_s.copy()
-    near = np.minimum(np.rint(tt).astype(int), n - 1) if hz > 1 else np.arange(n)
-    if hz > 1:
+    if hz > 1 and n > 1:  # events keep their 1 s shape; speed and position are interpolated
+        tt = np.arange(0.0, ta.t_s[-1] + 1e-9, 1.0 / hz)
+        near = np.minimum(np.rint(tt).astype(int), n - 1)
         v_out = np.interp(tt, ta.t_s, ta.v_mps)
         la_out, lo_out = np.interp(tt, ta.t_s, lat), np.interp(tt, ta.t_s, lon)
     else:
-        v_out, la_out, lo_out = ta.v_mps, lat, lon
-    a_out, alat_out = ta.a_mps2[near], ta.a_lat_mps2[near]
-    v_kmh = np.clip(v_out * 3.6, 0.0, 250.0)
-    yaw = np.clip(np.degrees(alat_out / np.maximum(v_out, 2.0)), -120.0, 120.0)
-    ts_out = start_ms + np.rint(tt * 1000).astype(np.int64)
-    hw = ta.headway_s[near]
-    fcw = ta.fcw[near]
-    pw = power[near]
-    head = heading[near]
-    for k in range(len(tt)):
-        olat, olon = em.pos(float(la_out[k]), float(lo_out[k]))
-        h = float(hw[k])
-        em.events.append(Event(int(ts_out[k]), TOPIC_DYNAMICS, em.vin, r.DynamicsV1(
-            event_id=em.eid("d"), ts_ms=int(ts_out[k]), speed_kmh=round(float(v_kmh[k]), 2),
-            accel_long_mps2=round(float(a_out[k]), 3), accel_lat_mps2=round(float(alat_out[k]), 3),
-            yaw_rate_dps=round(float(yaw[k]), 2), heading_deg=round(float(head[k]), 1) % 360.0,
-            motor_power_kw=round(float(pw[k]), 2), adas_state="standby", fcw=bool(fcw[k]),
-            headway_s=None if math.isnan(h) else round(h, 2), seatbelt_driver=belt, lat=olat, lon=olon)))
+        tt, near, v_out, la_out, lo_out = ta.t_s, np.arange(n), ta.v_mps, lat, lon
+    yaw = np.clip(np.degrees(ta.a_lat_mps2[near] / np.maximum(v_out, 2.0)), -120.0, 120.0)
+    return TripOut(ta, ts1, x, y, lat, lon, power, soc, st.odometer_km, belt, near,
+                   start_ms + np.rint(tt * 1000).astype(np.int64), np.clip(v_out * 3.6, 0.0, 250.0), la_out, lo_out,
+                   yaw, heading_along(path, ta.s_m)[near])
 
-    # battery thermal alarms at the vehicle's per-km rate
+
+def trip_records(em: Emitter, o: TripOut) -> Iterator[Event]:
+    """``ev.state.v1`` at ignition-on and every state_period_s, and ``ev.dynamics.v1`` at
+    the dynamics rate, in time order (made lazily: the load generator only takes what it sends)."""
+    st, ta, cfg = em.st, o.ta, em.cfg
+    every = cfg.state_period_s
+    last_state = -1
+    for k in range(len(o.ts_out)):
+        k1 = int(o.near[k])
+        if k1 % every == 0 and k1 != last_state and o.ts_out[k] >= o.ts1[k1]:
+            last_state = k1
+            st.soc_pct = float(o.soc[k1])
+            st.odometer_km = o.odo0 + float(ta.s_m[k1]) / 1000.0
+            yield em.state(int(o.ts1[k1]), status="started", charging="not_charging",
+                           speed_kmh=ta.v_mps[k1] * 3.6, current_a=o.power[k1] * 1000.0 / PACK_NOMINAL_V, gear="D",
+                           lat=float(o.lat[k1]), lon=float(o.lon[k1]))
+        olat, olon = em.pos(float(o.la_out[k]), float(o.lo_out[k]))
+        h = float(ta.headway_s[k1])
+        ts = int(o.ts_out[k])
+        yield Event(ts, TOPIC_DYNAMICS, em.vin, r.DynamicsV1(
+            event_id=em.eid("d"), ts_ms=ts, speed_kmh=round(float(o.v_kmh[k]), 2),
+            accel_long_mps2=round(float(ta.a_mps2[k1]), 3), accel_lat_mps2=round(float(ta.a_lat_mps2[k1]), 3),
+            yaw_rate_dps=round(float(o.yaw[k]), 2), heading_deg=round(float(o.heading[k]), 1) % 360.0,
+            motor_power_kw=round(float(o.power[k1]), 2), adas_state="standby", fcw=bool(ta.fcw[k1]),
+            headway_s=None if math.isnan(h) else round(h, 2), seatbelt_driver=o.belt, lat=olat, lon=olon))
+
+
+def finish_trip(em: Emitter, o: TripOut, d: _Draws) -> tuple[list[Event], int, bool]:
+    """Thermal alarms during the trip, the crash pulse if it ended in one, ignition-off;
+    updates the vehicle's state. Returns (events, end time, crashed)."""
+    pop, i, st, ta = em.pop, em.i, em.st, o.ta
+    n = len(ta.t_s)
+    out: list[Event] = []
     km = float(ta.s_m[-1]) / 1000.0
-    n_alarms = int(d.rng.poisson(km * float(pop.thermal_per_1000km[i]) / 1000.0))
-    for _ in range(n_alarms):
+    for _ in range(int(d.rng.poisson(km * float(pop.thermal_per_1000km[i]) / 1000.0))):
         k = int(d.u() * n)
         level = 3 if d.u() < 0.1 else 2
         temp = 55.0 + 8.0 * d.u() + (5.0 if level == 3 else 0.0)
-        t0 = int(ts1[k])
+        t0 = int(o.ts1[k])
         flags = 1 << GBT_ALARM_BIT["battery_high_temp"]
         for ts_a, active in ((t0, True), (t0 + int(60_000 + 240_000 * d.u()), False)):
-            alat, alon = em.pos(float(lat[k]), float(lon[k]))
-            em.events.append(Event(ts_a, TOPIC_ALARM, em.vin, r.AlarmV1(
+            alat, alon = em.pos(float(o.lat[k]), float(o.lon[k]))
+            out.append(Event(ts_a, TOPIC_ALARM, em.vin, r.AlarmV1(
                 event_id=em.eid("a"), ts_ms=ts_a, alarm_code="battery_high_temp", alarm_level=level if active else 0,
                 active=active, cell_temp_max_c=round(temp if active else 45.0, 1), lat=alat, lon=alon)))
         if level == 3:  # GB/T 32960: 1 s reporting around a level-3 alarm
             for dt in range(-5, 10):
-                em.state(t0 + dt * 1000, status="started", charging="not_charging",
-                         speed_kmh=float(ta.v_mps[min(max(k + dt, 0), n - 1)]) * 3.6, current_a=0.0, gear="D",
-                         lat=float(lat[k]), lon=float(lon[k]), alarm_level=3 if dt >= 0 else 0,
-                         alarm_flags=flags if dt >= 0 else 0, temp_max_c=temp)
-
-    end_ms = int(ts1[-1])
-    st.odometer_km = odo0 + km
-    st.soc_pct = float(max(soc_trace[-1], 1.0))
-    st.pos_xy = np.array([x[-1], y[-1]])
+                out.append(em.state(t0 + dt * 1000, status="started", charging="not_charging",
+                                    speed_kmh=float(ta.v_mps[min(max(k + dt, 0), n - 1)]) * 3.6, current_a=0.0,
+                                    gear="D", lat=float(o.lat[k]), lon=float(o.lon[k]), alarm_level=3 if dt >= 0 else 0,
+                                    alarm_flags=flags if dt >= 0 else 0, temp_max_c=temp))
+    end_ms = int(o.ts1[-1])
+    st.odometer_km = o.odo0 + km
+    st.soc_pct = float(max(o.soc[-1], 1.0))
+    st.pos_xy = np.array([o.x[-1], o.y[-1]])
     crashed = ta.crash_at is not None
     if crashed:
         k = ta.crash_at
         pre = [round(float(v) * 3.6, 1) for v in ta.v_mps[max(0, k - 60):k]]
-        clat, clon = em.pos(float(lat[k]), float(lon[k]))
+        clat, clon = em.pos(float(o.lat[k]), float(o.lon[k]))
         dv = round(ta.crash_delta_v_kmh, 1)
-        em.events.append(Event(int(ts1[k]), TOPIC_CRASH, em.vin, r.CrashV1(
-            event_id=em.eid("c"), ts_ms=int(ts1[k]), peak_accel_g=round(dv / 3.6 / 0.1 / G, 1), delta_v_kmh=dv,
+        out.append(Event(int(o.ts1[k]), TOPIC_CRASH, em.vin, r.CrashV1(
+            event_id=em.eid("c"), ts_ms=int(o.ts1[k]), peak_accel_g=round(dv / 3.6 / 0.1 / G, 1), delta_v_kmh=dv,
             principal_direction_deg=round(360.0 * d.u(), 1) % 360.0, airbag_deployed=dv > 20.0,
             speed_before_kmh=pre[-1] if pre else 0.0, pre_speed_kmh=pre, post_speed_kmh=[0.0] * 30,
             lat=clat, lon=clon)))
-        st.crashes.append({"vin": em.vin, "vehicle": i, "ts_ms": int(ts1[k]), "lat": float(lat[k]),
-                           "lon": float(lon[k]), "delta_v_kmh": dv, "speed_kmh": pre[-1] if pre else 0.0})
+        st.crashes.append({"vin": em.vin, "vehicle": i, "ts_ms": int(o.ts1[k]), "lat": float(o.lat[k]),
+                           "lon": float(o.lon[k]), "delta_v_kmh": dv, "speed_kmh": pre[-1] if pre else 0.0})
         st.out_of_service_until_ms = end_ms + 3 * DAY_MS  # towed to a garage
-    em.state(end_ms, status="off", charging="not_charging", speed_kmh=0.0, current_a=0.0, gear="P",
-             lat=float(lat[-1]), lon=float(lon[-1]))
-    st.traces.append(_trace(i, ts1, lat, lon, ta.v_mps * 3.6, crashed))
+    out.append(em.state(end_ms, status="off", charging="not_charging", speed_kmh=0.0, current_a=0.0, gear="P",
+                        lat=float(o.lat[-1]), lon=float(o.lon[-1])))
+    st.traces.append(_trace(i, o.ts1, o.lat, o.lon, ta.v_mps * 3.6, crashed))
+    return out, end_ms, crashed
+
+
+def simulate_trip(em: Emitter, path: np.ndarray, start_ms: int, d: _Draws) -> tuple[int, bool]:
+    """Drive one trip and append its records to ``em.events``; returns (end time, crashed)."""
+    o = drive_trip(em, path, start_ms, d)
+    em.events.extend(trip_records(em, o))
+    done, end_ms, crashed = finish_trip(em, o, d)
+    em.events.extend(done)
     return end_ms, crashed
 
 
@@ -530,12 +576,12 @@ def charge(em: Emitter, start_ms: int, until_ms: int, power_kw: float, target_pc
     ts = start_ms
     step_pct = power_kw * cfg.charge_state_period_s / 3600.0 / PACK_KWH * 100.0
     while st.soc_pct < target_pct and ts < until_ms:
-        em.state(ts, status="off", charging="parked_charging", speed_kmh=0.0,
-                 current_a=-power_kw * 1000.0 / PACK_NOMINAL_V, gear="P", lat=lat, lon=lon)
+        em.events.append(em.state(ts, status="off", charging="parked_charging", speed_kmh=0.0,
+                                  current_a=-power_kw * 1000.0 / PACK_NOMINAL_V, gear="P", lat=lat, lon=lon))
         st.soc_pct = min(100.0, st.soc_pct + step_pct)
         ts += cfg.charge_state_period_s * 1000
-    em.state(ts, status="off", charging="charge_complete" if st.soc_pct >= target_pct else "not_charging",
-             speed_kmh=0.0, current_a=0.0, gear="P", lat=lat, lon=lon)
+    em.events.append(em.state(ts, status="off", charging="charge_complete" if st.soc_pct >= target_pct else "not_charging",
+                              speed_kmh=0.0, current_a=0.0, gear="P", lat=lat, lon=lon))
     st.charging.append((start_ms, ts, lat, lon))
     return ts
 
@@ -578,3 +624,24 @@ def simulate(pop: Population, cfg: FleetConfig, states: list[VehicleState] | Non
     for day in range(cfg.days):
         per_vehicle = [simulate_vehicle_day(pop, i, day, cfg, states[i]) for i in range(pop.n)]
         yield from heapq.merge(*per_vehicle, key=lambda e: e.ts_ms)
+
+
+def continuous_driving(pop: Population, i: int, cfg: FleetConfig, start_ms: int) -> Iterator[Event]:
+    """Vehicle ``i`` driving errand after errand from ``start_ms`` without end (the load
+    generator's source: every vehicle is on the road, as at a fleet's peak hour).
+    Records are made lazily, so only what is sent costs encoding time."""
+    st = initial_state(pop, i)
+    rng = np.random.default_rng([pop.seed, 8, i])
+    d = _Draws(rng)
+    em = Emitter(pop, i, cfg, st)
+    t = start_ms
+    while True:
+        path = city.staircase_route(rng, st.pos_xy, rng.lognormal(math.log(pop.errand_km[i] * 1000.0), 0.5))
+        o = drive_trip(em, path, t, d)
+        yield from trip_records(em, o)
+        done, end, _ = finish_trip(em, o, d)
+        yield from sorted(done, key=lambda e: e.ts_ms)
+        st.traces.clear()
+        if st.soc_pct < 15.0:  # battery swap / fast charge between trips, not simulated second by second
+            st.soc_pct = float(pop.charge_to_pct[i])
+        t = end + 60_000

@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import faust
+import msgspec
 
 from stream import topics as T
-from stream.gate import Accepted, Gate, dlq_message
+from stream.gate import Accepted, Gate, Rejected, dlq_message, reject
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
@@ -39,19 +40,61 @@ class Out:
 Outbox = Callable[[list[Out]], Awaitable[None]]
 
 
+# A raw message carries one record (a JSON object) or a batch of one vehicle's
+# records (a JSON array), as telematics gateways send them: per-message costs in
+# Kafka clients are far higher than per-record costs, so batches are the fast path.
+MAX_RECORDS_PER_MESSAGE = 1_000
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def explode(topic: str, msgs: Sequence[tuple]) -> tuple[list[tuple], list[tuple[int, int]], dict[int, Rejected]]:
+    """Split batch messages into per-record (key, value, headers, partition, offset)
+    tuples with (message index, record index or -1) for each; oversized batches
+    are refused whole (by message index)."""
+    items, where, refused = [], [], {}
+    for mi, (key, value, headers, partition, offset) in enumerate(msgs):
+        if value and value[:1] == b"[":
+            try:
+                records = _batch_decoder.decode(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                records = None  # not a JSON array: the gate names what is wrong with it
+            if records is not None and len(records) > MAX_RECORDS_PER_MESSAGE:
+                refused[mi] = reject("payload_too_large", f"{topic} partition {partition} offset {offset}: the batch holds "
+                                     f"{len(records)} records, over the limit of {MAX_RECORDS_PER_MESSAGE}")
+                continue
+            if records:
+                for ri, rec in enumerate(records):
+                    items.append((key, bytes(rec), headers, partition, offset))
+                    where.append((mi, ri))
+                continue
+        items.append((key, value, headers, partition, offset))
+        where.append((mi, -1))
+    return items, where, refused
+
+
+def _dead_letter(gate: Gate, verdict: Rejected, topic: str, item: tuple, ri: int) -> Out:
+    key, value, headers, partition, offset = item
+    dk, dv, dh = dlq_message(verdict, topic, partition, offset, key, value, headers, max_value_bytes=gate.max_payload_bytes)
+    return Out(T.DLQ.name, dk, dv, dh + [("source_index", str(ri).encode())] if ri >= 0 else dh)
+
+
 def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
     """Validate a batch of raw (key, value, headers, partition, offset): accepted
-    records go to the clean topic, refusals to the dead-letter topic."""
-    outs = []
-    for msg, verdict in zip(msgs, gate.check_batch(topic, msgs)):
-        key, value, headers, partition, offset = msg
+    records go to the clean topic (one message per input message, batched like
+    it), refusals to the dead-letter topic (one message per refused record)."""
+    items, where, refused = explode(topic, msgs)
+    outs = [_dead_letter(gate, verdict, topic, msgs[mi], -1) for mi, verdict in refused.items()]
+    accepted: dict[int, list[Accepted]] = {}
+    for item, (mi, ri), verdict in zip(items, where, gate.check_batch(topic, items)):
         if type(verdict) is Accepted:
-            carried = [(k, v) for k, v in headers if k in PASS_THROUGH_HEADERS]
-            outs.append(Out(verdict.topic, verdict.key, verdict.value, verdict.headers + carried))
+            accepted.setdefault(mi, []).append(verdict)
         else:
-            dk, dv, dh = dlq_message(verdict, topic, partition, offset, key, value, headers,
-                                     max_value_bytes=gate.max_payload_bytes)
-            outs.append(Out(T.DLQ.name, dk, dv, dh))
+            outs.append(_dead_letter(gate, verdict, topic, item, ri))
+    for mi, good in accepted.items():
+        carried = [(k, v) for k, v in msgs[mi][2] if k in PASS_THROUGH_HEADERS]
+        single = msgs[mi][1][:1] != b"["
+        value = good[0].value if single else b"[" + b",".join(a.value for a in good) + b"]"
+        outs.append(Out(good[0].topic, good[0].key, value, good[0].headers + carried))
     return outs
 
 

@@ -27,7 +27,7 @@ import msgspec
 from stream import records as rec
 from stream import topics
 from stream.geo import gcj02_to_wgs84
-from stream.pseudonym import Pseudonymiser, normalise_vin, redact_vins
+from stream.pseudonym import Pseudonymiser, contains_vin, normalise_vin, redact_vins
 from voltrisk.settings import WorkerSettings
 
 SCHEMA_VERSIONS = ("1",)
@@ -43,6 +43,7 @@ _GATE_HEADERS = frozenset(("schema_version", "source_protocol", "coord_sys", "co
 _SOURCE_PROTOCOL = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 _CLAIM_ID_MAX = 64
 _HEADER_CACHE_LIMIT = 1_024
+_VEHICLE_CACHE_LIMIT = 200_000
 _DLQ_SOURCE_HEADERS_MAX = 16
 _DLQ_SOURCE_HEADER_BYTES = 256
 
@@ -99,11 +100,14 @@ class Rejected:
     error_class: str
     message: str  # one sentence naming the input, the field and what to do
     key: bytes | None = None  # the source key as the DLQ may show it: pseudonymised where a VIN
+    # which gate refused it: several deployments (purposes) may gate the same raw topics
+    gate_app_id: str = ""
+    gate_purpose: str = ""
 
 
-def reject(code: str, detail: str, key: bytes | None = None) -> Rejected:
+def reject(code: str, detail: str, key: bytes | None = None, origin: tuple[str, str] = ("", "")) -> Rejected:
     reason = REASONS[code]
-    return Rejected(code, reason.error_class, f"{detail}; {reason.fix}", key)
+    return Rejected(code, reason.error_class, f"{detail}; {reason.fix}", key, *origin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +170,8 @@ class _TopicGate:
 
     __slots__ = (
         "spec", "out_topic", "telemetry", "code", "decoder", "encoder", "purpose", "pseudo",
-        "store", "max_bytes", "lateness_ms", "header_cache", "key_version",
+        "store", "max_bytes", "lateness_ms", "header_cache", "key_version", "vehicles", "claims_state", "inconsistency",
+        "origin",
     )
 
     def __init__(self, spec: topics.TopicSpec, code: int, gate: Gate) -> None:
@@ -175,6 +180,8 @@ class _TopicGate:
         self.telemetry = spec.kind == "telemetry"
         self.code = bytes([code])
         self.decoder = msgspec.json.Decoder(spec.record)
+        self.inconsistency = _INCONSISTENCY.get(spec.record)
+        self.origin = gate._origin
         self.encoder = gate._encoder
         self.purpose = gate.purpose
         self.pseudo = gate._pseudo
@@ -183,6 +190,11 @@ class _TopicGate:
         self.lateness_ms = gate._lateness_ms
         self.key_version = gate._key_version
         self.header_cache: dict[tuple, _Headers | tuple[str, str]] = {}
+        # raw key -> (VIN, pseudonym, de-duplication key prefix, watermark key):
+        # a fleet sends the same VINs all day, so each is parsed and hashed once
+        self.vehicles: dict[bytes, tuple[str, bytes, bytes, bytes]] = {}
+        # claims: one de-duplication scope per topic, no lateness
+        self.claims_state = (b"e" + self.code + b"\x00", b"w" + self.code)
 
     def dlq_key(self, key: bytes | None) -> bytes | None:
         if not key:
@@ -249,9 +261,11 @@ class _TopicGate:
         )
         return _Headers(coord_sys, out)
 
-    def check(self, key, value, headers, partition, offset, now_ms) -> Accepted | Rejected:
+    def check(self, key, value, headers, partition, offset, now_ms, ingest) -> Accepted | Rejected:
         try:
-            verdict = self._decide(key, value, headers, now_ms)
+            if key is not None and type(key) is not bytes:  # bytearray/memoryview from some clients
+                key = bytes(key)
+            verdict = self._decide(key, value, headers, now_ms, ingest, partition, offset)
         except Exception as err:  # a gate bug must cost one record, never the worker
             try:
                 dlq_key = self.dlq_key(key)
@@ -261,10 +275,11 @@ class _TopicGate:
         if type(verdict) is Accepted:
             return verdict
         code, detail, dlq_key = verdict
-        return reject(code, f"{self.spec.name} partition {partition} offset {offset}: {detail}", dlq_key)
+        return reject(code, f"{self.spec.name} partition {partition} offset {offset}: {detail}", dlq_key, self.origin)
 
-    def _decide(self, key, value, headers, now_ms) -> Accepted | tuple[str, str, bytes | None]:
-        """An Accepted, or (reason code, detail, DLQ key)."""
+    def _decide(self, key, value, headers, now_ms, ingest, partition=-1, offset=-1) -> Accepted | tuple[str, str, bytes | None]:
+        """An Accepted, or (reason code, detail, DLQ key). ``ingest`` is the
+        ingest_ts_ms header for ``now_ms``, made once per batch."""
         if not value:
             return "empty_value", "the value is empty", self.dlq_key(key)
         if len(value) > self.max_bytes:
@@ -275,10 +290,13 @@ class _TopicGate:
         if not key:
             return "empty_key", "the Kafka key is empty", None
         if self.telemetry:
-            vin = normalise_vin(key.decode("ascii", "replace"))
-            if vin is None:
-                return "bad_vin", "the Kafka key is not a 17-character VIN", self.dlq_key(key)
-            out_key = dlq_key = self.pseudo.vehicle_id(vin).encode()
+            vehicle = self.vehicles.get(key)
+            if vehicle is None:
+                vehicle = self.vehicle(key)
+                if vehicle is None:
+                    return "bad_vin", "the Kafka key is not a 17-character VIN", self.dlq_key(key)
+            vin, out_key, event_prefix, water_key = vehicle
+            dlq_key = out_key
         else:
             try:
                 claim_id = key.decode("utf-8")
@@ -300,61 +318,89 @@ class _TopicGate:
         if record.ts_ms > now_ms + MAX_FUTURE_MS:
             return "future_ts", f"ts_ms {record.ts_ms} is more than {MAX_FUTURE_MS // 60_000} min in the future", dlq_key
         if self.telemetry:
-            problem = _inconsistency(record) or _vin_in_event_id(record, vin)
-            state_id = out_key
+            problem = (self.inconsistency and self.inconsistency(record)) or _vin_in_event_id(record, vin)
         else:
             if record.claim_id != claim_id:
                 return "key_mismatch", "the Kafka key differs from claim_id", dlq_key
-            problem = _inconsistency(record)
+            problem = self.inconsistency(record)
             if problem is None:
                 record, problem = _pseudonymise_parties(record, self.pseudo)
-            state_id = b""  # claims: one de-duplication scope per topic, no lateness
+            event_prefix, water_key = self.claims_state
         if problem is not None:
             return (*problem, dlq_key)
         if parsed.coord_sys == "GCJ02":
             lat, lon = gcj02_to_wgs84(record.lat, record.lon)
             record = msgspec.structs.replace(record, lat=lat, lon=lon)
-        problem = self.seen(state_id, record.event_id, record.ts_ms)
+        problem = self.seen(event_prefix, water_key, record.event_id, record.ts_ms, partition, offset)
         if problem is not None:
             return (*problem, dlq_key)
         return Accepted(
             self.out_topic,
             out_key,
             self.encoder.encode(record),
-            [*parsed.out, ("ingest_ts_ms", str(now_ms).encode())],
+            [*parsed.out, ingest],
             record,
         )
 
-    def seen(self, state_id: bytes, event_id: str, ts_ms: int) -> tuple[str, str] | None:
+    def vehicle(self, key: bytes) -> tuple[str, bytes, bytes, bytes] | None:
+        """Parse and pseudonymise a telemetry key once; None when not a VIN."""
+        vin = normalise_vin(key.decode("ascii", "replace"))
+        if vin is None:
+            return None
+        pid = self.pseudo.vehicle_id(vin).encode()
+        vehicle = (vin, pid, b"e" + self.code + bytes([len(pid)]) + pid, b"w" + self.code + pid)
+        if len(self.vehicles) >= _VEHICLE_CACHE_LIMIT:
+            self.vehicles.clear()
+        self.vehicles[key] = vehicle
+        return vehicle
+
+    def seen(self, event_prefix: bytes, water_key: bytes, event_id: str, ts_ms: int,
+             partition: int = -1, offset: int = -1) -> tuple[str, str] | None:
         """Duplicate/late check, then record the event. Keys: ``w`` + topic code +
-        id -> newest ts_ms; ``e`` + topic code + len(id) + id + event id -> ts_ms."""
+        id -> newest ts_ms; ``e`` + topic code + len(id) + id + event id -> ts_ms,
+        source partition, source offset.
+
+        The same event read again from the same partition and offset is not a
+        duplicate but a replay after a worker crash (its first verdict may never
+        have reached Kafka): it is accepted again, and the ReplacingMergeTree
+        collapses the copy if the first one did arrive."""
         store = self.store
-        event_key = b"e" + self.code + bytes([len(state_id)]) + state_id + event_id.encode("utf-8", "surrogatepass")
-        if event_key in store:
-            return "duplicate", f"event_id {event_id!r} was already accepted"
-        water_key = b"w" + self.code + state_id
+        event_key = event_prefix + event_id.encode("utf-8", "surrogatepass")
+        first = store.get(event_key)
+        if first is not None:
+            if offset < 0 or len(first) != _EV.size or _EV.unpack(first)[1:] != (partition, offset):
+                return "duplicate", f"event_id {event_id!r} was already accepted"
+            return None
         packed = store.get(water_key)
         newest = _TS.unpack(packed)[0] if packed is not None else None
         if self.telemetry and newest is not None and ts_ms < newest - self.lateness_ms:
             return "late", f"ts_ms {ts_ms} is {newest - ts_ms} ms behind the vehicle's newest event (limit {self.lateness_ms} ms)"
-        store[event_key] = _TS.pack(ts_ms)
+        store[event_key] = _EV.pack(ts_ms, partition, offset)
         if newest is None or ts_ms > newest:
             store[water_key] = _TS.pack(ts_ms)
         return None
 
 
 _TS = struct.Struct(">q")
+_EV = struct.Struct(">qiq")  # ts_ms, source partition, source offset
 
 
-def _inconsistency(record: msgspec.Struct) -> tuple[str, str] | None:
-    if isinstance(record, rec.StateV1):
-        if record.cell_voltage_min_v > record.cell_voltage_max_v:
-            return "inconsistent", "cell_voltage_min_v is above cell_voltage_max_v"
-        if record.cell_temp_min_c > record.cell_temp_max_c:
-            return "inconsistent", "cell_temp_min_c is above cell_temp_max_c"
-    elif isinstance(record, rec.FnolV1) and record.loss_ts_ms > record.ts_ms + MAX_FUTURE_MS:
+def _state_inconsistency(record: rec.StateV1) -> tuple[str, str] | None:
+    if record.cell_voltage_min_v > record.cell_voltage_max_v:
+        return "inconsistent", "cell_voltage_min_v is above cell_voltage_max_v"
+    if record.cell_temp_min_c > record.cell_temp_max_c:
+        return "inconsistent", "cell_temp_min_c is above cell_temp_max_c"
+    return None
+
+
+def _claim_inconsistency(record: rec.FnolV1) -> tuple[str, str] | None:
+    if record.loss_ts_ms > record.ts_ms + MAX_FUTURE_MS:
         return "inconsistent", "loss_ts_ms (the accident) is after ts_ms (the report)"
     return None
+
+
+# cross-field checks per record type: fields that are each in range but contradict each other
+_INCONSISTENCY = {rec.StateV1: _state_inconsistency, rec.FnolV1: _claim_inconsistency}
 
 
 def _vin_in_event_id(record: msgspec.Struct, vin: str) -> tuple[str, str] | None:
@@ -364,8 +410,9 @@ def _vin_in_event_id(record: msgspec.Struct, vin: str) -> tuple[str, str] | None
 
 
 def _pseudonymise_parties(claim: rec.FnolV1, pseudo: Pseudonymiser) -> tuple[rec.FnolV1, tuple[str, str] | None]:
-    """Replace each party's VIN by its pseudonym; refuse claims that carry a
-    party VIN anywhere else (free text), since it would pass the gate in clear."""
+    """Replace each party's VIN by its pseudonym; refuse a claim with a VIN
+    anywhere else (a party's, or any VIN-shaped text), since it would pass the
+    gate in clear."""
     vins: list[str] = []
     parties = []
     for i, party in enumerate(claim.parties):
@@ -377,16 +424,17 @@ def _pseudonymise_parties(claim: rec.FnolV1, pseudo: Pseudonymiser) -> tuple[rec
             return claim, ("bad_vin", f"parties[{i}].vehicle_id is not a 17-character VIN")
         vins.append(vin)
         parties.append(msgspec.structs.replace(party, vehicle_id=pseudo.vehicle_id(vin)))
-    if not vins:
-        return claim, None
-    texts = [(name, getattr(claim, name)) for name in ("event_id", "claim_id", "policy_id", "garage", "tow_company",
-                                                       "lawyer", "clinic", "description")]
+    texts = [(name, getattr(claim, name)) for name in _CLAIM_TEXT]
     for i, party in enumerate(claim.parties):
-        texts += [(f"parties[{i}].{name}", getattr(party, name)) for name in ("name", "phone", "address", "bank_account", "plate")]
+        texts += [(f"parties[{i}].{name}", getattr(party, name)) for name in _PARTY_TEXT]
     for name, text in texts:
-        if text and any(vin in text.upper() for vin in vins):
-            return claim, ("vin_in_value", f"{name} contains a party's VIN, which would leave the gate in clear")
-    return msgspec.structs.replace(claim, parties=parties), None
+        if text and (contains_vin(text) or any(vin in text.upper() for vin in vins)):
+            return claim, ("vin_in_value", f"{name} contains a VIN, which would leave the gate in clear")
+    return (msgspec.structs.replace(claim, parties=parties) if vins else claim), None
+
+
+_CLAIM_TEXT = ("event_id", "claim_id", "policy_id", "garage", "tow_company", "lawyer", "clinic", "description")
+_PARTY_TEXT = ("name", "phone", "address", "bank_account", "plate")
 
 
 class Gate:
@@ -409,6 +457,7 @@ class Gate:
         if purpose not in CONSENT_SCOPES:
             raise ValueError(f"purpose {purpose!r} is not one of {', '.join(CONSENT_SCOPES)}")
         self.purpose = purpose
+        self._origin = (settings.worker_app_id, purpose)
         self._clock = clock
         self._store: MutableMapping[bytes, bytes] = {} if dedupe_store is None else dedupe_store
         self._key_version = settings.pseudonym_key_version
@@ -441,11 +490,13 @@ class Gate:
             known = ", ".join(t.name for t in topics.RAW)
             return [
                 reject("unknown_topic", f"{topic} is not a raw topic (expected one of {known})",
-                       self._pseudo.opaque(key).encode() if key else None)
+                       self._pseudo.opaque(key).encode() if key else None, self._origin)
                 for key, _, _, _, _ in msgs
             ]
         now_ms = int(self._clock() * 1000)
-        out = [gate.check(key, value, headers, partition, offset, now_ms) for key, value, headers, partition, offset in msgs]
+        ingest = ("ingest_ts_ms", str(now_ms).encode())
+        out = [gate.check(key, value, headers, partition, offset, now_ms, ingest)
+               for key, value, headers, partition, offset in msgs]
         newest = max((a.record.ts_ms for a in out if type(a) is Accepted), default=None)
         if newest is not None:
             if self._next_sweep_ms is None:
@@ -461,14 +512,12 @@ class Gate:
         store = self._store
         expired = []
         for k in list(store.keys()):
-            if k[:1] != b"e":
+            if k[:1] != b"e" or len(k) < 3 or k[1:2] not in self._by_code:
                 continue
-            gate = self._by_code.get(k[1:2])
-            n = k[2]
-            packed = store.get(b"w" + k[1:2] + k[3:3 + n])
-            if gate is None or packed is None:
+            packed = store.get(b"w" + k[1:2] + k[3:3 + k[2]])
+            if packed is None:
                 continue
-            if _TS.unpack(store[k])[0] < _TS.unpack(packed)[0] - self._lateness_ms:
+            if _TS.unpack_from(store[k])[0] < _TS.unpack(packed)[0] - self._lateness_ms:
                 expired.append(k)
         for k in expired:
             del store[k]
@@ -506,6 +555,8 @@ def dlq_message(
         ("message", redact_vins(rejected.message.encode("utf-8", "replace"))),
         ("source_value_bytes", str(len(original)).encode()),
     ]
+    if rejected.gate_app_id:
+        out_headers += [("gate_app_id", rejected.gate_app_id.encode()), ("gate_purpose", rejected.gate_purpose.encode())]
     for item in list(headers)[:_DLQ_SOURCE_HEADERS_MAX]:
         try:
             name, raw = item

@@ -1,9 +1,11 @@
 """Shared fixtures: a real Kafka broker and real warehouse processes.
 
-`kafka_bootstrap` re-uses a broker that already answers on the configured
-bootstrap (e.g. after `make up`), otherwise starts one on free ports in a temp
-directory and stops it after the session. Tests therefore scope what they
-assert to their own vehicles, topics and consumer groups.
+`kafka_bootstrap` starts a broker on free ports in a temp directory and stops
+it after the session. With VOLTRISK_TEST_REUSE_BROKER=1 it re-uses the broker
+answering on the configured bootstrap instead (faster locally; but every new
+test worker then re-reads the topics' whole history, e.g. a running simulator's,
+so it is opt-in). Tests scope what they assert to their own vehicles, topics
+and consumer groups either way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory) -> str:
     configured = KafkaClientSettings().kafka_bootstrap
-    if broker.answers(configured, timeout_s=2):
+    if os.environ.get("VOLTRISK_TEST_REUSE_BROKER") == "1" and broker.answers(configured, timeout_s=2):
         asyncio.run(broker.create_topics(KafkaClientSettings()))
         yield configured
         return

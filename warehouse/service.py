@@ -19,12 +19,11 @@ from warehouse.sink import ROUTES, Sink
 log = logging.getLogger("voltrisk.warehouse")
 
 
-def consumer_factory(k: KafkaClientSettings, w: WarehouseSettings, topics: list[str]):
+def consumer_factory(k: KafkaClientSettings, w: WarehouseSettings):
     def make():
         from aiokafka import AIOKafkaConsumer
 
         return AIOKafkaConsumer(
-            *topics,
             group_id=w.sink_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -60,7 +59,7 @@ async def serve(w: WarehouseSettings, k: KafkaClientSettings, *, with_sink: bool
                 "another process holds the port: stop it or set VOLTRISK_WAREHOUSE_HTTP_PORT"
             ) from None
         log.info("read-only ClickHouse HTTP endpoint on http://%s:%d", w.warehouse_http_host, w.warehouse_http_port)
-    sink = Sink(client, consumer_factory(k, w, sorted(ROUTES)), batch_rows=w.sink_batch_rows, batch_ms=w.sink_batch_ms)
+    sink = Sink(client, consumer_factory(k, w), batch_rows=w.sink_batch_rows, batch_ms=w.sink_batch_ms)
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         loop = asyncio.get_running_loop()

@@ -34,6 +34,8 @@ class _Position(msgspec.Struct):
 
 
 _pos_decoder = msgspec.json.Decoder(_Position)
+_batch_pos_decoder = msgspec.json.Decoder(list[_Position])
+_batch_raw_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _encode = msgspec.json.encode
 
 INSERT_SETTINGS = {
@@ -69,9 +71,24 @@ def h3_r8(lat: float, lon: float) -> int:
 
 
 def record_row(msg, now_ms: int) -> bytes:
-    """One JSONEachRow line for a gated record: sink columns + the record's own fields."""
+    """JSONEachRow lines for a gated message (one record or a batch of one
+    vehicle's records): sink columns + the record's own fields."""
+    if msg.value[:1] == b"[":
+        raws = _batch_raw_decoder.decode(msg.value)
+        positions = _batch_pos_decoder.decode(msg.value)
+        cells: dict[tuple[float, float], bytes] = {}
+        lines = []
+        for raw, pos in zip(raws, positions):
+            prefix = cells.get((pos.lat, pos.lon))
+            if prefix is None:
+                prefix = cells[(pos.lat, pos.lon)] = _prefix(msg, now_ms, pos)
+            lines.append(prefix + bytes(raw)[1:])
+        return b"\n".join(lines)
+    return _prefix(msg, now_ms, _pos_decoder.decode(msg.value)) + msg.value[1:]
+
+
+def _prefix(msg, now_ms: int, pos: _Position) -> bytes:
     h = _headers(msg)
-    pos = _pos_decoder.decode(msg.value)
     extra = {
         "vehicle_id": (msg.key or b"").decode("utf-8", "replace"),
         "key_version": _int_header(h, "key_version"),
@@ -83,7 +100,7 @@ def record_row(msg, now_ms: int) -> bytes:
         "stored_ts_ms": now_ms,
         "h3_r8": h3_r8(pos.lat, pos.lon),
     }
-    return _encode(extra)[:-1] + b"," + msg.value[1:]
+    return _encode(extra)[:-1] + b","
 
 
 def dlq_row(msg, now_ms: int) -> bytes:
@@ -110,6 +127,11 @@ def dlq_row(msg, now_ms: int) -> bytes:
 class Route:
     table: str
     row: Callable[[object, int], bytes]
+    # columns holding the Kafka partition/offset a row came from, so a restarted sink
+    # skips what an earlier run already inserted (an insert is atomic: all or nothing)
+    partition_col: str = "kafka_partition"
+    offset_col: str = "kafka_offset"
+    own_rows: str = "1"
 
 
 ROUTES: dict[str, Route] = {
@@ -118,7 +140,7 @@ ROUTES: dict[str, Route] = {
     T.clean_name(T.ALARM.name): Route("telemetry_alarm", record_row),
     T.clean_name(T.CRASH.name): Route("telemetry_crash", record_row),
     T.clean_name(T.FNOL.name): Route("claims_fnol", record_row),
-    T.DLQ.name: Route("dlq", dlq_row),
+    T.DLQ.name: Route("dlq", dlq_row, "dlq_partition", "dlq_offset", "reason != 'sink_rejected'"),
 }
 
 
@@ -128,6 +150,7 @@ class SinkStats:
     rows: int = 0
     retries: int = 0
     rejected_rows: int = 0
+    skipped_already_stored: int = 0
     by_table: dict[str, int] = field(default_factory=dict)
 
 
@@ -143,12 +166,39 @@ class Sink:
         self.batch_ms = batch_ms
         self.stats = SinkStats()
         self._stopping = asyncio.Event()
+        self._stored: dict[tuple[str, int], int] = {}  # (topic, partition) -> highest offset in the table
+
+    def forget_watermarks(self) -> None:
+        """Called on rebalance: another sink may have written our new partitions."""
+        self._stored.clear()
+
+    async def _watermark(self, topic: str, partition: int) -> int:
+        key = (topic, partition)
+        if key not in self._stored:
+            r = self.routes[topic]
+            sql = (f"SELECT max({r.offset_col}), count() FROM {r.table} "
+                   f"WHERE {r.partition_col} = {int(partition)} AND {r.own_rows}")
+            top, n = (await asyncio.to_thread(self.client.query, sql)).result_rows[0]
+            self._stored[key] = int(top) if n else -1
+        return self._stored[key]
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
+        from aiokafka import ConsumerRebalanceListener
+
+        sink = self
+
+        class Rebalance(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                pass
+
+            async def on_partitions_assigned(self, assigned):
+                sink.forget_watermarks()
+
         consumer = self._consumer_factory()
+        consumer.subscribe(sorted(self.routes), listener=Rebalance())
         await consumer.start()
         log.info("sink consuming %s", ", ".join(sorted(self.routes)))
         try:
@@ -167,18 +217,29 @@ class Sink:
 
     async def _write(self, topic: str, partition: int, msgs: list) -> None:
         route = self.routes[topic]
+        stored = await self._watermark(topic, partition)
+        if msgs[0].offset <= stored:
+            fresh = [m for m in msgs if m.offset > stored]
+            self.stats.skipped_already_stored += len(msgs) - len(fresh)
+            log.info("%s[%d]: offsets %d-%d already stored by an earlier run; skipped",
+                     topic, partition, msgs[0].offset, min(stored, msgs[-1].offset))
+            msgs = fresh
+            if not msgs:
+                return
         now_ms = int(time.time() * 1000)
         lines, rejected = [], []
         for m in msgs:
             try:
                 lines.append(route.row(m, now_ms))
-            except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError) as exc:
                 rejected.append((m, exc))
         token = f"{topic}:{partition}:{msgs[0].offset}-{msgs[-1].offset}"
         if lines:
-            await self._insert_with_retry(route.table, b"\n".join(lines), token, len(lines))
+            body = b"\n".join(lines)
+            await self._insert_with_retry(route.table, body, token, body.count(b"\n") + 1)
         if rejected:
             await self._reject(topic, partition, rejected, now_ms)
+        self._stored[(topic, partition)] = msgs[-1].offset
         self.stats.batches += 1
 
     async def _insert_with_retry(self, table: str, body: bytes, token: str, n: int) -> None:

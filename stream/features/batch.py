@@ -3,17 +3,21 @@ feature functions work on arrays instead of one Python object per event.
 
 The agent collects ``(vehicle_id, record)`` pairs from a ``take()`` batch (any mix of
 ``DynamicsV1``, ``StateV1``, ``AlarmV1``, ``CrashV1`` from the clean topics) and calls
-``Batch.from_records(pairs)``. Order inside the batch does not matter: rows are
-sorted per vehicle by event time before use.
+``Batch.from_records(pairs)``; a replay from the warehouse builds the same columns
+with ``Dynamics.from_columns(rows)`` etc. Order inside the batch does not matter:
+rows are sorted per vehicle by event time before use. Positions become H3 res-8
+cells here, once per record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 import numpy as np
 
+from stream.features.cells import cells_of
 from stream.records import AlarmV1, CrashV1, DynamicsV1, StateV1
 
 # Battery thermal alarms (GB/T 32960 general alarm flags) counted by
@@ -21,8 +25,20 @@ from stream.records import AlarmV1, CrashV1, DynamicsV1, StateV1
 THERMAL_ALARM_CODES = frozenset({"battery_high_temp", "temperature_difference"})
 
 
+def _ids(values: Sequence[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)  # never a 2-D array, whatever the strings
+    out[:] = values
+    return out
+
+
+def _cells(cols: Mapping[str, Sequence]) -> np.ndarray:
+    if "h3_r8" in cols:
+        return np.asarray(cols["h3_r8"], np.uint64)
+    return cells_of(np.asarray(cols["lat"], np.float64), np.asarray(cols["lon"], np.float64))
+
+
 def _column(records: Sequence, name: str, dtype) -> np.ndarray:
-    return np.fromiter((getattr(r, name) for r in records), dtype=dtype, count=len(records))
+    return np.fromiter(map(attrgetter(name), records), dtype=dtype, count=len(records))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,24 +72,39 @@ class Dynamics(Columns):
     fcw: np.ndarray  # bool
     headway_s: np.ndarray  # NaN where the record has no lead vehicle (None)
     seatbelt_driver: np.ndarray  # bool
-    lat: np.ndarray
-    lon: np.ndarray
+    cell: np.ndarray  # H3 res-8 cell (uint64) of the WGS-84 position
 
     @classmethod
     def from_records(cls, vehicle_ids: Sequence[str], records: Sequence[DynamicsV1]) -> Dynamics:
-        headway = [r.headway_s for r in records]
         return cls(
-            vehicle_id=np.array(vehicle_ids, dtype=object).reshape(len(records)),
+            vehicle_id=_ids(vehicle_ids),
             ts_ms=_column(records, "ts_ms", np.int64),
             speed_kmh=_column(records, "speed_kmh", np.float64),
             accel_long_mps2=_column(records, "accel_long_mps2", np.float64),
             accel_lat_mps2=_column(records, "accel_lat_mps2", np.float64),
             motor_power_kw=_column(records, "motor_power_kw", np.float64),
             fcw=_column(records, "fcw", bool),
-            headway_s=np.array([np.nan if h is None else h for h in headway], dtype=np.float64).reshape(len(records)),
+            headway_s=np.fromiter((np.nan if h is None else h for h in map(attrgetter("headway_s"), records)),
+                                  np.float64, len(records)),
             seatbelt_driver=_column(records, "seatbelt_driver", bool),
-            lat=_column(records, "lat", np.float64),
-            lon=_column(records, "lon", np.float64),
+            cell=cells_of(_column(records, "lat", np.float64), _column(records, "lon", np.float64)),
+        )
+
+    @classmethod
+    def from_columns(cls, cols: Mapping[str, Sequence]) -> Dynamics:
+        """From ``telemetry_dynamics`` rows as columns (a DataFrame or a dict of arrays),
+        for replays from the warehouse; uses ``h3_r8`` when present (raw positions expire)."""
+        return cls(
+            vehicle_id=_ids(list(cols["vehicle_id"])),
+            ts_ms=np.asarray(cols["ts_ms"], np.int64),
+            speed_kmh=np.asarray(cols["speed_kmh"], np.float64),
+            accel_long_mps2=np.asarray(cols["accel_long_mps2"], np.float64),
+            accel_lat_mps2=np.asarray(cols["accel_lat_mps2"], np.float64),
+            motor_power_kw=np.asarray(cols["motor_power_kw"], np.float64),
+            fcw=np.asarray(cols["fcw"], bool),
+            headway_s=np.array([np.nan if h is None else h for h in cols["headway_s"]], np.float64),
+            seatbelt_driver=np.asarray(cols["seatbelt_driver"], bool),
+            cell=_cells(cols),
         )
 
 
@@ -88,10 +119,20 @@ class States(Columns):
     @classmethod
     def from_records(cls, vehicle_ids: Sequence[str], records: Sequence[StateV1]) -> States:
         return cls(
-            vehicle_id=np.array(vehicle_ids, dtype=object).reshape(len(records)),
+            vehicle_id=_ids(vehicle_ids),
             ts_ms=_column(records, "ts_ms", np.int64),
             soc_pct=_column(records, "soc_pct", np.float64),
             parked=np.fromiter((r.vehicle_status == "off" or r.gear == "P" for r in records), bool, len(records)),
+        )
+
+    @classmethod
+    def from_columns(cls, cols: Mapping[str, Sequence]) -> States:
+        """From ``telemetry_state`` rows as columns."""
+        return cls(
+            vehicle_id=_ids(list(cols["vehicle_id"])),
+            ts_ms=np.asarray(cols["ts_ms"], np.int64),
+            soc_pct=np.asarray(cols["soc_pct"], np.float64),
+            parked=(np.asarray(cols["vehicle_status"], object) == "off") | (np.asarray(cols["gear"], object) == "P"),
         )
 
 
@@ -103,26 +144,37 @@ class Alarms(Columns):
     def from_records(cls, vehicle_ids: Sequence[str], records: Sequence[AlarmV1]) -> Alarms:
         keep = [i for i, r in enumerate(records) if r.active and r.alarm_code in THERMAL_ALARM_CODES]
         return cls(
-            vehicle_id=np.array([vehicle_ids[i] for i in keep], dtype=object),
+            vehicle_id=_ids([vehicle_ids[i] for i in keep]),
             ts_ms=np.array([records[i].ts_ms for i in keep], dtype=np.int64),
         )
+
+    @classmethod
+    def from_columns(cls, cols: Mapping[str, Sequence]) -> Alarms:
+        """From ``telemetry_alarm`` rows as columns."""
+        keep = np.asarray(cols["active"], bool) & np.isin(np.asarray(cols["alarm_code"], object),
+                                                           list(THERMAL_ALARM_CODES))
+        return cls(vehicle_id=_ids(list(cols["vehicle_id"]))[keep], ts_ms=np.asarray(cols["ts_ms"], np.int64)[keep])
 
 
 @dataclass(frozen=True, slots=True)
 class Crashes(Columns):
     event_id: np.ndarray  # object array of str
-    lat: np.ndarray
-    lon: np.ndarray
+    cell: np.ndarray  # H3 res-8 cell (uint64)
 
     @classmethod
     def from_records(cls, vehicle_ids: Sequence[str], records: Sequence[CrashV1]) -> Crashes:
         return cls(
-            vehicle_id=np.array(vehicle_ids, dtype=object).reshape(len(records)),
+            vehicle_id=_ids(vehicle_ids),
             ts_ms=_column(records, "ts_ms", np.int64),
-            event_id=np.array([r.event_id for r in records], dtype=object).reshape(len(records)),
-            lat=_column(records, "lat", np.float64),
-            lon=_column(records, "lon", np.float64),
+            event_id=_ids([r.event_id for r in records]),
+            cell=cells_of(_column(records, "lat", np.float64), _column(records, "lon", np.float64)),
         )
+
+    @classmethod
+    def from_columns(cls, cols: Mapping[str, Sequence]) -> Crashes:
+        """From ``telemetry_crash`` rows as columns."""
+        return cls(vehicle_id=_ids(list(cols["vehicle_id"])), ts_ms=np.asarray(cols["ts_ms"], np.int64),
+                   event_id=_ids(list(cols["event_id"])), cell=_cells(cols))
 
 
 _KINDS = {DynamicsV1: "dynamics", StateV1: "states", AlarmV1: "alarms", CrashV1: "crashes"}
@@ -167,3 +219,9 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.dynamics) + len(self.states) + len(self.alarms) + len(self.crashes)
+
+    def vehicle_ids(self) -> list[str]:
+        """The vehicles in the batch, sorted: whose stored states ``update`` needs."""
+        ids = np.concatenate([self.dynamics.vehicle_id, self.states.vehicle_id, self.alarms.vehicle_id,
+                              self.crashes.vehicle_id]).astype(object)
+        return np.unique(ids).tolist()

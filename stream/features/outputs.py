@@ -9,8 +9,13 @@ re-delivery changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
+import numpy as np
 from msgspec import Struct
+
+from stream.features.windows import WINDOWS_D, feature_names
 
 _OUT = dict(frozen=True, kw_only=True)
 
@@ -93,14 +98,31 @@ class CellCrashV1(Struct, **_OUT):
     cell: int
 
 
-class VehicleFeaturesV1(Struct, **_OUT):
-    """``features.vehicle.v1``: the rolling window features of one vehicle
-    (names from ``windows.feature_names``), as of a local day."""
+def _vehicle_features_fields() -> list[tuple[str, type]]:
+    names = [n for w in WINDOWS_D for n in feature_names(w)]
+    return [("vehicle_id", str), ("as_of_day", int), *[(n, float) for n in names], ("version_ts_ms", int)]
+
+
+# ``features.vehicle.v1``: one vehicle's window features as of a local day, one field
+# per contract column (``windows.feature_names`` for 7 d and 30 d). Key ``(vehicle_id, as_of_day)``.
+VehicleFeaturesV1 = msgspec.defstruct("VehicleFeaturesV1", _vehicle_features_fields(), **_OUT)
+
+
+class ScoreV1(Struct, **_OUT):
+    """``scores.ubi.v1``: one vehicle's score by one scorer. Key ``(vehicle_id, as_of_day, scorer)``."""
 
     vehicle_id: str
     as_of_day: int
-    features: dict[str, float]
+    scorer: str  # "reference" or the pricing model's registry version
+    score: float
     version_ts_ms: int
+
+
+def vehicle_feature_records(features: Mapping[str, np.ndarray], version_ts_ms: int) -> list:
+    """``VehicleFeaturesV1`` records from ``vehicle_features_from_daily`` output."""
+    names = VehicleFeaturesV1.__struct_fields__[:-1]
+    cols = [features[n].tolist() for n in names]
+    return [VehicleFeaturesV1(**dict(zip(names, row, strict=True)), version_ts_ms=version_ts_ms) for row in zip(*cols)]
 
 
 def as_columns(rows: list[Struct]) -> dict[str, list]:

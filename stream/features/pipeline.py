@@ -25,18 +25,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stream.features import harsh
-from stream.features.batch import Batch, States
-from stream.features.cells import SPEED_BINS, CellTable, cells_of, speed_bin
+from stream.features.batch import Batch, Dynamics, States
+from stream.features.cells import SPEED_BINS, CellTable, speed_bin
 from stream.features.outputs import CellCrashV1, CellVisitV1, DailyV1, TripV1
-from stream.features.state import KEEP_DAYS, OpenTrip, OpenVisit, VehicleState
+from stream.features.state import HOT_DAYS, OpenTrip, OpenVisit, VehicleState, merge_history
 from stream.features.trips import TRIP_GAP_MS, segment, soc_at_start, trip_record
-from stream.features.windows import COL, DAILY_SUMS, DAY_MS, ROW_SUMS, TZ_OFFSET_MS, local_day
+from stream.features.windows import (
+    COL,
+    DAILY_SUMS,
+    DAY_MS,
+    ROW_SUMS,
+    TZ_OFFSET_MS,
+    local_day,
+    vehicle_features_from_daily,
+)
 
 UNSAFE_SPEED_KMH = 80.0
 UNSAFE_HEADWAY_S = 1.0
 SPEEDING_MARGIN = 1.10  # speeding: above the cell's limit proxy + 10 %
 NIGHT_FROM_MS, NIGHT_TO_MS = 23 * 3_600_000, 4 * 3_600_000  # local time of day
-_KEY_SHIFT = 41  # row key = vehicle index << 41 | ms since the batch's earliest time (69 years)
+_KEY_SHIFT = 41  # sort keys: vehicle index * 2**41 + ms since the batch start (see _key)
 _NO_CELLS = CellTable.empty()
 
 
@@ -50,6 +58,7 @@ class Update:
     daily: list[DailyV1] = field(default_factory=list)
     visits: list[CellVisitV1] = field(default_factory=list)
     crashes: list[CellCrashV1] = field(default_factory=list)
+    closed_days: dict[str, list[list[float]]] = field(default_factory=dict)  # final rows to add to the history
     late_dropped: int = 0
 
 
@@ -83,10 +92,13 @@ class Replay:
     daily: dict[tuple[str, int], DailyV1] = field(default_factory=dict)
     visits: dict[tuple[str, int, int], CellVisitV1] = field(default_factory=dict)
     crashes: dict[str, CellCrashV1] = field(default_factory=dict)
+    history: dict[str, list[list[float]]] = field(default_factory=dict)
     late_dropped: int = 0
 
     def add(self, u: Update) -> Replay:
         self.states.update(u.states)
+        for v, closed in u.closed_days.items():
+            self.history[v] = merge_history(self.history.get(v, []), closed)
         self.trips.update({(t.vehicle_id, t.start_ts_ms): t for t in u.trips})
         self.daily.update({(d.vehicle_id, d.day): d for d in u.daily})
         self.visits.update({(c.vehicle_id, c.cell, c.start_ts_ms): c for c in u.visits})
@@ -103,234 +115,314 @@ def features_offline(batch: Batch, cells: CellTable | None = None, end_ms: int |
     return out.add(flush_idle(out.states, end, cells))
 
 
+def vehicle_features_from_states(states: Mapping[str, VehicleState], as_of_day: int,
+                                 history: Mapping[str, list[list[float]]] | None = None) -> dict[str, np.ndarray]:
+    """Serving path: window features of these vehicles from their final daily rows
+    (``history``, what ``Update.closed_days`` handed over) and the hot rows their
+    states keep: the same function as training, over the same rows."""
+    history = history or {}
+    per_vehicle = {v: history.get(v, []) + s.days for v, s in states.items()}
+    owners = [v for v, rows in per_vehicle.items() for _ in rows]
+    table = np.array([r for rows in per_vehicle.values() for r in rows], np.float64).reshape(len(owners), 1 + len(DAILY_SUMS))
+    daily = {"vehicle_id": np.array(owners, object), "day": table[:, 0].astype(np.int64)}
+    daily.update({c: table[:, 1 + i] for i, c in enumerate(DAILY_SUMS)})
+    return vehicle_features_from_daily(daily, as_of_day)
+
+
 def _vehicle_index(vids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.searchsorted(vids, ids).astype(np.int64)
 
 
-def _step(states: Mapping[str, VehicleState], batch: Batch, cells: CellTable, idle_close: bool) -> Update:
-    dyn, st, al, cr = batch.dynamics, batch.states, batch.alarms, batch.crashes
-    vids = np.unique(np.concatenate([dyn.vehicle_id, st.vehicle_id, al.vehicle_id, cr.vehicle_id]).astype(object))
-    if len(vids) == 0:
-        return Update()
-    vs = [states.get(v) or VehicleState() for v in vids]
-    nv = len(vs)
-    last_ts = np.array([s.last_ts_ms for s in vs], np.int64)
-    seen = np.array([s.seen_ts_ms for s in vs], np.int64)
-    has_trip = np.array([s.trip is not None for s in vs], bool)
+def _key(vidx, ts_ms, t0: int):
+    """Sort key of (vehicle, time): vehicle index * 2**41 + ms from ``t0`` (±34 years)."""
+    return vidx * (1 << _KEY_SHIFT) + (ts_ms - t0)
 
-    # rows: carry rows of open trips, then this batch's dynamics not older than them
-    dv = _vehicle_index(vids, dyn.vehicle_id)
-    keep = dyn.ts_ms >= last_ts[dv]
-    cv = np.flatnonzero(has_trip)
-    carry = [vs[i] for i in cv]
-    nc = len(cv)
-    d = dyn.take(np.flatnonzero(keep))
-    vidx = np.concatenate([cv, dv[keep]])
-    ts = np.concatenate([last_ts[cv], d.ts_ms])
-    is_carry = np.concatenate([np.ones(nc, bool), np.zeros(len(d), bool)])
-    order = np.lexsort((~is_carry, ts, vidx))
-    vidx, ts, is_carry = vidx[order], ts[order], is_carry[order]
 
-    def rows(carried, new):
-        return np.concatenate([np.asarray(carried, dtype=new.dtype), new])[order]
+@dataclass
+class _Rows:
+    """The batch's dynamics rows plus one carry row per open trip, sorted by
+    (vehicle, time), carry row first."""
 
-    speed = rows([s.last_speed_kmh for s in carry], d.speed_kmh)
-    along = rows([s.brake_peak_mps2 or s.accel_peak_mps2 for s in carry], d.accel_long_mps2)
-    alat = rows([s.turn_peak_mps2 for s in carry], d.accel_lat_mps2)
-    fcw = rows([s.fcw_open for s in carry], d.fcw)
-    cell = rows([s.visit.cell for s in carry], cells_of(d.lat, d.lon))
-    power = rows(np.zeros(nc), d.motor_power_kw)
-    headway = rows(np.full(nc, np.nan), d.headway_s)
-    belt = rows(np.ones(nc, bool), d.seatbelt_driver)
-    n = len(ts)
+    vidx: np.ndarray
+    ts: np.ndarray
+    is_carry: np.ndarray
+    speed: np.ndarray
+    along: np.ndarray
+    alat: np.ndarray
+    fcw: np.ndarray
+    cell: np.ndarray
+    power: np.ndarray
+    headway: np.ndarray
+    belt: np.ndarray
+    late: int
 
-    # park / ignition-off states split trips; the row after a park starts a new trip
-    sv = _vehicle_index(vids, st.vehicle_id)
-    pk = st.parked & (st.ts_ms >= last_ts[sv])
-    late = int((~keep).sum() + (st.parked & ~pk).sum())
-    t0 = min(int(ts.min()) if n else 0, int(st.ts_ms.min()) if len(st) else 0)
-    row_key = (vidx << _KEY_SHIFT) | (ts - t0)
-    pv = sv[pk]
-    pos = np.searchsorted(row_key, (pv << _KEY_SHIFT) | (st.ts_ms[pk] - t0), side="right")
+    @classmethod
+    def build(cls, vids: np.ndarray, vs: list[VehicleState], dyn: Dynamics) -> _Rows:
+        last_ts = np.array([s.last_ts_ms for s in vs], np.int64)
+        dv = _vehicle_index(vids, dyn.vehicle_id)
+        keep = dyn.ts_ms >= last_ts[dv]
+        d = dyn.take(np.flatnonzero(keep))
+        cv = np.flatnonzero([s.trip is not None for s in vs]).astype(np.int64)
+        carry = [vs[i] for i in cv]
+        nc = len(cv)
+        vidx = np.concatenate([cv, dv[keep]])
+        ts = np.concatenate([last_ts[cv], d.ts_ms])
+        is_carry = np.concatenate([np.ones(nc, bool), np.zeros(len(d), bool)])
+        order = np.lexsort((~is_carry, ts, vidx))
+
+        def col(carried, new):
+            return np.concatenate([np.asarray(carried, dtype=new.dtype), new])[order]
+
+        return cls(
+            vidx=vidx[order], ts=ts[order], is_carry=is_carry[order],
+            speed=col([s.last_speed_kmh for s in carry], d.speed_kmh),
+            along=col([s.brake_peak_mps2 or s.accel_peak_mps2 for s in carry], d.accel_long_mps2),
+            alat=col([s.turn_peak_mps2 for s in carry], d.accel_lat_mps2),
+            fcw=col([s.fcw_open for s in carry], d.fcw),
+            cell=col([s.visit.cell for s in carry], d.cell),
+            power=col(np.zeros(nc), d.motor_power_kw),
+            headway=col(np.full(nc, np.nan), d.headway_s),
+            belt=col(np.ones(nc, bool), d.seatbelt_driver),
+            late=int((~keep).sum()),
+        )
+
+
+def _park_breaks(r: _Rows, sv: np.ndarray, st, last_ts: np.ndarray, nv: int, t0: int):
+    """Park / ignition-off states: the row after one starts a new trip; one after a
+    vehicle's last row ends its open trip. Park states older than the vehicle's last
+    processed sample are late (returned count)."""
+    ok = st.parked & (st.ts_ms >= last_ts[sv])
+    pv = sv[ok]
+    n = len(r.ts)
+    pos = np.searchsorted(_key(r.vidx, r.ts, t0), _key(pv, st.ts_ms[ok], t0), side="right")
     inside = pos < n
-    inside[inside] = vidx[pos[inside]] == pv[inside]
+    inside[inside] = r.vidx[pos[inside]] == pv[inside]
     park_break = np.zeros(n, bool)
     park_break[pos[inside]] = True
     ends_parked = np.zeros(nv, bool)
     ends_parked[pv[~inside]] = True
+    return park_break, ends_parked, int((st.parked & ~ok).sum())
 
-    trip_start, seg = segment(vidx, ts, is_carry, park_break, ends_parked)
-    dt_raw = np.diff(ts, prepend=ts[:1])
-    drive_s = np.where(trip_start, 0, dt_raw) / 1000.0
-    prev_speed = np.concatenate([speed[:1], speed[:-1]])
-    time_of_day = (ts + TZ_OFFSET_MS) % DAY_MS
+
+def _contributions(r: _Rows, trip_start: np.ndarray, seg, cells: CellTable):
+    """Per row, the additive ``ROW_SUMS`` columns (rows × 13) and the harsh columns."""
+    dt_ms = np.diff(r.ts, prepend=r.ts[:1])
+    drive_s = np.where(trip_start, 0, dt_ms) / 1000.0
+    prev_speed = np.concatenate([r.speed[:1], r.speed[:-1]])
+    time_of_day = (r.ts + TZ_OFFSET_MS) % DAY_MS
     night = (time_of_day >= NIGHT_FROM_MS) | (time_of_day < NIGHT_TO_MS)
-    risk, limit = cells.lookup(cell)
-    braking = along < -harsh.BRAKE_ENTRY_MPS2
-    open_end = np.zeros(n, bool)
+    risk, limit = cells.lookup(r.cell)
+    braking = r.along < -harsh.BRAKE_ENTRY_MPS2
+    open_end = np.zeros(len(r.ts), bool)
     open_end[seg.last[seg.is_open]] = True
-    connected = ~trip_start & (dt_raw <= harsh.EPISODE_GAP_MS)
-    h = harsh.harsh_columns(along, alat, fcw, connected, open_end, is_carry)
+    connected = ~trip_start & (dt_ms <= harsh.EPISODE_GAP_MS)
+    h = harsh.harsh_columns(r.along, r.alat, r.fcw, connected, open_end, r.is_carry)
     contrib = np.column_stack([
-        (prev_speed + speed) * 0.5 * drive_s / 3600.0,
+        (prev_speed + r.speed) * 0.5 * drive_s / 3600.0,
         drive_s,
         drive_s * night,
-        drive_s * (speed > SPEEDING_MARGIN * limit),
-        drive_s * ((speed >= UNSAFE_SPEED_KMH) & (headway < UNSAFE_HEADWAY_S)),
-        drive_s * ~belt,
+        drive_s * (r.speed > SPEEDING_MARGIN * limit),
+        drive_s * ((r.speed >= UNSAFE_SPEED_KMH) & (r.headway < UNSAFE_HEADWAY_S)),
+        drive_s * ~r.belt,
         drive_s * braking,
-        drive_s * (braking & (power < 0)),
+        drive_s * (braking & (r.power < 0)),
         drive_s * risk,
         h.hard_brake_n,
         h.harsh_accel_n,
         h.harsh_turn_n,
         h.fcw_n,
-    ]).reshape(n, len(ROW_SUMS))
-    new_row = (~is_carry).astype(np.int64)
+    ]).reshape(len(r.ts), len(ROW_SUMS))
+    return contrib, drive_s, h
 
-    out = Update(late_dropped=late)
-    touched: set[tuple[int, int]] = set()
 
-    def day_row(v: int, day: int) -> list[float]:
-        touched.add((v, day))
-        days = vs[v].days
-        for row in reversed(days):
+class _Days:
+    """The touched vehicles' hot daily rows ([day, *DAILY_SUMS], kept in the states)."""
+
+    def __init__(self, vs: list[VehicleState]) -> None:
+        self.vs = vs
+        self.touched: set[tuple[int, int]] = set()
+        self.late = 0  # contributions to days already final (more than a day late)
+
+    def row(self, v: int, day: int) -> list[float] | None:
+        s = self.vs[v]
+        if day <= s.shipped_day:
+            self.late += 1
+            return None
+        self.touched.add((v, day))
+        for row in reversed(s.days):
             if row[0] == day:
                 return row
             if row[0] < day:
                 break
         row = [float(day)] + [0.0] * len(DAILY_SUMS)
-        days.append(row)
-        days.sort(key=lambda r: r[0])
+        s.days.append(row)
+        s.days.sort(key=lambda x: x[0])
         return row
 
-    # per-vehicle SOC readings (finite only: flush_idle's synthetic states have none)
-    soc_ok = np.isfinite(st.soc_pct)
-    soc_v, soc_ts, soc_val = sv[soc_ok], st.ts_ms[soc_ok], st.soc_pct[soc_ok]
-    soc_order = np.lexsort((soc_ts, soc_v))
-    soc_v, soc_ts, soc_val = soc_v[soc_order], soc_ts[soc_order], soc_val[soc_order]
-    soc_key = (soc_v << _KEY_SHIFT) | (soc_ts - t0)
+    def add(self, v: int, day: int, col: str, value: float) -> None:
+        row = self.row(v, day)
+        if row is not None:
+            row[1 + COL[col]] += value
 
-    def soc_around(v: int, t: int) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
-        j = int(np.searchsorted(soc_key, (v << _KEY_SHIFT) | (t - t0), side="right"))
-        before = (float(soc_val[j - 1]), int(soc_ts[j - 1])) if j > 0 and soc_v[j - 1] == v else None
-        s = vs[v]
-        if s.soc_pct is not None and s.soc_ts_ms <= t and (before is None or s.soc_ts_ms > before[1]):
-            before = (s.soc_pct, s.soc_ts_ms)
-        after = (float(soc_val[j]), int(soc_ts[j])) if j < len(soc_v) and soc_v[j] == v else None
+    def add_sums(self, v: int, day: int, sums: np.ndarray) -> None:
+        row = self.row(v, day)
+        if row is not None:
+            row[1: 1 + len(sums)] = (np.asarray(row[1: 1 + len(sums)]) + sums).tolist()
+
+    def emit(self, vids: np.ndarray, out: Update) -> None:
+        """Touched rows as ``DailyV1``; rows older than the hot days move to ``closed_days``."""
+        for v, day in sorted(self.touched):
+            s = self.vs[v]
+            row = next(r for r in s.days if r[0] == day)
+            out.daily.append(DailyV1(vehicle_id=str(vids[v]), day=day, version_ts_ms=s.seen_ts_ms,
+                                     **dict(zip(DAILY_SUMS, row[1:], strict=True))))
+        for v, s in enumerate(self.vs):
+            oldest_hot = s.days[-1][0] - (HOT_DAYS - 1) if s.days else 0
+            if s.days and s.days[0][0] < oldest_hot:
+                out.closed_days[str(vids[v])] = [r for r in s.days if r[0] < oldest_hot]
+                s.shipped_day = int(oldest_hot) - 1
+                s.days = [r for r in s.days if r[0] >= oldest_hot]
+        out.late_dropped += self.late
+
+
+class _Soc:
+    """The batch's SOC readings, sorted by (vehicle, time), for trip-start lookups."""
+
+    def __init__(self, sv: np.ndarray, st, t0: int) -> None:
+        ok = np.isfinite(st.soc_pct)  # flush_idle's synthetic park states carry none
+        v, ts, val = sv[ok], st.ts_ms[ok], st.soc_pct[ok]
+        order = np.lexsort((ts, v))
+        self.v, self.ts, self.val, self.t0 = v[order], ts[order], val[order], t0
+        self.key = _key(self.v, self.ts, t0)
+
+    def around(self, v: int, t: int, stored: VehicleState):
+        """(latest reading at or before t, first reading after t), as (soc, ts) or None."""
+        j = int(np.searchsorted(self.key, _key(v, t, self.t0), side="right"))
+        before = (float(self.val[j - 1]), int(self.ts[j - 1])) if j > 0 and self.v[j - 1] == v else None
+        if stored.soc_pct is not None and stored.soc_ts_ms <= t and (before is None or stored.soc_ts_ms > before[1]):
+            before = (stored.soc_pct, stored.soc_ts_ms)
+        after = (float(self.val[j]), int(self.ts[j])) if j < len(self.v) and self.v[j] == v else None
         return before, after
 
-    seen_new = seen.copy()
-    for v_arr, t_arr in ((vidx, ts), (sv, st.ts_ms), (_vehicle_index(vids, al.vehicle_id), al.ts_ms),
-                         (_vehicle_index(vids, cr.vehicle_id), cr.ts_ms)):
-        np.maximum.at(seen_new, v_arr, t_arr)
-    for v in range(nv):
-        vs[v].seen_ts_ms = int(seen_new[v])
+    def keep_latest(self, vs: list[VehicleState]) -> None:
+        last = np.flatnonzero(np.append(self.v[1:] != self.v[:-1], True)) if len(self.v) else []
+        for j in last:
+            s = vs[self.v[j]]
+            if s.soc_pct is None or self.ts[j] >= s.soc_ts_ms:
+                s.soc_pct, s.soc_ts_ms = float(self.val[j]), int(self.ts[j])
 
-    if n:
-        trip_sums = np.add.reduceat(contrib, seg.first, axis=0)
-        samples = np.add.reduceat(new_row, seg.first)
-        max_speed = np.maximum.reduceat(speed, seg.first)
-        for k in range(len(seg.first)):
-            v, first = int(seg.vidx[k]), int(seg.first[k])
-            s = vs[v]
-            if seg.continues[k]:
-                trip = s.trip
-                trip.sums = (np.asarray(trip.sums) + trip_sums[k]).tolist()
-                trip.samples_n += int(samples[k])
-                trip.max_speed_kmh = max(trip.max_speed_kmh, float(max_speed[k]))
-                soc_at_start(trip.start_ts_ms, None, soc_around(v, trip.start_ts_ms)[1], trip)
-            else:
-                trip = OpenTrip(int(ts[first]), trip_sums[k].tolist(), int(samples[k]), float(max_speed[k]))
-                soc_at_start(trip.start_ts_ms, *soc_around(v, trip.start_ts_ms), trip)
-            if seg.is_open[k]:
-                s.trip = trip
-                continue
-            s.trip = None
-            rec = trip_record(str(vids[v]), trip, int(ts[seg.last[k]]), bool(seg.parked[k]) and not idle_close,
-                              s.seen_ts_ms)
-            out.trips.append(rec)
-            row = day_row(v, local_day(trip.start_ts_ms))
-            row[1 + COL["trips_n"]] += 1
-            if rec.soc_start_pct is not None:
-                row[1 + COL["soc_start_sum_pct"]] += rec.soc_start_pct
-                row[1 + COL["soc_start_n"]] += 1
 
-        # what the next batch must continue from: each vehicle's last row
-        last_rows = seg.last[np.append(seg.vidx[1:] != seg.vidx[:-1], True)]
-        for r in last_rows:
-            s = vs[vidx[r]]
-            s.last_ts_ms, s.last_speed_kmh = int(ts[r]), float(speed[r])
-            if s.trip is None:
-                s.brake_peak_mps2 = s.accel_peak_mps2 = s.turn_peak_mps2 = 0.0
-                s.fcw_open = False
-            else:
-                s.brake_peak_mps2, s.accel_peak_mps2 = float(h.brake_peak_mps2[r]), float(h.accel_peak_mps2[r])
-                s.turn_peak_mps2, s.fcw_open = float(h.turn_peak_mps2[r]), bool(fcw[r])
+def _step(states: Mapping[str, VehicleState], batch: Batch, cells: CellTable, idle_close: bool) -> Update:
+    dyn, st, al, cr = batch.dynamics, batch.states, batch.alarms, batch.crashes
+    vids = np.array(batch.vehicle_ids(), object)
+    if len(vids) == 0:
+        return Update()
+    vs = [states.get(v) or VehicleState() for v in vids]
+    last_ts = np.array([s.last_ts_ms for s in vs], np.int64)
+    sv, av, kv = (_vehicle_index(vids, x.vehicle_id) for x in (st, al, cr))
+    r = _Rows.build(vids, vs, dyn)
+    times = np.concatenate([r.ts, st.ts_ms])
+    t0 = int(times.min()) if len(times) else 0
+    park_break, ends_parked, late_parks = _park_breaks(r, sv, st, last_ts, len(vids), t0)
+    trip_start, seg = segment(r.vidx, r.ts, r.is_carry, park_break, ends_parked)
+    out = Update(late_dropped=r.late + late_parks)
+    days, soc = _Days(vs), _Soc(sv, st, t0)
 
-        _visits(vids, vs, out, contrib, new_row, trip_start, seg, is_carry, cell, ts, speed, drive_s)
+    seen = np.array([s.seen_ts_ms for s in vs], np.int64)
+    for v_arr, t_arr in ((r.vidx, r.ts), (sv, st.ts_ms), (av, al.ts_ms), (kv, cr.ts_ms)):
+        np.maximum.at(seen, v_arr, t_arr)
+    for s, t in zip(vs, seen.tolist()):
+        s.seen_ts_ms = t
 
-        day = local_day(ts)
-        gkey = (vidx << 20) | day
-        gfirst = np.flatnonzero(np.diff(gkey, prepend=gkey[0] - 1) != 0)
-        day_sums = np.add.reduceat(contrib, gfirst, axis=0)
-        for g, r in enumerate(gfirst):
-            if day_sums[g].any():
-                row = day_row(int(vidx[r]), int(day[r]))
-                row[1: 1 + len(ROW_SUMS)] = (np.asarray(row[1: 1 + len(ROW_SUMS)]) + day_sums[g]).tolist()
+    if len(r.ts):
+        contrib, drive_s, h = _contributions(r, trip_start, seg, cells)
+        _trips(vids, vs, out, days, soc, r, seg, contrib, idle_close)
+        _carry_out(vs, r, seg, h)
+        _visits(vids, vs, out, r, contrib, trip_start, seg, drive_s)
+        day = local_day(r.ts)
+        group = _key(r.vidx, day, 0)
+        first = np.flatnonzero(np.diff(group, prepend=group[0] - 1) != 0)
+        for g, sums in zip(first, np.add.reduceat(contrib, first, axis=0)):
+            if sums.any():
+                days.add_sums(int(r.vidx[g]), int(day[g]), sums)
 
-    # latest SOC reading per vehicle, after the trips used the earlier ones
-    for j in range(len(soc_v)):
-        s = vs[soc_v[j]]
-        if j + 1 == len(soc_v) or soc_v[j + 1] != soc_v[j]:
-            if s.soc_pct is None or soc_ts[j] >= s.soc_ts_ms:
-                s.soc_pct, s.soc_ts_ms = float(soc_val[j]), int(soc_ts[j])
-
-    for v, t in zip(_vehicle_index(vids, al.vehicle_id), al.ts_ms):
-        day_row(int(v), int(local_day(t)))[1 + COL["thermal_alarm_n"]] += 1
-    crash_cells = cells_of(cr.lat, cr.lon)
-    for v, t, eid, c in zip(_vehicle_index(vids, cr.vehicle_id), cr.ts_ms, cr.event_id, crash_cells):
-        day_row(int(v), int(local_day(t)))[1 + COL["crash_n"]] += 1
+    soc.keep_latest(vs)  # after the trips looked up the earlier readings
+    for v, t in zip(av, al.ts_ms):
+        days.add(int(v), int(local_day(t)), "thermal_alarm_n", 1.0)
+    for v, t, eid, c in zip(kv, cr.ts_ms, cr.event_id, cr.cell):
+        days.add(int(v), int(local_day(t)), "crash_n", 1.0)
         out.crashes.append(CellCrashV1(event_id=str(eid), vehicle_id=str(vids[v]), ts_ms=int(t), cell=int(c)))
-
-    for v, day in sorted(touched):
-        s = vs[v]
-        row = next(r for r in s.days if r[0] == day)
-        out.daily.append(DailyV1(vehicle_id=str(vids[v]), day=day, version_ts_ms=s.seen_ts_ms,
-                                 **dict(zip(DAILY_SUMS, row[1:], strict=True))))
-    for s in vs:
-        if s.days:
-            s.days = [r for r in s.days if r[0] > s.days[-1][0] - KEEP_DAYS]
+    days.emit(vids, out)
     out.states = dict(zip(vids.tolist(), vs, strict=True))
     return out
 
 
-def _visits(vids, vs, out: Update, contrib, new_row, trip_start, seg, is_carry, cell, ts, speed, drive_s) -> None:
-    """Cell visits: runs of rows in one cell within one trip; emit each one touched."""
-    start = trip_start | np.concatenate([[True], cell[1:] != cell[:-1]])
+def _trips(vids, vs, out: Update, days: _Days, soc: _Soc, r: _Rows, seg, contrib, idle_close: bool) -> None:
+    """Extend or open each trip of the batch; close and emit the finished ones."""
+    sums = np.add.reduceat(contrib, seg.first, axis=0)
+    samples = np.add.reduceat((~r.is_carry).astype(np.int64), seg.first)
+    max_speed = np.maximum.reduceat(r.speed, seg.first)
+    for k in range(len(seg.first)):
+        v = int(seg.vidx[k])
+        s = vs[v]
+        if seg.continues[k]:
+            trip = s.trip
+            trip.sums = (np.asarray(trip.sums) + sums[k]).tolist()
+            trip.samples_n += int(samples[k])
+            trip.max_speed_kmh = max(trip.max_speed_kmh, float(max_speed[k]))
+            soc_at_start(trip.start_ts_ms, None, soc.around(v, trip.start_ts_ms, s)[1], trip)
+        else:
+            trip = OpenTrip(int(r.ts[seg.first[k]]), sums[k].tolist(), int(samples[k]), float(max_speed[k]))
+            soc_at_start(trip.start_ts_ms, *soc.around(v, trip.start_ts_ms, s), trip)
+        s.trip = trip if seg.is_open[k] else None
+        if s.trip is None:
+            rec = trip_record(str(vids[v]), trip, int(r.ts[seg.last[k]]), bool(seg.parked[k]) and not idle_close,
+                              s.seen_ts_ms)
+            out.trips.append(rec)
+            start_day = local_day(trip.start_ts_ms)
+            days.add(v, start_day, "trips_n", 1.0)
+            if rec.soc_start_pct is not None:
+                days.add(v, start_day, "soc_start_sum_pct", rec.soc_start_pct)
+                days.add(v, start_day, "soc_start_n", 1.0)
+
+
+def _carry_out(vs: list[VehicleState], r: _Rows, seg, h) -> None:
+    """What the next batch continues from: each vehicle's last row and open episodes."""
+    for i in seg.last[np.append(seg.vidx[1:] != seg.vidx[:-1], True)]:
+        s = vs[r.vidx[i]]
+        s.last_ts_ms, s.last_speed_kmh = int(r.ts[i]), float(r.speed[i])
+        running = s.trip is not None
+        s.brake_peak_mps2 = float(h.brake_peak_mps2[i]) if running else 0.0
+        s.accel_peak_mps2 = float(h.accel_peak_mps2[i]) if running else 0.0
+        s.turn_peak_mps2 = float(h.turn_peak_mps2[i]) if running else 0.0
+        s.fcw_open = bool(r.fcw[i]) and running
+
+
+def _visits(vids, vs, out: Update, r: _Rows, contrib, trip_start, seg, drive_s) -> None:
+    """Cell visits: runs of rows in one cell within one trip; emit each one that changed."""
+    start = trip_start | np.concatenate([[True], r.cell[1:] != r.cell[:-1]])
     first = np.flatnonzero(start)
     visit_id = np.cumsum(start) - 1
     sums = np.add.reduceat(contrib, first, axis=0)
-    new_rows = np.add.reduceat(new_row, first)
-    hist = np.bincount(visit_id * SPEED_BINS + speed_bin(speed), weights=drive_s,
+    new_rows = np.add.reduceat((~r.is_carry).astype(np.int64), first)
+    hist = np.bincount(visit_id * SPEED_BINS + speed_bin(r.speed), weights=drive_s,
                        minlength=len(first) * SPEED_BINS).reshape(len(first), SPEED_BINS)
     trip_of = (np.cumsum(trip_start) - 1)[first]
-    last_in_trip = np.append(trip_of[1:] != trip_of[:-1], True)
-    still_open = last_in_trip & seg.is_open[trip_of]
-    vidx_of_visit = seg.vidx[trip_of]
-    for j, r in enumerate(first):
-        s = vs[vidx_of_visit[j]]
-        if is_carry[r]:
+    still_open = np.append(trip_of[1:] != trip_of[:-1], True) & seg.is_open[trip_of]
+    for j, i in enumerate(first):
+        v = int(seg.vidx[trip_of[j]])
+        s = vs[v]
+        if r.is_carry[i]:
             visit = s.visit
             visit.sums = (np.asarray(visit.sums) + sums[j]).tolist()
             visit.speed_hist_s = (np.asarray(visit.speed_hist_s) + hist[j]).tolist()
         else:
-            visit = OpenVisit(int(cell[r]), int(ts[r]), sums[j].tolist(), hist[j].tolist())
+            visit = OpenVisit(int(r.cell[i]), int(r.ts[i]), sums[j].tolist(), hist[j].tolist())
         s.visit = visit if still_open[j] else None
         if new_rows[j] or sums[j].any():
-            v = visit.sums
+            t = visit.sums
             out.visits.append(CellVisitV1(
-                vehicle_id=str(vids[vidx_of_visit[j]]), cell=visit.cell, day=int((visit.start_ts_ms + TZ_OFFSET_MS) // DAY_MS),
-                start_ts_ms=visit.start_ts_ms, distance_km=v[COL["distance_km"]], driving_s=v[COL["driving_s"]],
-                hard_brake_n=v[COL["hard_brake_n"]], harsh_accel_n=v[COL["harsh_accel_n"]],
-                harsh_turn_n=v[COL["harsh_turn_n"]], speed_hist_s=visit.speed_hist_s, version_ts_ms=s.seen_ts_ms))
+                vehicle_id=str(vids[v]), cell=visit.cell, day=int(local_day(visit.start_ts_ms)),
+                start_ts_ms=visit.start_ts_ms, distance_km=t[COL["distance_km"]], driving_s=t[COL["driving_s"]],
+                hard_brake_n=t[COL["hard_brake_n"]], harsh_accel_n=t[COL["harsh_accel_n"]],
+                harsh_turn_n=t[COL["harsh_turn_n"]], speed_hist_s=visit.speed_hist_s, version_ts_ms=s.seen_ts_ms))

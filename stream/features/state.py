@@ -1,9 +1,15 @@
 """Per-vehicle streaming state: everything a batch needs from the batches before it.
 
 One ``VehicleState`` per pseudonymous vehicle id, stored by the agent as bytes in a
-persistent Faust table (``encode_state`` / ``decode_state``, msgpack, a few hundred
-bytes plus ~170 bytes per kept day). Holds the open trip, the open cell visit, the
-open harsh episodes' peaks, the last SOC reading and the last ``KEEP_DAYS`` daily rows.
+persistent Faust table (``encode_state`` / ``decode_state``, msgpack, ~1 KB while a
+trip is open). Holds the open trip, the open cell visit, the open harsh episodes'
+peaks, the last SOC reading and the daily rows that can still change (``HOT_DAYS``:
+today and yesterday, where a trip that is still running may have started).
+
+Older daily rows are final: ``update`` hands them over once in
+``Update.closed_days`` and the agent keeps them in a second table that changes at
+most once a day per vehicle (``merge_history``, ``encode_history``), so the state
+written after every batch stays small.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import msgspec
 from msgspec import Struct
 
-KEEP_DAYS = 31  # one more than the longest window, so a 30 d window is complete on day change
+HOT_DAYS = 2
+HISTORY_DAYS = 31  # one more than the longest window, so a 30 d window is complete on day change
 
 
 class OpenTrip(Struct, array_like=True):
@@ -43,11 +50,15 @@ class VehicleState(Struct, array_like=True):
     fcw_open: bool = False
     soc_pct: float | None = None
     soc_ts_ms: int = 0
-    days: list[list[float]] = []  # [day, *windows.DAILY_SUMS], oldest first
+    days: list[list[float]] = []  # hot daily rows [day, *windows.DAILY_SUMS], oldest first
+    shipped_day: int = -1  # newest day handed over in Update.closed_days; it and older days are final
 
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(VehicleState)
+
+
+_HISTORY_DECODER = msgspec.msgpack.Decoder(list[list[float]])
 
 
 def encode_state(state: VehicleState) -> bytes:
@@ -56,3 +67,17 @@ def encode_state(state: VehicleState) -> bytes:
 
 def decode_state(data: bytes) -> VehicleState:
     return _DECODER.decode(data)
+
+
+def encode_history(days: list[list[float]]) -> bytes:
+    return _ENCODER.encode(days)
+
+
+def decode_history(data: bytes) -> list[list[float]]:
+    return _HISTORY_DECODER.decode(data)
+
+
+def merge_history(history: list[list[float]], closed: list[list[float]]) -> list[list[float]]:
+    """A vehicle's final daily rows plus the newly closed ones, the last ``HISTORY_DAYS`` days."""
+    rows = sorted(history + closed, key=lambda r: r[0])
+    return [r for r in rows if r[0] > rows[-1][0] - HISTORY_DAYS] if rows else []

@@ -18,7 +18,8 @@ _M_PER_DEG_LAT = 111_320.0
 
 
 def synthetic_stream(vehicles: int = 5, trips_per_vehicle: int = 3, seed: int = 7,
-                     start_ms: int = 1_780_000_000_000, max_trip_s: int = 900) -> list[tuple[str, object]]:
+                     start_ms: int = 1_780_000_000_000, max_trip_s: int = 900,
+                     max_gap_h: float = 6.0) -> list[tuple[str, object]]:
     """``(vehicle_id, record)`` pairs in event-time order, as a partition would deliver them."""
     rng = np.random.default_rng(seed)
     out: list[tuple[int, int, str, object]] = []
@@ -35,6 +36,8 @@ def synthetic_stream(vehicles: int = 5, trips_per_vehicle: int = 3, seed: int = 
             acc = np.convolve(rng.normal(0, 1.2, n), np.ones(3 * hz) / (3 * hz), mode="same")
             for p in rng.integers(0, n, size=max(1, n // (120 * hz))):
                 acc[p: p + 2 * hz] -= rng.uniform(2.0, 5.0)
+            for p in rng.integers(0, n, size=max(1, n // (300 * hz))):
+                acc[p: p + 2 * hz] += rng.uniform(1.5, 4.0)
             speed = np.clip(np.cumsum(acc * dt * 3.6) + rng.uniform(20, 90), 0, 140)
             along = np.diff(speed, prepend=speed[0]) / 3.6 / dt
             along = np.clip(along + rng.normal(0, 0.2, n), -12, 12)
@@ -71,13 +74,13 @@ def synthetic_stream(vehicles: int = 5, trips_per_vehicle: int = 3, seed: int = 
                 out.append((end - 5_000, 2, vid, AlarmV1(event_id=f"{vid}-a{end}", ts_ms=end - 5_000,
                                                          alarm_code="battery_high_temp", alarm_level=2,
                                                          lat=float(lats[-1]), lon=float(lons[-1]))))
-            if rng.random() < 0.1:
+            if rng.random() < 0.15:
                 out.append((end - 3_000, 2, vid, CrashV1(event_id=f"{vid}-c{end}", ts_ms=end - 3_000, peak_accel_g=8.0,
                                                          delta_v_kmh=15.0, principal_direction_deg=0.0,
                                                          airbag_deployed=False, speed_before_kmh=20.0,
                                                          lat=float(lats[-1]), lon=float(lons[-1]))))
             lat, lon = float(lats[-1]), float(lons[-1])
-            t = end + int(rng.integers(2, 6 * 3600)) * 1000
+            t = end + int(rng.integers(2, int(max_gap_h * 3600))) * 1000
     out.sort(key=lambda x: (x[0], x[1]))
     return [(vid, rec) for _, _, vid, rec in out]
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from stream.features import Batch, Dynamics, Replay, States, decode_state, encode_state, flush_idle, update
+from stream.features.cells import cells_of
 
 G = 9.80665
 # 2026-06-01 00:00:00 China Standard Time (UTC+8), in UTC epoch ms
@@ -25,7 +26,7 @@ def dynamics(ts_ms, vehicle="v1", speed_kmh=50.0, accel_long_mps2=0.0, accel_lat
     return Dynamics(vehicle_id=np.array([vehicle] * n, object) if isinstance(vehicle, str) else np.asarray(vehicle, object),
                     ts_ms=ts, speed_kmh=col(speed_kmh), accel_long_mps2=col(accel_long_mps2),
                     accel_lat_mps2=col(accel_lat_mps2), motor_power_kw=col(motor_power_kw), fcw=col(fcw, bool),
-                    headway_s=col(headway_s), seatbelt_driver=col(seatbelt_driver, bool), lat=col(lat), lon=col(lon))
+                    headway_s=col(headway_s), seatbelt_driver=col(seatbelt_driver, bool), cell=cells_of(col(lat), col(lon)))
 
 
 def states(ts_ms, vehicle="v1", soc_pct=80.0, parked=False) -> States:

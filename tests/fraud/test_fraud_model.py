@@ -15,6 +15,7 @@ from fraudring.evaluate import fnol_from_row, train_and_evaluate
 from fraudring.features import TableSpec, facts_from_row
 from fraudring.model import time_split
 from stream.records import FnolV1, Party, StateV1
+from voltrisk.errors import UserError
 
 SPEC = TableSpec(tuple(ENTITY_COLS))
 REQUIRED_KEYS = {"roc_auc", "pr_auc", "base_rate", "recall_at_1pct", "recall_at_5pct", "recall_at_10pct",
@@ -108,7 +109,8 @@ def _write(rows: list[dict], path) -> None:
         w.writerows(rows)
 
 
-def test_cli_train_score_evaluate_on_a_csv(book, tmp_path):
+def test_cli_train_score_evaluate_on_a_csv(tmp_path):
+    book = make_book(seed=4, genuine=500, staged=6, phantom=3, cycles=3, opportunistic=10)
     path, model = tmp_path / "claims.csv", tmp_path / "m.json"
     _write(book, path)
     runner = CliRunner()
@@ -117,12 +119,26 @@ def test_cli_train_score_evaluate_on_a_csv(book, tmp_path):
                               "--model-out", str(model), "--json"])
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.stdout)
-    assert REQUIRED_KEYS <= metrics.keys() and metrics["n_test"] == 499 and metrics["pr_auc"] >= 0.9
+    assert REQUIRED_KEYS <= metrics.keys() and metrics["n_test"] == len(book) - metrics["n_train"] == 174
+    assert metrics["pr_auc"] >= 0.9
     out = tmp_path / "scored.csv"
     res = runner.invoke(app, ["score", "--claims", str(path), "--model", str(model), "--out", str(out)])
     assert res.exit_code == 0, res.output
     scored = list(csv.DictReader(open(out)))
     assert len(scored) == len(book) and scored[0]["reason_1"]
+    # Parquet with nullable booleans (pd.NA), as the simulator writes the book
+    import pandas as pd
+
+    df = pd.DataFrame(book).replace("", None)
+    for col in ("insured_in_cell", "third_party_in_cell", "crash_pulse_found", "parked_or_charging_at_loss"):
+        df[col] = df[col].astype("boolean")
+    for col in ("crash_delta_v_kmh", "speed_at_loss_kmh"):
+        df[col] = pd.to_numeric(df[col])
+    df.to_parquet(tmp_path / "claims.parquet")
+    res = runner.invoke(app, ["score", "--claims", str(tmp_path / "claims.parquet"), "--model", str(model),
+                              "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    assert len(list(csv.DictReader(open(tmp_path / "p.csv")))) == len(book)
     res = runner.invoke(app, ["evaluate", "--claims", str(path), "--json"])
     assert res.exit_code == 0, res.output
     ev = json.loads(res.stdout)
@@ -134,4 +150,24 @@ def test_cli_names_a_missing_column(book, tmp_path):
     path = tmp_path / "claims.csv"
     _write(book[:50], path)
     res = CliRunner().invoke(app, ["train", "--claims", str(path), "--label", "is_fraud", "--entity-cols", "fax"])
-    assert res.exit_code != 0 and "fax" in res.output
+    assert isinstance(res.exception, UserError) and "no column(s) fax" in str(res.exception)
+    res = CliRunner().invoke(app, ["train", "--claims", str(path), "--label", "nope", "--entity-cols", "garage"])
+    assert isinstance(res.exception, UserError) and "no label column 'nope'" in str(res.exception)
+
+
+def test_engine_restart_from_snapshot_plus_journal_with_a_torn_tail(runs, tmp_path):
+    state = tmp_path / "state.bin"
+    engine = FraudEngine(state, model=runs["both"].model, snapshot_every=2)
+    claims = [_ring_claim(i, "Gao Jun", "13755550001", f"Helper {i}") for i in range(3)]
+    engine.process(claims[:2], {})  # 2 claims: snapshot written, journal emptied
+    assert state.exists() and not engine.journal_path.exists()
+    engine.process(claims[2:], {})  # journalled only
+    with open(engine.journal_path, "ab") as fh:
+        fh.write(b"\x40\x00\x00\x00partial")  # a crash in the middle of the next append
+    restarted = FraudEngine(state, model=runs["both"].model, snapshot_every=2)
+    assert restarted.graph.members("R0") == ["R0", "R1", "R2"]
+    assert restarted.process(claims, {}) == []
+    restarted.snapshot_every = 100
+    restarted.process([_ring_claim(3, "Gao Jun", "13755550001", "Helper 3")], {})
+    again = FraudEngine(state, model=runs["both"].model)
+    assert again.graph.members("R0") == ["R0", "R1", "R2", "R3"]

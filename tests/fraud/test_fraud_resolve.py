@@ -30,10 +30,18 @@ def test_a_different_mobile_stays_different():
 
 @pytest.mark.parametrize("raw", [
     "No. 88 Nanjing Road, Apt 502", "88 NANJING RD unit 502", "88  Nanjing Rd. Rm 502", "88 nanjing road #502",
-    "No.88 Nanjing Rd., Room 502", "#88 Nanjing Road Flat 502",
+    "No.88 Nanjing Rd., Room 502", "#88 Nanjing Road Flat 502", "88 Nanjing Road unit 502, Shanghai",
 ])
 def test_address_variants_resolve_to_one_key(raw):
     assert normalize_address(raw) == "88 nanjing road unit 502"
+
+
+def test_claims_book_address_variants():
+    canonical = "No. 1190 Nanjing West Road, Baoshan District, Shanghai"
+    variants = [canonical, "No. 1190 Nanjing West Rd, Baoshan District, Shanghai",
+                "NO. 1190 NANJING WEST ROAD, BAOSHAN Dist., SHANGHAI", "1190 Nanjing West Road, Baoshan District",
+                "no. 1190 nanjing west rd., baoshan district, shanghai"]
+    assert {normalize_address(v) for v in variants} == {"1190 nanjing west road baoshan district"}
 
 
 def test_address_saint_versus_street_and_distinct_units():
@@ -59,7 +67,8 @@ def test_bank_accounts_and_person_keys():
     assert normalize_bank("0000 0000") is None
     assert person_key("Zhang  Wei", phone="+86 138 0013 8000") == person_key("zhang wei", phone="13800138000")
     assert person_key("Zhang Wei") is None  # a common name alone is not an identity
-    assert person_key("Zhang Wei", bank="6222 0212 3456 7890") == "zhangwei|6222021234567890"
+    assert person_key("Zhang Wei", bank="6222 0212 3456 7890") == "aeghinwz|6222021234567890"
+    assert person_key("Xiu Ying Zhao", phone="13800138000") == person_key("ZHAO  Xiu Ying", phone="+8613800138000")
 
 
 @pytest.mark.parametrize("col,kind", [

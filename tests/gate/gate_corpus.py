@@ -173,6 +173,8 @@ def build(run: str = "CASE") -> list[Case]:
     add("party_bad_vin", "bad_vin", FNOL, parties=[parties[0], {**parties[1], "vehicle_id": "NOT-A-VIN"}])
     add("party_vin_in_description", "vin_in_value", FNOL,
         description=f"Third party {parties[1]['vehicle_id']} reversed into the insured car.")
+    add("other_vin_in_description", "vin_in_value", FNOL,
+        description="Witness car LDMXYZ12345678901 stopped behind the insured car.")
     add("loss_after_report", "inconsistent", FNOL, loss_ts_ms=EXAMPLE_TS_MS + 86_400_000)
     # --- plausibility and privacy -------------------------------------------------------
     add("cell_min_above_max", "inconsistent", STATE, cell_voltage_min_v=3.9, cell_voltage_max_v=3.7)

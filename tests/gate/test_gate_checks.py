@@ -112,7 +112,7 @@ def _all_bytes(key, value, headers) -> bytes:
 
 def test_no_raw_vin_in_any_accepted_or_dead_letter_output():
     gate = make_gate()
-    vins = {EXAMPLE_VIN, "LDMTEST0000000002", *(vin_for(i) for i in range(len(CASES)))}
+    vins = {EXAMPLE_VIN, "LDMTEST0000000002", "LDMXYZ12345678901", *(vin_for(i) for i in range(len(CASES)))}
     outputs = []
     for topic in RAW_EXAMPLES:
         key, value, headers = example_msg(topic)
@@ -252,3 +252,25 @@ def test_unknown_headers_are_ignored_and_header_values_are_normalised():
     assert isinstance(verdict, Accepted)
     assert dict(verdict.headers)["consent_scope"] == b"pricing,fraud"
     assert dict(verdict.headers)["source_protocol"] == b"oem-json"
+
+
+def test_dedupe_state_survives_a_restart_in_rocksdb(tmp_path):
+    """The worker's store: a resend after a restart is still a duplicate, a late
+    event still late, and the sweep works on RocksDB as on a dict."""
+    from rocksdict import Options, Rdict
+
+    key, value, headers = example_msg(DYN)
+    late = msgspec.json.encode(value_dict(DYN, "late-1", ts_ms=EXAMPLE_TS_MS - LATENESS_MS - 1))
+    store = Rdict(str(tmp_path / "dedupe"), options=Options(raw_mode=True))
+    assert isinstance(Gate(WorkerSettings(), dedupe_store=store, clock=lambda: CLOCK_S).check(DYN, key, value, headers, 0, 0),
+                      Accepted)
+    store.close()
+    store = Rdict(str(tmp_path / "dedupe"), options=Options(raw_mode=True))
+    gate = Gate(WorkerSettings(), dedupe_store=store, clock=lambda: CLOCK_S + 86_400)
+    assert gate.check(DYN, key, value, headers, 0, 1).reason == "duplicate"
+    assert gate.check(DYN, key, late, headers, 0, 2).reason == "late"
+    newer = msgspec.json.encode(value_dict(DYN, "newer-1", ts_ms=EXAMPLE_TS_MS + LATENESS_MS + 1))
+    assert isinstance(gate.check(DYN, key, newer, headers, 0, 3), Accepted)
+    assert gate.sweep() == 1  # the first event is now beyond the horizon
+    assert sorted(k[:1] for k in store.keys()) == [b"e", b"w"]
+    store.close()

@@ -166,7 +166,23 @@ def test_integration_guide_console_producer_lines_are_accepted_by_the_gate():
     gate = Gate(WorkerSettings())
     verdicts = []
     for line in block.group(1).splitlines():
-        header_text, key, value = line.split("\t", 2)
-        headers = [tuple(h.split(":", 1)) for h in header_text.split("|")]
+        header_text, key, value = line.split("|", 2)  # headers.delimiter and key.separator
+        headers = [tuple(h.split(":", 1)) for h in header_text.split(";")]  # headers.separator, headers.key.separator
         verdicts.append(gate.check(DYN, key.encode(), value.encode(), [(k, v.encode()) for k, v in headers], 0, 0))
-    assert verdicts and all(isinstance(v, Accepted) for v in verdicts), [getattr(v, "message", "") for v in verdicts]
+    assert len(verdicts) == 3 and all(isinstance(v, Accepted) for v in verdicts), [getattr(v, "message", "") for v in verdicts]
+
+
+def test_integration_guide_example_values_are_accepted_by_the_gate():
+    from stream.gate import Accepted, Gate
+    from voltrisk.settings import WorkerSettings
+
+    guide = GUIDE.read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"<!-- example: (\S+) -->\n```json\n(.*?)```", guide, re.S))
+    assert sorted(blocks) == sorted(RAW_EXAMPLES)
+    gate = Gate(WorkerSettings())
+    for topic, text in blocks.items():
+        ex = RAW_EXAMPLES[topic]
+        value = text.replace("\n", "").encode()
+        verdict = gate.check(topic, ex.key.encode(), value, [(k, v.encode()) for k, v in ex.headers.items()], 0, 0)
+        assert isinstance(verdict, Accepted), verdict.message
+        assert msgspec.json.decode(value, type=type(ex.record)) == ex.record, f"{topic} example differs from contracts/examples.py"

@@ -40,3 +40,16 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None,
         await asyncio.gather(*futs)
     finally:
         await p.stop()
+
+
+def batched(messages: list[tuple[bytes, bytes, list]], per_message: int) -> list[tuple[bytes, bytes, list]]:
+    """Pack consecutive records of the same key into JSON-array batch messages."""
+    out, run = [], []
+    for key, value, headers in messages:
+        if run and (run[0][0] != key or len(run) == per_message):
+            out.append((run[0][0], b"[" + b",".join(v for _, v, _ in run) + b"]", run[0][2]))
+            run = []
+        run.append((key, value, headers))
+    if run:
+        out.append((run[0][0], b"[" + b",".join(v for _, v, _ in run) + b"]", run[0][2]))
+    return out

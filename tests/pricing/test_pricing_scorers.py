@@ -27,6 +27,7 @@ def policy_frame(n: int, seed: int) -> pd.DataFrame:
 
 
 FEATURES, CATEGORICAL = ("age", "power", "region"), ("region",)
+FAST = {"eta": 0.3, "max_depth": 3, "min_child_weight": 5}  # small data: fewer, bigger boosting steps keep tests quick
 
 
 def fit_case(kind: str, seed: int = 7):
@@ -37,10 +38,10 @@ def fit_case(kind: str, seed: int = 7):
     frame = policy_frame(4000, seed=2)
     if kind == "severity":
         with_amount = frame.assign(n=np.maximum(frame["claims"], 1))
-        scorer = XGBScorer(FEATURES, CATEGORICAL, seed, objective="reg:gamma")
+        scorer = XGBScorer(FEATURES, CATEGORICAL, seed, objective="reg:gamma", params=FAST)
         return scorer.fit(with_amount, with_amount["amount"], weight=with_amount["n"]), frame.head(200)
     scorer = {"homogeneous": Homogeneous(FEATURES, CATEGORICAL, seed), "glm": PoissonGLM(FEATURES, CATEGORICAL, seed),
-              "xgboost": XGBScorer(FEATURES, CATEGORICAL, seed)}[kind]
+              "xgboost": XGBScorer(FEATURES, CATEGORICAL, seed, params=FAST)}[kind]
     return scorer.fit(frame, frame["claims"], frame["exposure"]), frame.head(200)
 
 
@@ -106,7 +107,7 @@ def test_glm_and_xgboost_recover_the_true_effects():
     assert glm.coef["age"] == pytest.approx(-0.015, abs=0.003)
     assert glm.coef["power"] == pytest.approx(0.05, abs=0.01)
     assert glm.coef.get("region=south", 0.0) - glm.coef.get("region=north", 0.0) == pytest.approx(0.4, abs=0.08)
-    xgb = XGBScorer(FEATURES, CATEGORICAL).fit(frame, frame["claims"], frame["exposure"])
+    xgb = XGBScorer(FEATURES, CATEGORICAL, params=FAST).fit(frame, frame["claims"], frame["exposure"])
     np.testing.assert_allclose(xgb.predict(frame, frame["exposure"]).sum(), frame["claims"].sum(), rtol=1e-4)
 
 

@@ -5,8 +5,10 @@ CREATE TABLE IF NOT EXISTS fraud_claims
 (
     claim_id String,
     policy_id String,
-    reported_at DateTime64(3, 'UTC'),
-    loss_at DateTime64(3, 'UTC'),
+    ts_ms Int64,
+    loss_ts_ms Int64,
+    reported_at DateTime64(3, 'UTC') DEFAULT fromUnixTimestamp64Milli(ts_ms),
+    loss_at DateTime64(3, 'UTC') DEFAULT fromUnixTimestamp64Milli(loss_ts_ms),
     lat Nullable(Float64) TTL toDateTime(reported_at) + INTERVAL {raw_position_ttl_days} DAY,
     lon Nullable(Float64) TTL toDateTime(reported_at) + INTERVAL {raw_position_ttl_days} DAY,
     cell_h3 UInt64,

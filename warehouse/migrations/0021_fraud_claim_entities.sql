@@ -6,8 +6,8 @@ CREATE TABLE IF NOT EXISTS fraud_claim_entities
     kind LowCardinality(String),
     entity_key String,
     claim_id String,
-    role LowCardinality(String),
-    reported_at DateTime64(3, 'UTC'),
+    ts_ms Int64,
+    reported_at DateTime64(3, 'UTC') DEFAULT fromUnixTimestamp64Milli(ts_ms),
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)

@@ -3,7 +3,8 @@ CREATE TABLE IF NOT EXISTS fraud_decisions
 (
     event_id String,
     alert_id String,
-    decided_at DateTime64(3, 'UTC'),
+    ts_ms Int64,
+    decided_at DateTime64(3, 'UTC') DEFAULT fromUnixTimestamp64Milli(ts_ms),
     status LowCardinality(String),
     investigator String,
     note String,

@@ -11,7 +11,7 @@ WINDOWS_MIN = {15: "last 15 min", 60: "last hour", 360: "last 6 h", 1440: "last 
 
 st.title("Pipeline health")
 with ui.warehouse_guard():
-    ui.require_tables("vehicle_activity", "pipeline_minute", "dlq", producer="the warehouse sink")
+    ui.require_tables("vehicle_rollup", "pipeline_minute", "dlq", producer="the warehouse sink")
     now_ms = int(time.time() * 1000)
     by_carmaker = repo.fleet_by_carmaker()
     totals = services.fleet_totals(by_carmaker)
@@ -34,6 +34,7 @@ with ui.warehouse_guard():
                           format_func=WINDOWS_MIN.__getitem__)
     summary = services.topic_summary(repo.pipeline_topics(window))
     st.dataframe(summary, hide_index=True, column_config={
+        "event_count": st.column_config.NumberColumn("events"),
         "events_per_s": st.column_config.NumberColumn("events/s", format="%.1f"),
         **{f"latency_{q}_ms": st.column_config.NumberColumn(f"latency {q} (ms)", format="%.0f") for q in services.QUANTILES},
     })

@@ -1,0 +1,78 @@
+"""Fraud triage: ranked alert queue, the ring's graph and telematics evidence, and the
+status workflow — decisions go to Kafka (fraud.decisions.v1), never to the warehouse."""
+
+import streamlit as st
+
+from dashboard import access, decisions, services, ui
+from dashboard import repository as repo
+from voltrisk.settings import KafkaClientSettings
+
+st.title("Fraud triage")
+with ui.warehouse_guard():
+    ui.require_tables("fraud_queue", "fraud_claims", "fraud_claim_entities", "fraud_decisions", producer="the fraud ring engine")
+    counts = repo.fraud_status_counts().set_index("status")
+    if counts.empty:
+        st.info("No fraud alert yet. The ring engine raises alerts as claims arrive on claims.fnol.v1.")
+        st.stop()
+    cols = st.columns(len(decisions.STATUSES) + 1)
+    for col, status in zip(cols, decisions.STATUSES, strict=False):
+        col.metric(status.capitalize(), f"{int(counts['alerts'].get(status, 0)):,}")
+    open_saving = counts["saving_eur"].reindex(["new", "investigating"]).fillna(0).sum()
+    cols[-1].metric("Expected saving, open", f"€{open_saving:,.0f}")
+
+    statuses = st.multiselect("Show alerts that are", list(decisions.STATUSES), default=["new", "investigating"])
+    queue = repo.fraud_queue(statuses)
+    st.caption(f"{len(queue)} alerts, ranked by expected saving (score × claimed amount)")
+    st.dataframe(queue.drop(columns=["created_ts_ms"]), hide_index=True, column_config={
+        "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.2f"),
+        "amount_eur": st.column_config.NumberColumn("claimed €", format="%.0f"),
+        "expected_saving_eur": st.column_config.NumberColumn("expected saving €", format="%.0f"),
+    })
+    if queue.empty:
+        st.stop()
+
+    alert_id = st.selectbox("Alert", list(queue["alert_id"]))
+    alert = repo.fraud_alert(alert_id).iloc[0]
+    members = list(alert["members"])
+    st.subheader(f"{alert_id} · ring {alert['ring_id']} · {len(members)} claims")
+    c = st.columns(5)
+    c[0].metric("Score", f"{alert['score']:.2f}")
+    c[1].metric("Claimed", f"€{alert['amount_eur']:,.0f}")
+    c[2].metric("Expected saving", f"€{alert['expected_saving_eur']:,.0f}")
+    c[3].metric("Telematics", alert["verdict"])
+    c[4].metric("Status", alert["status"])
+    why, evidence = st.columns(2)
+    why.markdown("**Why the model flags it**\n" + "".join(f"\n- {r}" for r in alert["reasons"]))
+    evidence.markdown("**Telematics evidence**\n" + "".join(f"\n- {e}" for e in alert["evidence"]))
+
+    entities = repo.ring_entities(members)
+    claims = repo.ring_claims(members)
+    st.markdown("**Ring graph** — claims linked by the entities they share")
+    st.graphviz_chart(services.ring_graph_dot(entities, claims))
+    st.dataframe(services.shared_entities(entities), hide_index=True)
+    st.markdown("**Telematics verification per claim**")
+    st.dataframe(services.verification_table(claims), hide_index=True)
+
+    history = repo.alert_decisions(alert_id)
+    if not history.empty:
+        st.markdown("**Decisions so far**")
+        st.dataframe(history.assign(decided_utc=services.utc_from_ms(history["ts_ms"])).drop(columns="ts_ms"), hide_index=True)
+
+    st.subheader("Decide")
+    with st.form("decision", clear_on_submit=True):
+        new_status = st.radio("Move to", decisions.NEXT_STATUSES[alert["status"]], horizontal=True)
+        signed_in = access.current_user()
+        investigator = signed_in or st.text_input("Investigator", max_chars=200)
+        note = st.text_area("Note for the file", max_chars=2_000)
+        submitted = st.form_submit_button("Send decision", type="primary")
+    if submitted:
+        try:
+            if not investigator.strip():
+                raise decisions.DecisionRefused("say who decides: fill in the investigator")
+            rec = decisions.decision(alert_id, alert["status"], new_status, investigator, note)
+            decisions.publish(rec, KafkaClientSettings())
+        except (decisions.DecisionRefused, ConnectionError) as exc:
+            st.error(str(exc))
+        else:
+            repo.clear()
+            st.success(f"Sent: {alert_id} → {new_status}. The queue shows it once the sink has stored the decision.")

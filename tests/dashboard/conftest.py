@@ -1,0 +1,46 @@
+"""Warehouses for the dashboard tests: seeded, empty (migrated), and one that is not there."""
+
+from __future__ import annotations
+
+import pytest
+from dashboard_seed import free_port, seed, seed_registry, served
+
+
+@pytest.fixture(scope="session")
+def seeded_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash-seeded")
+    seed(root / "warehouse")
+    with served(root / "warehouse", root / "warehouse.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def empty_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash-empty")
+    seed(root / "warehouse", with_data=False)
+    with served(root / "warehouse", root / "warehouse.log") as url:
+        yield url
+
+
+@pytest.fixture
+def dead_url():
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def warehouse_at(monkeypatch):
+    """Point the dashboard at a warehouse URL for the rest of the test."""
+    return lambda url: monkeypatch.setenv("VOLTRISK_DASHBOARD_CLICKHOUSE_URL", url)
+
+
+@pytest.fixture(scope="session")
+def registry_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash-models")
+    seed_registry(root)
+    return root
+
+
+@pytest.fixture
+def models_at(monkeypatch):
+    """Point the pricing registry at a directory for the rest of the test."""
+    return lambda root: monkeypatch.setenv("VOLTRISK_MODEL_REGISTRY_DIR", str(root))

@@ -1,0 +1,70 @@
+"""Fraud triage: queue, ring graph, verification, and the decision workflow."""
+
+from __future__ import annotations
+
+import pytest
+from dashboard_seed import ALERTS, DECIDED, SHARED_ENTITIES, frame_with, run_page
+
+from dashboard import decisions
+
+PAGE = "views/fraud.py"
+
+
+def test_fraud_queue_ranked_by_expected_saving(seeded_url, warehouse_at):
+    warehouse_at(seeded_url)
+    at = run_page(PAGE)
+    m = {x.label: x.value for x in at.metric}
+    assert m["New"] == "2" and m["Investigating"] == "1" and m["Confirmed"] == "0"
+    assert m["Expected saving, open"] == f"€{sum(a[4] for a in ALERTS):,.0f}"
+    queue = frame_with(at, "alert_id", "expected_saving_eur")
+    assert list(queue["alert_id"]) == [a[0] for a in ALERTS]
+    assert queue.set_index("alert_id").loc["alert-c6", "status"] == DECIDED["alert-c6"][0]
+
+
+def test_fraud_alert_shows_ring_and_evidence(seeded_url, warehouse_at):
+    warehouse_at(seeded_url)
+    at = run_page(PAGE)
+    assert at.subheader[0].value == "alert-c1 · ring ring-1 · 3 claims"
+    shared = frame_with(at, "entity_key", "claims").set_index("entity_key")["claims"].to_dict()
+    assert shared == {key: len(c) for _, key, c in SHARED_ENTITIES if set(c) <= {"c1", "c2", "c3"}}
+    claims = frame_with(at, "claim_id", "crash_pulse_found").set_index("claim_id")
+    assert list(claims.index) == ["c1", "c2", "c3"] and claims.loc["c1", "verdict"] == "contradicted"
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert '"c:c1" -- "e:phone:13800138000"' in dot and '"c:c3" -- "e:phone:13800138000"' in dot
+    assert "person-c1" not in dot  # entities of a single claim are not ring evidence
+    assert [r.value for r in at.radio][0] == "investigating"  # new -> investigating | dismissed
+
+
+def test_fraud_filter_and_history(seeded_url, warehouse_at):
+    warehouse_at(seeded_url)
+    at = run_page(PAGE)
+    at.multiselect[0].set_value(["investigating"]).run()
+    assert list(frame_with(at, "alert_id", "expected_saving_eur")["alert_id"]) == ["alert-c6"]
+    history = frame_with(at, "investigator", "decided_utc")
+    assert history[["status", "investigator"]].values.tolist() == [list(DECIDED["alert-c6"])]
+
+
+def test_fraud_decision_without_kafka_says_so(seeded_url, warehouse_at, monkeypatch, dead_url):
+    warehouse_at(seeded_url)
+    dead = dead_url.removeprefix("http://")
+    monkeypatch.setenv("VOLTRISK_KAFKA_BOOTSTRAP", dead)
+    at = run_page(PAGE)
+    at.text_input[0].input("li.na")
+    at.button[0].click().run()
+    assert [e.value for e in at.error][0].startswith(f"Kafka at {dead} did not accept the decision on alert alert-c1")
+
+
+def test_fraud_decision_needs_investigator(seeded_url, warehouse_at):
+    warehouse_at(seeded_url)
+    at = run_page(PAGE)
+    at.button[0].click().run()
+    assert at.error[0].value == "say who decides: fill in the investigator"
+
+
+def test_workflow_refuses_skipping_investigation():
+    with pytest.raises(decisions.DecisionRefused, match="alert a1 is new: it can move to investigating, dismissed, not to confirmed"):
+        decisions.decision("a1", "new", "confirmed", "li.na")
+    rec = decisions.decision("a1", "investigating", "confirmed", " li.na ", "garage invoices forged", now_ms=1_764_000_000_000)
+    assert (rec.status, rec.investigator, rec.ts_ms) == ("confirmed", "li.na", 1_764_000_000_000)
+    with pytest.raises(decisions.DecisionRefused, match="not a valid fraud.decisions.v1 record"):
+        decisions.decision("a1", "new", "investigating", "x" * 201)
