@@ -7,7 +7,8 @@ the same run, times:
   (column selection → float32 array → ``inplace_predict`` → bound), what the stream scorer does;
 - ``batch_with_reasons``: the same plus up to five plain-words reason codes per row
   (``pred_contribs`` SHAP values and the text), on fewer rows;
-- ``per_row``: the same call with one row at a time (the baseline DESIGN §6 warns about).
+- ``per_row``: the same call with one row at a time (the baseline DESIGN §6 warns about);
+- ``per_row_array``: the leanest one-row path, ``inplace_predict`` on a prepared 1-row array.
 
 Rates are rows per wall-clock second and per CPU second of this process (the machine is
 shared, so both are printed). Prints one JSON object on stdout. Example:
@@ -26,6 +27,7 @@ import time
 import numpy as np
 
 from pricing.rating import reason_codes
+from pricing.scorers import SCORING_NTHREAD
 from pricing.settings import PricingSettings
 from pricing.telematics import TelematicsMultiplier
 from simulators import book as simulated
@@ -70,13 +72,17 @@ def main() -> None:
     per_row_out: list[np.ndarray] = []
     per_row = rates(args.per_row, *timed(lambda: per_row_out.extend(model.multiplier(r) for r in single)))
     np.testing.assert_allclose(np.concatenate(per_row_out), multipliers[: args.per_row], rtol=1e-6)
+    arrays = [model.model.matrix(r) for r in single]
+    margin = np.array([model.model.log_intercept])
+    booster = model.model.booster
+    per_row_array = rates(args.per_row, *timed(lambda: [booster.inplace_predict(a, predict_type="margin", base_margin=margin) for a in arrays]))
 
     print(json.dumps({
         "bench": "pricing.telematics_multiplier",
-        "python": platform.python_version(), "nthread": nthread, "batch_rows": args.batch,
+        "python": platform.python_version(), "train_nthread": nthread, "score_nthread": SCORING_NTHREAD, "batch_rows": args.batch,
         "book_rows": len(book), "features": len(model.features), "n_rounds": model.model.best_iteration + 1,
         "fit_wall_s": round(fit_wall, 2),
-        "batch": batch, "batch_with_reasons": reasons, "per_row": per_row,
+        "batch": batch, "batch_with_reasons": reasons, "per_row": per_row, "per_row_array": per_row_array,
         "batch_speedup_vs_per_row": round(batch["rows_per_s"] / per_row["rows_per_s"], 1),
         "multiplier_mean": round(float(multipliers.mean()), 4),
     }))

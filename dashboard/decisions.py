@@ -1,14 +1,8 @@
-"""Investigator decisions leave the dashboard as ``fraud.decisions.v1`` records.
-
-The dashboard never writes to the warehouse: a status change is produced to Kafka
-(acks=all, idempotent producer, keyed by alert id so one alert's decisions stay in
-order) and the sink stores it. No Streamlit import: the fraud page calls
-``publish`` and tests call it against a real broker.
-"""
+"""The alert status workflow: which moves are allowed, and the ``fraud.decisions.v1``
+record for one. Pure functions; ``dashboard.bus.publish`` sends the record."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -16,7 +10,6 @@ import msgspec
 
 from stream import topics
 from stream.records import DecisionV1
-from voltrisk.settings import KafkaClientSettings
 
 STATUSES = ("new", "investigating", "confirmed", "dismissed")
 # the workflow: which statuses an alert may move to from its current one
@@ -44,30 +37,3 @@ def decision(alert_id: str, current: str, status: str, investigator: str, note: 
         return msgspec.json.decode(msgspec.json.encode(rec), type=DecisionV1)
     except msgspec.ValidationError as exc:
         raise DecisionRefused(f"decision on alert {alert_id} is not a valid {topics.DECISIONS.name} record: {exc}") from None
-
-
-async def _produce(rec: DecisionV1, kafka: KafkaClientSettings, timeout_s: float) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, request_timeout_ms=int(timeout_s * 1000),
-                                **kafka.aiokafka_kwargs())
-    await asyncio.wait_for(producer.start(), timeout_s)
-    try:
-        await producer.send_and_wait(topics.DECISIONS.name, msgspec.json.encode(rec), key=rec.alert_id.encode(),
-                                     headers=[("schema_version", b"1")])
-    finally:
-        await producer.stop()
-
-
-def publish(rec: DecisionV1, kafka: KafkaClientSettings, timeout_s: float = 10.0) -> None:
-    """Produce ``rec`` to fraud.decisions.v1 and wait for the broker's acknowledgement."""
-    try:
-        asyncio.run(_produce(rec, kafka, timeout_s))
-    except Exception as exc:
-        # aiokafka's errors share no base class with OSError or the timeout
-        if not isinstance(exc, (asyncio.TimeoutError, OSError)) and not exc.__class__.__module__.startswith("aiokafka"):
-            raise
-        raise ConnectionError(
-            f"Kafka at {kafka.kafka_bootstrap} did not accept the decision on alert {rec.alert_id} "
-            f"({exc.__class__.__name__}: {exc}); start the broker with `make up` and send it again"
-        ) from None

@@ -1,9 +1,10 @@
-"""All the dashboard's SQL, and the only module that talks to the warehouse.
+"""The dashboard's data access: all its SQL (the only module that talks to the
+warehouse), the pricing model registry on disk, and Kafka consumer lag.
 
 Every value that reaches SQL is bound as a ClickHouse query parameter
 (``{name:Type}`` placeholders, sent apart from the statement); nothing a user types
 is ever formatted into a statement. ``run`` is plain Python (used by tests and the
-benchmark); the functions at the bottom are the pages' thin, cached entry points.
+benchmark); the other functions are the pages' thin, cached entry points.
 """
 
 from __future__ import annotations
@@ -183,12 +184,15 @@ def connect(url: str, user: str, password: str | None):
     """A clickhouse-connect client, or ``WarehouseUnavailable`` naming the URL."""
     from clickhouse_connect.driver.exceptions import OperationalError
 
+    from voltrisk.errors import UserError
     from warehouse.client import http_client
 
     try:
         return http_client(url, user=user, password=password)
     except OperationalError:
         raise WarehouseUnavailable(unavailable_message(url)) from None
+    except UserError as exc:  # a malformed URL in the settings
+        raise WarehouseUnavailable(f"VOLTRISK_DASHBOARD_CLICKHOUSE_URL: {exc}") from None
 
 
 def unavailable_message(url: str) -> str:
@@ -342,6 +346,29 @@ def claims_daily() -> pd.DataFrame:
     return fetch("claims_daily")
 
 
+# --- Kafka consumer lag (not SQL: read from the brokers) ----------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _lag_reader(bootstrap: str):
+    from dashboard.bus import LagReader
+    from voltrisk.settings import KafkaClientSettings
+
+    return LagReader(KafkaClientSettings(kafka_bootstrap=bootstrap))
+
+
+@st.cache_data(ttl=_TTL_S, show_spinner=False)
+def consumer_lag(bootstrap: str, groups: tuple[str, ...]) -> tuple[pd.DataFrame, str | None]:
+    """Lag per partition of ``groups``, or an empty frame and why; the failure is cached
+    too, so a stopped broker costs one timeout per cache period, not one per click."""
+    from dashboard.bus import LAG_COLUMNS
+
+    try:
+        return _lag_reader(bootstrap).lag(list(groups)), None
+    except ConnectionError as exc:
+        return pd.DataFrame(columns=LAG_COLUMNS), str(exc)
+
+
 # --- the model registry (files, not SQL: the pricing engineers' registry root) ------
 
 
@@ -363,3 +390,13 @@ def load_model(root: str, name: str, version: int):
     from pricing.registry import Registry
 
     return Registry(root).load(name, version)
+
+
+def production_telematics(root: str):
+    """(name, version, scorer) of the telematics multiplier in production, or None."""
+    models = registry_models(root)
+    production = models[(models["kind"] == "telematics") & (models["status"] == "production")]
+    if production.empty:
+        return None
+    name, version = production.iloc[0]["name"], int(production.iloc[0]["version"])
+    return name, version, load_model(root, name, version)

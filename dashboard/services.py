@@ -273,12 +273,16 @@ def score_history(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.assign(day=days).pivot_table(index="day", columns="scorer", values="score").sort_index()
 
 
+def telematics_multipliers(model, features: pd.DataFrame) -> np.ndarray:
+    """The telematics multiplier of each row of contract features (one batched predict)."""
+    return model.multiplier(features[list(model.features)].astype("float64"))
+
+
 def telematics_quote(model, features: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
     """Telematics multipliers and plain-words reason codes for rows of contract features."""
     from pricing.rating import reason_codes
 
-    frame = features[list(model.features)].astype("float64")
-    return model.multiplier(frame), reason_codes(model, frame)
+    return telematics_multipliers(model, features), reason_codes(model, features[list(model.features)].astype("float64"))
 
 
 # --- portfolio -----------------------------------------------------------------------
@@ -343,8 +347,8 @@ def promotion_impact(book: pd.DataFrame, production, candidate) -> dict:
     """What promoting ``candidate`` over ``production`` does to each vehicle's telematics
     multiplier on the latest features (the base premium does not change, so the premium
     moves by the same ratio)."""
-    before, _ = telematics_quote(production, book)
-    after, _ = telematics_quote(candidate, book)
+    before = telematics_multipliers(production, book)
+    after = telematics_multipliers(candidate, book)
     change = after / before - 1.0
     return {
         "vehicles": len(book),

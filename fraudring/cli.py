@@ -143,7 +143,7 @@ def score(
     model: Path = typer.Option(..., help="Model written by `voltrisk fraud train`"),
     out: Path | None = typer.Option(None, help="CSV to write (default: stdout)"),
 ) -> None:
-    """Score every claim: fraud probability, ring id and size, expected saving, top-3 reasons.
+    """Score every claim: fraud probability, ring id, size, score and alert, expected saving, top-3 reasons.
 
     Example: voltrisk fraud score --claims claims.csv --model .voltrisk/fraud/fraud_model.json --out scored.csv
     """
@@ -164,18 +164,21 @@ def score(
     table = table_features(records, spec)
     p = fm.predict(table.rows)
     why = reasons(fm, table.rows)
-    sizes = {}
-    for r in table.ring_ids:
-        sizes[r] = sizes.get(r, 0) + 1
     df = pd.DataFrame({
         "claim_id": table.claim_ids, "score": p.round(4), "ring_id": table.ring_ids,
-        "ring_claims": [sizes[r] for r in table.ring_ids],
         "expected_saving_eur": (p * pd.Series(table.amount_eur).to_numpy()).round(2),
         **{f"reason_{k + 1}": [w[k]["text"] if len(w) > k else "" for w in why] for k in range(3)},
-    }).sort_values("expected_saving_eur", ascending=False)
+    })
+    ring = df.groupby("ring_id")["score"]
+    df.insert(3, "ring_claims", ring.transform("size"))
+    df.insert(4, "ring_score", ring.transform("mean").round(4))
+    # the evaluation's ring-alert rule: >= 3 claims scoring >= 0.5 on average
+    df.insert(5, "ring_alert", (df["ring_claims"] >= 3) & (df["ring_score"] >= 0.5))
+    df = df.sort_values("expected_saving_eur", ascending=False)
     df.to_csv(out if out is not None else sys.stdout, index=False)
     if out is not None:
-        err.print(f"{len(df):,} claims scored, {int((p >= 0.5).sum()):,} with p >= 0.5; written to {out}")
+        err.print(f"{len(df):,} claims scored, {int((p >= 0.5).sum()):,} with p >= 0.5, "
+                  f"{df.loc[df['ring_alert'], 'ring_id'].nunique():,} ring alerts; written to {out}")
 
 
 @app.command()

@@ -9,9 +9,9 @@ thousands of unrelated claims into one component).
 Adding a claim is O(entities x α(n)): union-find with union by size and path
 compression, per-component statistics merged small-into-large, reuse counts kept
 as sorted timestamp lists per entity, and collision cycles searched only around
-the new insured -> third-party edge (bounded BFS both ways). Nothing is recomputed over the whole graph.
-``recompute_components`` does the full recompute from the stored links; the
-property test checks both agree.
+the new insured -> third-party edge (bounded BFS both ways). Nothing is
+recomputed over the whole graph. ``recompute_components`` does the full
+recompute from the stored links; the property test checks both agree.
 
 The state is plain data and round-trips through ``to_bytes``/``from_bytes``
 (msgpack), so a worker restart resumes where it stopped.
@@ -29,7 +29,8 @@ import msgspec
 from fraudring.resolve import kind_of_column, normalize, person_key
 from stream.records import FnolV1
 
-LINK_KINDS = frozenset({"person", "phone", "address", "bank", "vehicle"})
+# Every other kind (person, phone, address, bank, vehicle, or a generic table's own
+# column kinds) links claims into components.
 SERVICE_KINDS = frozenset({"garage", "tow", "lawyer", "clinic"})
 DAY_MS = 86_400_000
 
@@ -148,7 +149,8 @@ class CompStats(msgspec.Struct):
 
     @property
     def density(self) -> float:
-        """Share of claim pairs that share an entity (1.0 for a lone claim)."""
+        """Shared-entity links per claim pair, capped at 1 (1.0 for a lone claim): the
+        share of claim pairs sharing an entity when no pair shares two."""
         pairs = self.n_claims * (self.n_claims - 1) // 2
         return 1.0 if pairs == 0 else min(1.0, self.pair_links / pairs)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Pricing lab: freMTPL2 benchmark, model training, registry and promotion.", no_args_is_help=True)
+app = typer.Typer(help="Pricing lab: freMTPL2 benchmark, model training, telematics multiplier, registry and promotion.", no_args_is_help=True)
 
 
 def _progress(quiet: bool):

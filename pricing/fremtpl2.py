@@ -26,8 +26,6 @@ SPLIT_FILES: dict[str, str] = {
 }
 FREQ_FILE = "freMTPL2freq.csv.gz"
 SEV_FILE = "freMTPL2sev.csv"
-CATEGORICAL = ("Area", "VehBrand", "VehGas", "Region")
-RATING_FACTORS = ("Area", "VehPower", "VehAge", "DrivAge", "BonusMalus", "VehBrand", "VehGas", "Density", "Region")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,11 @@ def base_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _percent(share: float) -> str:
+    """A share in percent, with a second decimal below 1 % so small shares do not all read 0.0."""
+    return f"{100 * share:.1f}" if abs(share) >= 0.01 else f"{100 * share:.2f}"
+
+
 def describe(feature: str, value: float, median: float, effect: float) -> str:
     """One reason code in plain words.
 
@@ -37,12 +42,14 @@ def describe(feature: str, value: float, median: float, effect: float) -> str:
     'hard braking 3.2 per 100 km, fleet median 1.1: +12 %'
     >>> describe("night_share_by_vehicle_30d", 0.031, 0.08, -0.04)
     'night driving (23:00–04:00) 3.1 % of driving time, fleet median 8.0 %: −4 %'
+    >>> describe("unsafe_following_share_by_vehicle_30d", 0.0004, 0.0011, -0.06)
+    'tailgating at speed 0.04 % of driving time, fleet median 0.11 %: −6 %'
     """
     label, unit = LABELS.get(feature, (feature, ""))
     sign = "+" if effect >= 0 else "−"
     if unit.startswith("share of"):
         of = "driving time" if unit == "share of time" else unit.removeprefix("share of ")
-        shown = f"{label} {100 * value:.1f} % of {of}, fleet median {100 * median:.1f} %"
+        shown = f"{label} {_percent(value)} % of {of}, fleet median {_percent(median)} %"
     else:
         shown = f"{label} {value:.1f} {unit}, fleet median {median:.1f}"
     return f"{shown}: {sign}{abs(100 * effect):.0f} %"

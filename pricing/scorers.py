@@ -70,6 +70,13 @@ class Scorer(ABC):
         return {"kind": self.kind, "features": list(self.features), "categorical": list(self.categorical), "seed": self.seed}
 
 
+def _labels(values: pd.Series) -> np.ndarray:
+    """Category labels as strings (so 3, "3" and a CSV's 3 are one level); missing stays None."""
+    out = values.astype(str).to_numpy(dtype=object)
+    out[values.isna().to_numpy()] = None
+    return out
+
+
 def _targets(y: np.ndarray, exposure: np.ndarray | None, weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y = np.asarray(y, dtype=float)
     exposure = np.ones_like(y) if exposure is None else np.asarray(exposure, dtype=float)
@@ -137,7 +144,7 @@ class PoissonGLM(Scorer):
         blocks, names = [], []
         for col in self.features:
             if col in self.categorical:
-                values = frame[col].astype(object).to_numpy()
+                values = _labels(frame[col])
                 for level in self.levels[col]:
                     blocks.append((values == level).astype(float))
                     names.append((col, level))
@@ -155,7 +162,7 @@ class PoissonGLM(Scorer):
         y, exposure, weight = _targets(y, exposure, weight)
         for col in self.features:
             if col in self.categorical:
-                counts = frame[col].dropna().astype(str).value_counts()
+                counts = pd.Series(_labels(frame[col])).dropna().value_counts()
                 ref = self.reference.get(col, counts.index[0] if len(counts) else None)
                 self.levels[col] = sorted(level for level in counts.index if level != ref)
                 self.reference[col] = ref
@@ -245,7 +252,7 @@ class XGBScorer(Scorer):
         cols = {}
         for col in self.features:
             if col in self.categorical:
-                cols[col] = pd.Categorical(frame[col].astype(object), categories=self.categories[col])
+                cols[col] = pd.Categorical(_labels(frame[col]), categories=self.categories[col])
             else:
                 cols[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
         return pd.DataFrame(cols, index=frame.index)
@@ -261,7 +268,7 @@ class XGBScorer(Scorer):
         import xgboost as xgb
 
         y, exposure, weight = _targets(y, exposure, weight)
-        self.categories = {c: sorted(frame[c].dropna().astype(str).unique()) for c in self.categorical}
+        self.categories = {c: sorted(pd.Series(_labels(frame[c])).dropna().unique()) for c in self.categorical}
         features = self.matrix(frame)
         self.log_intercept = float(np.log(np.sum(weight * y) / np.sum(weight * exposure)))
         margin = np.log(exposure) + self.log_intercept

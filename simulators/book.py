@@ -176,7 +176,7 @@ def claims_book(pop: drivers.Population, vb, cfg: BookConfig):
             d = fac.ring_claim(ring, kind, ring.members[a], ring.members[b] if b is not None else None, t, lat, lon)
             drafts.append(d)
             ids.append(d.claim_id)
-        rings_out.append(ring_truth(ring, ids))
+        rings_out.append(claims.ring_truth(ring, ids))
 
     # the wider portfolio: genuine claims and opportunistic fraud of policies outside the training sample
     n_extra = max(0, cfg.claims - len(drafts))
@@ -198,19 +198,6 @@ def claims_book(pop: drivers.Population, vb, cfg: BookConfig):
     df["cell_h3"] = df["cell_h3"].astype("uint64")
     return df.sort_values("ts_ms", kind="stable").reset_index(drop=True), rings_out
 
-
-
-def ring_truth(ring: claims.Ring, claim_ids: list[str]) -> dict:
-    """Ground truth of one ring: canonical entity values and its claims."""
-    return {
-        "ring_id": ring.ring_id,
-        "members": [{"name": m.name, "phone": m.phone, "address": m.address, "bank_account": m.bank_account,
-                     "vehicle_id": m.vehicle_id, "policy_id": m.policy_id} for m in ring.members],
-        "shared_phones": list(ring.phones), "shared_addresses": list(ring.addresses),
-        "shared_bank_accounts": list(ring.accounts),
-        "garage": ring.garage, "tow_company": ring.tow_company, "lawyer": ring.lawyer, "clinic": ring.clinic,
-        "claim_ids": claim_ids,
-    }
 
 
 def write_book(out: Path, cfg: BookConfig, fmt: str = "parquet") -> dict:

@@ -308,6 +308,20 @@ class ClaimFactory:
                      use(ring.clinic), kind, ring.ring_id)
 
 
+def ring_truth(ring: Ring, claim_ids: list[str]) -> dict:
+    """Ground truth of one ring: canonical entity values, providers and its claims."""
+    return {
+        "ring_id": ring.ring_id,
+        "members": [{"name": m.name, "phone": m.phone, "address": m.address, "bank_account": m.bank_account,
+                     "vehicle_id": m.vehicle_id, "policy_id": m.policy_id, "telematics": m.telematics}
+                    for m in ring.members],
+        "shared_phones": list(ring.phones), "shared_addresses": list(ring.addresses),
+        "shared_bank_accounts": list(ring.accounts),
+        "garage": ring.garage, "tow_company": ring.tow_company, "lawyer": ring.lawyer, "clinic": ring.clinic,
+        "claim_ids": claim_ids,
+    }
+
+
 def ring_plan(rng: np.random.Generator, ring: Ring, claims_per_member: float) -> list[tuple[str, int, int | None]]:
     """The ring's claims as (fraud_type, insured member index, third-party member index or None):
     staged collisions between members, cycles A->B->C->A, and phantom single-vehicle claims."""

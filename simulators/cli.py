@@ -65,7 +65,7 @@ def simulate(
                                                  "today when --realtime). Fix it for byte-identical reruns"),
     hz: int = typer.Option(1, min=1, max=10, help="ev.dynamics.v1 rate while driving"),
     state_period_s: int = typer.Option(15, min=10, max=30, help="ev.state.v1 period while driving"),
-    coord_sys: str = typer.Option(None, help="WGS84 or GCJ02 (default from VOLTRISK_SIM_COORD_SYS)"),
+    coord_sys: str | None = typer.Option(None, help="WGS84 or GCJ02 (default from VOLTRISK_SIM_COORD_SYS)"),
     rings: int = typer.Option(3, min=0, help="Organised fraud rings"),
     ring_min: int = typer.Option(4, min=3, help="Smallest ring (members)"),
     ring_max: int = typer.Option(8, min=3, help="Largest ring (members)"),
@@ -172,6 +172,42 @@ def book(
         sys.stdout.write(json.dumps(manifest) + "\n")
     else:
         err.print(_summary_table(f"book -> {out}", {k: v for k, v in manifest.items() if k != "files"}))
+
+
+@app.command("truth-load")
+def truth_load(
+    truth: Path = typer.Option(..., help="Truth directory of a run (simulate --truth) or a book's DIR/truth"),
+    run_id: str = typer.Option(..., help="Name for this run in the truth tables, e.g. sim-7 or book-7"),
+    as_json: bool = typer.Option(False, "--json", help="Print row counts as one JSON object on stdout"),
+) -> None:
+    """Load a run's ground truth into the warehouse tables ring_truth, claim_truth and
+    driver_truth (vehicle ids pseudonymised like the gate does). Needs the warehouse
+    store to itself: stop `voltrisk warehouse serve` first, or use a server DSN.
+
+    Example: voltrisk simulate truth-load --truth .voltrisk/sim/truth-7 --run-id sim-7
+    """
+    from simulators import truth_store
+    from stream.pseudonym import Pseudonymiser
+    from voltrisk.settings import WarehouseSettings, WorkerSettings
+    from warehouse.client import writer_client
+    from warehouse.migrate import migrate
+
+    if not (truth / "rings.jsonl").exists() or not (truth / "claims_truth.csv").exists():
+        raise UserError(f"{truth} holds no rings.jsonl/claims_truth.csv; pass the --truth directory of a simulate run "
+                        "or the truth/ directory of a book")
+    w = WorkerSettings()
+    pseudo = Pseudonymiser(w.pseudonym_key.get_secret_value().encode(), w.pseudonym_key_version)
+    rows = truth_store.truth_rows(truth, run_id, pseudo.vehicle_id)
+    settings = WarehouseSettings()
+    client = writer_client(settings)
+    migrate(client, settings)
+    truth_store.load(client, rows)
+    counts = {t: int(client.query(f"SELECT count() FROM {t} FINAL WHERE run_id = {{r:String}}",
+                                  parameters={"r": run_id}).result_rows[0][0]) for t in truth_store.COLUMNS}
+    if as_json:
+        sys.stdout.write(json.dumps({"run_id": run_id, **counts}) + "\n")
+    else:
+        err.print(_summary_table(f"truth {run_id} -> warehouse", counts))
 
 
 @load_app.callback(invoke_without_command=True)

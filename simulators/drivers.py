@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,8 @@ BETA = {
     "unobserved": 1.0,        # N(0, 0.25) frailty no feature sees
 }
 
-# EV and battery constants (a mid-size Chinese EV: 2 t, 70 kWh pack, ~16 kWh/100 km)
+# EV and battery constants (a mid-size Chinese EV: 2 t, 70 kWh pack)
 PACK_KWH = 70.0
-KWH_PER_KM = 0.16
 PACK_NOMINAL_V = 350.0
 
 # VIN: real Chinese EV world-manufacturer prefixes; check digit per ISO 3779 (GB 16735)
@@ -128,6 +128,16 @@ class Population:
     @property
     def n(self) -> int:
         return len(self.z)
+
+    @cached_property
+    def annual_km(self) -> np.ndarray:
+        """Expected km per year of each driver."""
+        return self.km_per_day() * 365.25
+
+    @cached_property
+    def rate(self) -> np.ndarray:
+        """``true_rate()`` at the expected annual km (cached: the fleet asks per trip)."""
+        return self.true_rate()
 
     def trips_per_day(self) -> np.ndarray:
         """Expected trips per day from the schedule (5 weekdays, weekends 1.5x errands)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulators import city
-from simulators.drivers import KWH_PER_KM, PACK_KWH, PACK_NOMINAL_V, Population
+from simulators.drivers import PACK_KWH, PACK_NOMINAL_V, Population
 from stream import records as r
 
 G = 9.80665
@@ -240,8 +240,8 @@ def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, c
     }
     nxt = {k: d.exp(g) for k, g in gap.items()}
     pending = dict.fromkeys(gap, 0)
-    annual_km = float(pop.km_per_day()[i] * 365.25)
-    crash_rate = float(pop.true_rate()[i]) * crash_scale
+    annual_km = float(pop.annual_km[i])
+    crash_rate = float(pop.rate[i]) * crash_scale
     crash_s = d.exp(annual_km * 1000.0 / crash_rate) if crash_rate > 0 else math.inf
 
     s = v = 0.0

@@ -68,6 +68,7 @@ class LoadResult:
     produce_ack_latency_ms: dict
     flush_s: float
     warmup_s: float
+    client_cpu_cores: float  # CPU seconds this process used per second of the run (1.0 = one core)
 
 
 def load_stream(vehicles: int, rate: float, seed: int, start_ms: int) -> tuple[Iterator[fleet.Event], int]:
@@ -95,6 +96,7 @@ async def run_load(sink, stream: Iterator[fleet.Event], rate: float, duration_s:
     warmup_s = time.perf_counter() - w0
     sent = 0
     tokens = 0.0
+    c0 = time.process_time()
     t0 = last = time.perf_counter()
     end = t0 + duration_s
     while True:
@@ -112,6 +114,7 @@ async def run_load(sink, stream: Iterator[fleet.Event], rate: float, duration_s:
             on_progress(len(batch))
         await asyncio.sleep(max(0.0, tick_s - (time.perf_counter() - now)))
     send_window = time.perf_counter() - t0
+    cpu_share = (time.process_time() - c0) / send_window
     f0 = time.perf_counter()
     await sink.flush()
     flush_s = time.perf_counter() - f0
@@ -120,4 +123,4 @@ async def run_load(sink, stream: Iterator[fleet.Event], rate: float, duration_s:
         target_rate=rate, achieved_rate=round(achieved, 1), events_sent=sent, errors=sink.errors,
         duration_s=round(send_window, 3), held_within_2pct=abs(achieved - rate) <= 0.02 * rate and sink.errors == 0,
         vehicles=vehicles, dynamics_hz=hz, produce_ack_latency_ms=percentiles(sink.ack_latency_ms),
-        flush_s=round(flush_s, 3), warmup_s=round(warmup_s, 3))
+        flush_s=round(flush_s, 3), warmup_s=round(warmup_s, 3), client_cpu_cores=round(cpu_share, 3))

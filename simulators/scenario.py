@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import heapq
+import itertools
 import json
 import math
 from collections import Counter
@@ -76,6 +77,8 @@ class Scenario:
         self.states = [fleet.initial_state(pop, i) for i in range(pop.n)]
         self.holders = [self.fac.ents.person(str(pop.vin[i]), f"POL-{i:07d}", telematics=True) for i in range(pop.n)]
         self.truth = Truth()
+        self._later: list[tuple[int, int, fleet.Event]] = []  # records of a later day than the one being emitted
+        self._tie = itertools.count()
         self._plan_rings()
 
     def _plan_rings(self) -> None:
@@ -211,22 +214,26 @@ class Scenario:
                 if d.ring_id:
                     next(r for r in self.truth.rings if r["ring_id"] == d.ring_id)["claim_ids"].append(d.claim_id)
                 fnol.append(fleet.Event(row["ts_ms"], TOPIC_FNOL, row["claim_id"], claims.to_fnol(row)))
+            # claims are reported hours to days after the loss, and night drives and overnight
+            # charging run past midnight: hold whatever belongs to a later day until that day,
+            # so the stream is in time order (and real-time pacing never waits on a claim)
+            day_end = day_start + fleet.DAY_MS
+            last = day == self.fcfg.days - 1
             fnol.sort(key=lambda e: e.ts_ms)
+            now = []
             for e in heapq.merge(*per_vehicle, fnol, key=lambda e: e.ts_ms):
+                if e.ts_ms < day_end or last:
+                    now.append(e)
+                else:
+                    heapq.heappush(self._later, (e.ts_ms, next(self._tie), e))
+            held = []
+            while self._later and (self._later[0][0] < day_end or last):
+                held.append(heapq.heappop(self._later)[2])
+            for e in heapq.merge(held, now, key=lambda e: e.ts_ms):
                 self.truth.counts[e.topic] += 1
                 yield e
             for st in self.states:  # verification looks back at most a day
                 st.traces = [tr for tr in st.traces if tr.end_ms >= day_start]
         for ring, truth in zip(self.rings, self.truth.rings):
-            truth.update({k: v for k, v in _ring_entities(ring).items()})
+            truth.update(claims.ring_truth(ring, truth["claim_ids"]))
 
-
-def _ring_entities(ring: claims.Ring) -> dict:
-    return {
-        "members": [{"name": m.name, "phone": m.phone, "address": m.address, "bank_account": m.bank_account,
-                     "vehicle_id": m.vehicle_id, "policy_id": m.policy_id, "telematics": m.telematics}
-                    for m in ring.members],
-        "shared_phones": list(ring.phones), "shared_addresses": list(ring.addresses),
-        "shared_bank_accounts": list(ring.accounts),
-        "garage": ring.garage, "tow_company": ring.tow_company, "lawyer": ring.lawyer, "clinic": ring.clinic,
-    }

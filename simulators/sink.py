@@ -81,11 +81,11 @@ class KafkaSink:
 
         self.settings = settings or KafkaClientSettings()
         self.coord_sys, self.stamp, self.max_batch_bytes, self.linger_s = coord_sys, stamp, max_batch_bytes, linger_s
-        self._headers: dict[str, list[tuple[str, bytes]]] = {}
         self._partitions: dict[str, list[int]] = {}
         self._pcache: dict[tuple[str, str], int] = {}
         self._builders: dict[tuple[str, int], object] = {}
         self._born: dict[tuple[str, int], float] = {}  # when each open batch got its first record
+        self._outstanding: dict[tuple[str, int], list[asyncio.Future]] = {}
         self._futures: list[tuple[asyncio.Future, int, float]] = []  # (delivery, records, submitted at)
         self.ack_latency_ms: list[float] = []
         self._enc = msgspec.json.Encoder()
@@ -102,7 +102,16 @@ class KafkaSink:
             # uncompressed: aiokafka's lz4 needs cramjam in every consumer, and on 2 shared cores
             # the CPU is scarcer than loopback bandwidth
             compression_type=None, max_batch_size=self.max_batch_bytes, request_timeout_ms=30_000)
-        await self.producer.start()
+        from aiokafka.errors import KafkaConnectionError
+
+        from voltrisk.errors import UserError
+
+        try:
+            await self.producer.start()
+        except KafkaConnectionError:
+            await self.producer.stop()
+            raise UserError(f"cannot reach Kafka at {self.settings.kafka_bootstrap}: start the broker "
+                            "(`voltrisk broker start`) or set VOLTRISK_KAFKA_BOOTSTRAP") from None
 
     async def _partition(self, topic: str, key: str) -> int:
         p = self._pcache.get((topic, key))
@@ -128,33 +137,45 @@ class KafkaSink:
         fut = await self.producer.send_batch(batch, tp[0], partition=tp[1])
         fut.add_done_callback(lambda f: self.ack_latency_ms.append((time.perf_counter() - t0) * 1000))
         self._futures.append((fut, n, t0))
+        self._outstanding[tp] = [f for f in self._outstanding.get(tp, []) if not f.done()] + [fut]
+
+    def _busy(self, tp: tuple[str, int]) -> bool:
+        """A batch of this partition is still unacknowledged. aiokafka keeps one produce
+        request in flight per broker, carrying at most one batch per partition, so a
+        small batch queued behind it only makes the next request small: keep filling the
+        open batch instead (it grows to what one round trip needs, as in Kafka's own
+        producer)."""
+        return any(not f.done() for f in self._outstanding.get(tp, ()))
 
     async def send(self, events: list[Event]) -> None:
-        enc = self._enc
-        now_ms = int(time.time() * 1000)
+        enc, pcache, builders = self._enc, self._pcache, self._builders
+        stamp = [("sent_ts_ms", str(int(time.time() * 1000)).encode())] if self.stamp else []
+        headers_by_topic = {}
         for e in events:
-            tp = (e.topic, await self._partition(e.topic, e.key))
-            headers = self._headers.get(e.topic)
+            p = pcache.get((e.topic, e.key))
+            if p is None:
+                p = await self._partition(e.topic, e.key)
+            tp = (e.topic, p)
+            headers = headers_by_topic.get(e.topic)
             if headers is None:
-                headers = self._headers[e.topic] = headers_for(e.topic, self.coord_sys)
-            if self.stamp:
-                headers = headers + [("sent_ts_ms", str(now_ms).encode())]
+                headers = headers_by_topic[e.topic] = headers_for(e.topic, self.coord_sys) + stamp
             value = enc.encode(e.record)
             key = e.key.encode()
-            b = self._builders.get(tp)
+            b = builders.get(tp)
             if b is None:
-                b = self._builders[tp] = self.producer.create_batch()
+                b = builders[tp] = self.producer.create_batch()
                 self._born[tp] = time.perf_counter()
             if b.append(key=key, value=value, timestamp=e.ts_ms, headers=headers) is None:
                 await self._submit(tp)
-                b = self._builders[tp] = self.producer.create_batch()
+                b = builders[tp] = self.producer.create_batch()
                 self._born[tp] = time.perf_counter()
                 if b.append(key=key, value=value, timestamp=e.ts_ms, headers=headers) is None:
                     raise ValueError(f"{e.topic} record {e.key} is larger than the batch limit {self.max_batch_bytes} B")
         self.sent += len(events)
-        # linger: a batch goes out when full or once its first record has waited linger_s
+        # linger: a batch goes out when full, or once its first record has waited linger_s
+        # and the partition's previous batch is acknowledged
         due = time.perf_counter() - self.linger_s
-        for tp in [tp for tp, born in self._born.items() if born <= due]:
+        for tp in [tp for tp, born in self._born.items() if born <= due and not self._busy(tp)]:
             await self._submit(tp)
         await self._reap(block=False)
 

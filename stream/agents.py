@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import faust
 import msgspec
 
+from stream import records
 from stream import topics as T
+from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack
 from stream.gate import Accepted, Gate, Rejected, dlq_message, reject
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
@@ -145,7 +147,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         await asyncio.gather(*futures)
 
     send = outbox or kafka_outbox
-    dedupe = _open_dedupe_store(datadir / "dedupe")
+    dedupe = _open_store(datadir / "dedupe")
     gate = Gate(w, purpose="pricing", dedupe_store=dedupe)
 
     def gate_agent(spec: T.TopicSpec):
@@ -160,12 +162,67 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
 
     app.gate_agents = {spec.name: gate_agent(spec) for spec in T.RAW}
     app.gate = gate
+
+    # features: one agent over the four clean telemetry topics (co-partitioned by
+    # vehicle), so park states and SOC readings meet the dynamics they belong to
+    engine = FeatureEngine(_open_store(datadir / "features"), score_every_ms=w.score_every_ms)
+    inputs = app.topic(*FEATURE_INPUTS, key_type=bytes, value_type=bytes)
+
+    def as_out(rows) -> list[Out]:
+        return [Out(topic, key, value, []) for topic, key, value in pack(rows)]
+
+    @app.agent(inputs, name="features")
+    async def features(stream):
+        async for events in stream.take_events(w.take_batch, w.take_within_s):
+            await send(as_out(engine.step([(e.message.topic, e.message.key, e.message.value) for e in events])))
+
+    @app.timer(interval=30.0)
+    async def close_idle_trips():
+        await send(as_out(engine.flush()))
+
+    app.features_agent = features
+    app.feature_engine = engine
+    _fraud_agent(app, w, send)
     return app
 
 
-def _open_dedupe_store(path):
-    """Per-vehicle watermarks and recent event ids, persisted so a restart does not
-    accept re-sent events twice."""
+def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
+    """Claims → entity graph + telematics verification → ring score → alerts.
+    Without a trained model the agent is not started (claims keep their offsets
+    and are scored once a model exists and the worker restarts)."""
+    from fraudring.engine import FraudEngine
+
+    state = (w.home / "fraud" / "state.bin").resolve()
+    model = state.with_name("fraud_model.json")
+    if not model.exists():
+        log.warning("no fraud model at %s: claims are not scored yet; train one with "
+                    "`voltrisk fraud train` (make up does) and restart the worker", model)
+        return
+    from fraudring.lookup import WarehouseTelemetry
+    from warehouse.client import http_client
+
+    engine = FraudEngine(state)
+    telemetry = WarehouseTelemetry(http_client(w.worker_clickhouse_url))
+    claims_topic = app.topic(T.clean_name(T.FNOL.name), key_type=bytes, value_type=bytes)
+    one, many = msgspec.json.Decoder(records.FnolV1), msgspec.json.Decoder(list[records.FnolV1])
+
+    @app.agent(claims_topic, name="fraud")
+    async def fraud(stream):
+        async for events in stream.take_events(500, w.take_within_s):
+            claims = []
+            for e in events:
+                v = e.message.value
+                claims.extend(many.decode(v) if v[:1] == b"[" else [one.decode(v)])
+            facts = await asyncio.to_thread(telemetry.records_for, claims)
+            alerts = engine.process(claims, facts)
+            await send([Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts])
+
+    app.fraud_engine = engine
+
+
+def _open_store(path):
+    """A persistent key-value store (RocksDB): the gate's watermarks and recent
+    event ids, the features' per-vehicle state; a restart resumes from it."""
     from rocksdict import Options, Rdict
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stream import records as r
+from stream.features import outputs as f
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,18 @@ CLEAN = tuple(
 
 DLQ = TopicSpec("voltrisk.dlq.v1", None, "source key (pseudonymised where a VIN)", "other",
                 "Refused records with headers naming source topic, partition, offset, error class and reason")
+# Derived topics carry one record or a JSON array of one vehicle's records per message.
 DERIVED = (
-    TopicSpec("trips.v1", None, "pseudonymous vehicle id", "telemetry", "Closed trips with their features"),
-    TopicSpec("features.vehicle.v1", None, "pseudonymous vehicle id", "telemetry", "Rolling per-vehicle features"),
-    TopicSpec("features.cell.v1", None, "H3 cell", "telemetry", "Per-H3-cell aggregates"),
-    TopicSpec("scores.ubi.v1", None, "pseudonymous vehicle id", "telemetry", "Usage-based pricing scores"),
-    TopicSpec("fraud.alerts.v1", None, "alert id", "other", "Fraud ring alerts with evidence"),
+    TopicSpec("trips.v1", f.TripV1, "pseudonymous vehicle id", "telemetry", "Trips (re-emitted with a newer version while open)"),
+    TopicSpec("features.daily.v1", f.DailyV1, "pseudonymous vehicle id", "telemetry", "Per-vehicle daily partial aggregates"),
+    TopicSpec("features.vehicle.v1", f.VehicleFeaturesV1, "pseudonymous vehicle id", "telemetry", "Rolling 7/30-day per-vehicle features"),
+    TopicSpec("features.cell.v1", f.CellVisitV1, "pseudonymous vehicle id", "telemetry", "Per-vehicle visits of H3 res-8 cells"),
+    TopicSpec("features.crash.v1", f.CellCrashV1, "pseudonymous vehicle id", "telemetry", "Crashes located to H3 cells"),
+    TopicSpec("scores.ubi.v1", f.ScoreV1, "pseudonymous vehicle id", "telemetry", "Usage-based pricing scores"),
 )
+ALERTS = TopicSpec("fraud.alerts.v1", None, "alert id", "other", "Fraud ring alerts with evidence")
 
-ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED
+ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED + (ALERTS,)
 BY_NAME = {t.name: t for t in ALL}
 
 

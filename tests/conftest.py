@@ -12,25 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from voltrisk import broker
+from voltrisk.harness import ServiceProcess, TempBroker, wait_for  # noqa: F401  (re-exported to tests)
+from voltrisk.harness import platform_env as make_platform_env
 from voltrisk.settings import BrokerSettings, KafkaClientSettings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -40,16 +33,9 @@ def kafka_bootstrap(tmp_path_factory) -> str:
         asyncio.run(broker.create_topics(KafkaClientSettings()))
         yield configured
         return
-    home = tmp_path_factory.mktemp("kafka-home")
-    lib = broker.fetch(BrokerSettings(home=REPO / ".voltrisk"))
-    (home / "kafka").mkdir()
-    (home / "kafka" / "lib").symlink_to(lib)
-    s = BrokerSettings(home=home, broker_port=free_port(), broker_controller_port=free_port(), broker_heap="512m")
-    broker.start(s)
-    bootstrap = f"127.0.0.1:{s.broker_port}"
-    asyncio.run(broker.create_topics(KafkaClientSettings(kafka_bootstrap=bootstrap)))
-    yield bootstrap
-    broker.stop(s)
+    b = TempBroker(tmp_path_factory.mktemp("kafka-home")).start()
+    yield b.bootstrap
+    b.stop()
 
 
 @pytest.fixture
@@ -75,66 +61,10 @@ def make_topics(kafka_bootstrap):
     return create
 
 
-class ServiceProcess:
-    """A voltrisk process (warehouse or worker) started as `python -m voltrisk ...`."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path):
-        self.name, self.argv, self.env, self.log = name, argv, env, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> ServiceProcess:
-        self._out = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "voltrisk", *self.argv], env=self.env,
-                                     stdout=self._out, stderr=subprocess.STDOUT, cwd=REPO)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: what a crash looks like."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self.proc:
-            self._out.close()
-
-    def tail(self, n: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-
-
-def wait_for(predicate, timeout_s: float, what: str, service: ServiceProcess | None = None, interval: float = 0.3):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        if service is not None and service.proc is not None and service.proc.poll() is not None:
-            raise AssertionError(f"{service.name} exited ({service.proc.returncode}) while waiting for {what}:\n{service.tail()}")
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})" + (f"\n{service.tail()}" if service else ""))
-
-
 @pytest.fixture
 def platform_env(kafka_bootstrap, tmp_path):
     """Environment for processes of one isolated platform instance on the shared broker."""
-    run = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        "VOLTRISK_HOME": str(tmp_path / "home"),
-        "VOLTRISK_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "VOLTRISK_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'warehouse'}",
-        "VOLTRISK_WAREHOUSE_HTTP_PORT": str(free_port()),
-        "VOLTRISK_SINK_GROUP": f"test-sink-{run}",
-        "VOLTRISK_WORKER_APP_ID": f"test-worker-{run}",
-        "VOLTRISK_SINK_BATCH_MS": "200",
-    }
+    env = make_platform_env(tmp_path, kafka_bootstrap, uuid.uuid4().hex[:8])
     return env
 
 

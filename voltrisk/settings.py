@@ -97,6 +97,8 @@ class WorkerSettings(BaseSettings):
     lateness_ms: int = Field(6 * 3600 * 1000, ge=0, description="Events older than this behind the vehicle's newest are late")
     take_batch: int = Field(2_000, ge=1)
     take_within_s: float = Field(0.2, gt=0)
+    worker_clickhouse_url: str = Field("http://127.0.0.1:8124", description="Where the worker reads telemetry around claims")
+    score_every_ms: int = Field(5_000, ge=0, description="Re-score a vehicle at most this often (processing time)")
 
 
 class DashboardSettings(BaseSettings):

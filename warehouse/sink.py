@@ -23,6 +23,7 @@ from typing import Callable
 import h3
 import msgspec
 
+from fraudring.rows import alert_row, decision_row
 from stream import topics as T
 
 log = logging.getLogger("voltrisk.sink")
@@ -123,13 +124,21 @@ def dlq_row(msg, now_ms: int) -> bytes:
     )
 
 
+def plain_rows(msg, now_ms: int) -> bytes:
+    """JSONEachRow lines of a derived record or array of records (columns = fields)."""
+    if msg.value[:1] == b"[":
+        return b"\n".join(bytes(r) for r in _batch_raw_decoder.decode(msg.value))
+    msgspec.json.decode(msg.value)  # validates: a broken value is rejected, not inserted
+    return msg.value
+
+
 @dataclass(frozen=True)
 class Route:
     table: str
     row: Callable[[object, int], bytes]
     # columns holding the Kafka partition/offset a row came from, so a restarted sink
     # skips what an earlier run already inserted (an insert is atomic: all or nothing)
-    partition_col: str = "kafka_partition"
+    partition_col: str | None = "kafka_partition"
     offset_col: str = "kafka_offset"
     own_rows: str = "1"
 
@@ -141,6 +150,15 @@ ROUTES: dict[str, Route] = {
     T.clean_name(T.CRASH.name): Route("telemetry_crash", record_row),
     T.clean_name(T.FNOL.name): Route("claims_fnol", record_row),
     T.DLQ.name: Route("dlq", dlq_row, "dlq_partition", "dlq_offset", "reason != 'sink_rejected'"),
+    # derived rows are versioned (ReplacingMergeTree on their natural key): a replay collapses
+    "trips.v1": Route("trips", plain_rows, None),
+    "features.daily.v1": Route("vehicle_daily", plain_rows, None),
+    "features.cell.v1": Route("cell_visits", plain_rows, None),
+    "features.crash.v1": Route("cell_crashes", plain_rows, None),
+    "features.vehicle.v1": Route("vehicle_features", plain_rows, None),
+    "scores.ubi.v1": Route("scores", plain_rows, None),
+    T.ALERTS.name: Route("fraud_alerts", alert_row, None),
+    T.DECISIONS.name: Route("fraud_decisions", decision_row, None),
 }
 
 
@@ -176,6 +194,8 @@ class Sink:
         key = (topic, partition)
         if key not in self._stored:
             r = self.routes[topic]
+            if r.partition_col is None:
+                return -1
             sql = (f"SELECT max({r.offset_col}), count() FROM {r.table} "
                    f"WHERE {r.partition_col} = {int(partition)} AND {r.own_rows}")
             top, n = (await asyncio.to_thread(self.client.query, sql)).result_rows[0]
@@ -202,44 +222,64 @@ class Sink:
         await consumer.start()
         log.info("sink consuming %s", ", ".join(sorted(self.routes)))
         try:
+            buffered: dict = {}
+            n_buffered, deadline = 0, None
             while not self._stopping.is_set():
-                polled = await consumer.getmany(timeout_ms=self.batch_ms, max_records=self.batch_rows)
-                if not polled:
-                    continue
-                offsets = {}
+                wait_ms = self.batch_ms if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                polled = await consumer.getmany(timeout_ms=wait_ms, max_records=self.batch_rows)
                 for tp, msgs in polled.items():
-                    await self._write(tp.topic, tp.partition, msgs)
-                    offsets[tp] = msgs[-1].offset + 1
-                # at-least-once: offsets move only after every insert of the poll succeeded
-                await consumer.commit(offsets)
+                    buffered.setdefault(tp, []).extend(msgs)
+                    n_buffered += len(msgs)
+                if buffered and deadline is None:
+                    deadline = time.monotonic() + self.batch_ms / 1000
+                if not buffered or (n_buffered < self.batch_rows and time.monotonic() < deadline):
+                    continue
+                await self._flush(buffered)
+                # at-least-once: offsets move only after every insert of the batch succeeded
+                await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in buffered.items()})
+                buffered, n_buffered, deadline = {}, 0, None
         finally:
             await consumer.stop()
 
-    async def _write(self, topic: str, partition: int, msgs: list) -> None:
+    async def _flush(self, buffered: dict) -> None:
+        """One insert per table for everything buffered (size and time bounded)."""
+        by_topic: dict[str, list] = {}
+        for tp, msgs in buffered.items():
+            by_topic.setdefault(tp.topic, []).append((tp.partition, msgs))
+        for topic, parts in by_topic.items():
+            await self._write(topic, sorted(parts, key=lambda p: p[0]))
+
+    async def _write(self, topic: str, parts: list[tuple[int, list]]) -> None:
         route = self.routes[topic]
-        stored = await self._watermark(topic, partition)
-        if msgs[0].offset <= stored:
-            fresh = [m for m in msgs if m.offset > stored]
-            self.stats.skipped_already_stored += len(msgs) - len(fresh)
-            log.info("%s[%d]: offsets %d-%d already stored by an earlier run; skipped",
-                     topic, partition, msgs[0].offset, min(stored, msgs[-1].offset))
-            msgs = fresh
-            if not msgs:
-                return
         now_ms = int(time.time() * 1000)
-        lines, rejected = [], []
-        for m in msgs:
-            try:
-                lines.append(route.row(m, now_ms))
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError) as exc:
-                rejected.append((m, exc))
-        token = f"{topic}:{partition}:{msgs[0].offset}-{msgs[-1].offset}"
+        lines, rejected, ranges = [], [], []
+        for partition, msgs in parts:
+            stored = await self._watermark(topic, partition)
+            if msgs[0].offset <= stored:
+                fresh = [m for m in msgs if m.offset > stored]
+                self.stats.skipped_already_stored += len(msgs) - len(fresh)
+                log.info("%s[%d]: offsets %d-%d already stored by an earlier run; skipped",
+                         topic, partition, msgs[0].offset, min(stored, msgs[-1].offset))
+                msgs = fresh
+            if not msgs:
+                continue
+            ranges.append((partition, msgs[0].offset, msgs[-1].offset))
+            for m in msgs:
+                try:
+                    lines.append(route.row(m, now_ms))
+                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError) as exc:
+                    rejected.append((partition, m, exc))
+        if not ranges:
+            return
+        # one atomic insert covers every partition's range: all of it is stored, or none
+        token = topic + ":" + ",".join(f"{p}:{a}-{b}" for p, a, b in ranges)
         if lines:
             body = b"\n".join(lines)
             await self._insert_with_retry(route.table, body, token, body.count(b"\n") + 1)
         if rejected:
-            await self._reject(topic, partition, rejected, now_ms)
-        self._stored[(topic, partition)] = msgs[-1].offset
+            await self._reject(topic, rejected, now_ms)
+        for p, _, last in ranges:
+            self._stored[(topic, p)] = last
         self.stats.batches += 1
 
     async def _insert_with_retry(self, table: str, body: bytes, token: str, n: int) -> None:
@@ -267,10 +307,10 @@ class Sink:
         settings = dict(INSERT_SETTINGS, insert_deduplication_token=token)
         self.client.raw_insert(table, None, body, settings=settings, fmt="JSONEachRow")
 
-    async def _reject(self, topic: str, partition: int, rejected: list, now_ms: int) -> None:
+    async def _reject(self, topic: str, rejected: list, now_ms: int) -> None:
         """Rows the sink cannot even shape are stored in the dlq table, never dropped."""
         rows = []
-        for m, exc in rejected:
+        for partition, m, exc in rejected:
             rows.append(_encode({
                 "source_topic": topic, "source_partition": partition, "source_offset": m.offset,
                 "error_class": type(exc).__name__, "reason": "sink_rejected",
@@ -280,5 +320,5 @@ class Sink:
             }))
             log.warning("%s offset %d rejected by the sink: %s; stored in table dlq", topic, m.offset, exc)
         self.stats.rejected_rows += len(rows)
-        token = f"sinkreject:{topic}:{partition}:{rejected[0][0].offset}-{rejected[-1][0].offset}"
+        token = "sinkreject:" + topic + ":" + ",".join(f"{p}:{m.offset}" for p, m, _ in rejected)
         await self._insert_with_retry("dlq", b"\n".join(rows), token, len(rows))

@@ -3,7 +3,7 @@ status workflow — decisions go to Kafka (fraud.decisions.v1), never to the war
 
 import streamlit as st
 
-from dashboard import access, decisions, services, ui
+from dashboard import access, bus, decisions, services, ui
 from dashboard import repository as repo
 from voltrisk.settings import KafkaClientSettings
 
@@ -70,7 +70,7 @@ with ui.warehouse_guard():
             if not investigator.strip():
                 raise decisions.DecisionRefused("say who decides: fill in the investigator")
             rec = decisions.decision(alert_id, alert["status"], new_status, investigator, note)
-            decisions.publish(rec, KafkaClientSettings())
+            bus.publish(rec, KafkaClientSettings())
         except (decisions.DecisionRefused, ConnectionError) as exc:
             st.error(str(exc))
         else:

@@ -4,8 +4,9 @@ import time
 
 import streamlit as st
 
+from dashboard import bus, services, ui
 from dashboard import repository as repo
-from dashboard import services, ui
+from voltrisk.settings import KafkaClientSettings, WarehouseSettings, WorkerSettings
 
 WINDOWS_MIN = {15: "last 15 min", 60: "last hour", 360: "last 6 h", 1440: "last 24 h"}
 
@@ -44,6 +45,16 @@ with ui.warehouse_guard():
     left.line_chart(services.throughput_by_minute(minutes))
     right.caption("p95 latency sent → stored (ms)")
     right.line_chart(services.latency_by_minute(minutes))
+
+    st.subheader("Consumer lag")
+    groups = (WarehouseSettings().sink_group, WorkerSettings().worker_app_id)
+    lag, lag_error = repo.consumer_lag(KafkaClientSettings().kafka_bootstrap, groups)
+    if lag_error:
+        st.warning(lag_error)
+    elif lag.empty:
+        st.info(f"The consumer groups {', '.join(groups)} have committed no offset yet.")
+    else:
+        st.dataframe(bus.lag_by_group(lag), hide_index=True)
 
     st.subheader("Dead-letter queue by reason")
     if reasons.empty:

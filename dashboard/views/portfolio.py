@@ -46,14 +46,13 @@ with ui.warehouse_guard():
 
     st.subheader("Premium relative to the base, before and after telematics")
     root = str(PricingSettings().model_registry_dir)
-    models = repo.registry_models(root)
-    production = models[(models["kind"] == "telematics") & (models["status"] == "production")]
+    production = repo.production_telematics(root)
     book = repo.fleet_features_latest()
-    if production.empty or book.empty:
+    if production is None or book.empty:
         st.info(f"Needs a telematics model in production (registry at {root}) and vehicles with window features.")
         st.stop()
-    meta = production.iloc[0]
-    multipliers, _ = services.telematics_quote(repo.load_model(root, meta["name"], int(meta["version"])), book)
-    st.caption(f"{meta['name']} v{meta['version']} over {len(book):,} vehicles' newest features: mean × {multipliers.mean():.3f}, "
+    name, version, model = production
+    multipliers = services.telematics_multipliers(model, book)
+    st.caption(f"{name} v{version} over {len(book):,} vehicles' newest features: mean × {multipliers.mean():.3f}, "
                f"{(multipliers < 1).mean():.0%} of vehicles pay less than the base premium.")
     st.bar_chart(services.multiplier_distribution(multipliers), stack=False)

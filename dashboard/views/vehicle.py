@@ -73,16 +73,14 @@ with ui.warehouse_guard():
 
     st.subheader("Current telematics quote")
     root = str(PricingSettings().model_registry_dir)
-    models = repo.registry_models(root)
-    production = models[(models["kind"] == "telematics") & (models["status"] == "production")]
-    if production.empty:
+    production = repo.production_telematics(root)
+    if production is None:
         st.info(f"No telematics model is in production in the registry at {root}: "
                 "train one and run `voltrisk pricing promote NAME VERSION`.")
     elif latest.empty:
         st.info("This vehicle has no window features to price yet.")
     else:
-        meta = production.iloc[0]
-        model = repo.load_model(root, meta["name"], int(meta["version"]))
+        name, version, model = production
         multiplier, reasons = services.telematics_quote(model, latest)
-        st.metric(f"Multiplier ({meta['name']} v{meta['version']})", f"× {multiplier[0]:.2f}")
+        st.metric(f"Multiplier ({name} v{version})", f"× {multiplier[0]:.2f}")
         st.markdown("\n".join(f"- {r}" for r in reasons[0]) or "No feature moves this vehicle's rate by 1 % or more.")

@@ -14,7 +14,8 @@ continue across batches exactly as if the batch boundary were not there.
 
 Ordering: records may arrive in any order inside a batch. A dynamics record older
 than the vehicle's last processed sample (from an earlier batch) is dropped and
-counted in ``Update.late_dropped``; so is a park state older than it.
+counted in ``Update.late_dropped``; so is a park state older than it, and anything
+for a day already handed over as final (more than a day late).
 """
 
 from __future__ import annotations

@@ -44,3 +44,10 @@ def registry_root(tmp_path_factory):
 def models_at(monkeypatch):
     """Point the pricing registry at a directory for the rest of the test."""
     return lambda root: monkeypatch.setenv("VOLTRISK_MODEL_REGISTRY_DIR", str(root))
+
+
+@pytest.fixture(autouse=True)
+def no_kafka_unless_asked(monkeypatch, request):
+    """Pages read consumer lag from Kafka: point them at a closed port unless the test has a broker."""
+    if "kafka_bootstrap" not in request.fixturenames:
+        monkeypatch.setenv("VOLTRISK_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")

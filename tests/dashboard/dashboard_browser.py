@@ -85,6 +85,15 @@ class Browser:
             time.sleep(0.3)
         raise AssertionError(f"{url} did not show {expect!r} within {timeout_s} s; it shows: {text!r}")
 
+    def click(self, x: float, y: float) -> None:
+        """A left click at page coordinates, after hovering there as a person would (deck.gl picks on hover)."""
+        for dx in (-6, -3, 0):
+            self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x + dx, y=y, button="none")
+            time.sleep(0.3)
+        self.call("Input.dispatchMouseEvent", type="mousePressed", x=x, y=y, button="left", buttons=1, clickCount=1)
+        time.sleep(0.08)
+        self.call("Input.dispatchMouseEvent", type="mouseReleased", x=x, y=y, button="left", buttons=0, clickCount=1)
+
     def screenshot(self, path: Path) -> None:
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
 

@@ -232,35 +232,41 @@ def seed(path: Path, *, with_data: bool = True) -> None:
 
 
 @contextmanager
-def served(path: Path, log: Path):
+def running(argv: list[str], env: dict[str, str], log: Path, health_url: str, timeout_s: float = 120):
+    """Start ``argv`` (output to ``log``), wait until ``health_url`` answers, stop it on exit."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"{argv[2:5]} exited ({proc.returncode}):\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(health_url, timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{health_url} did not answer within {timeout_s:.0f} s") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextmanager
+def served(path: Path, log: Path, timeout_s: float = 120):
     """Run ``voltrisk warehouse serve --no-sink`` on ``path``; yield its endpoint URL."""
     port = free_port()
-    env = {**os.environ, "VOLTRISK_CLICKHOUSE_DSN": f"chdb://{path}", "VOLTRISK_WAREHOUSE_HTTP_PORT": str(port),
+    env = {"VOLTRISK_CLICKHOUSE_DSN": f"chdb://{path}", "VOLTRISK_WAREHOUSE_HTTP_PORT": str(port),
            "VOLTRISK_HOME": str(path.parent / "home")}
     url = f"http://127.0.0.1:{port}"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voltrisk", "warehouse", "serve", "--no-sink"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise AssertionError(f"the warehouse process exited ({proc.returncode}):\n{log.read_text()[-2000:]}")
-                try:
-                    with urllib.request.urlopen(url + "/ping", timeout=1):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise AssertionError(f"the warehouse endpoint {url} did not answer within 60 s") from None
-                    time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    with running([sys.executable, "-m", "voltrisk", "warehouse", "serve", "--no-sink"], env, log, url + "/ping", timeout_s):
+        yield url
 
 
 def run_page(relative: str):

@@ -3,17 +3,19 @@ headless Chromium against the seeded warehouse, and save docs/screenshots/<page>
 
 from __future__ import annotations
 
-import os
-import subprocess
+import math
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import h3
+import pandas as pd
+
 import pytest
 from dashboard_browser import Browser, chromium_binary
-from dashboard_seed import REPO, VEHICLES, free_port
+from dashboard_seed import CELLS, REPO, VEHICLES, free_port, running
 
+from dashboard import services
 from dashboard.cli import streamlit_argv
 
 pytestmark = [
@@ -37,28 +39,9 @@ PAGES = {
 def dashboard(env: dict[str, str], log: Path):
     """The dashboard served exactly as `voltrisk up` serves it (streamlit_argv), on a free port."""
     port = free_port()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(streamlit_argv("127.0.0.1", port), env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"streamlit did not start:\n{log.read_text()[-2000:]}") from None
-                time.sleep(0.3)
+    with running(streamlit_argv("127.0.0.1", port), env, log, url + "/_stcore/health"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +85,28 @@ def test_proxy_mode_in_browser(seeded_url, tmp_path):
             assert "Signed in as li.na@insurer.example" in text
         finally:
             proxied.close()
+
+
+def _on_map(rect: list[float], centre: tuple[float, float], zoom: float, lat: float, lon: float) -> tuple[float, float]:
+    """Page coordinates of (lat, lon) on a deck.gl map of ``rect`` centred on ``centre`` (Web Mercator, 512 px tiles)."""
+    scale = 512 * 2**zoom
+
+    def y(la: float) -> float:
+        return math.log(math.tan(math.pi / 4 + math.radians(la) / 2)) / (2 * math.pi)
+
+    return (rect[0] + rect[2] / 2 + (lon - centre[1]) / 360 * scale,
+            rect[1] + rect[3] / 2 - (y(lat) - y(centre[0])) * scale)
+
+
+def test_risk_map_click_opens_the_cells_profile(app_url, browser):
+    text = browser.open(f"{app_url}/risk-map", expect="Cells by risk")
+    assert "Vehicles\n\n8" in text  # the riskiest cell's profile by default
+    rect = browser.evaluate("(() => { const r = document.querySelector('canvas').getBoundingClientRect();"
+                            " return [r.x, r.y, r.width, r.height]; })()")
+    shown = [h for h, (_, _, n) in CELLS.items() if n >= 5]
+    centre = services.cell_centre(pd.Series(shown))
+    browser.click(*_on_map(rect, centre, 9.5, *h3.cell_to_latlng("873099400ffffff")))  # zoom of views/risk_map.py
+    deadline = time.monotonic() + 20
+    while "Vehicles 5 " not in " ".join((browser.evaluate("document.body.innerText") or "").split()):
+        assert time.monotonic() < deadline, "clicking the 5-vehicle cell did not open its profile"
+        time.sleep(0.3)

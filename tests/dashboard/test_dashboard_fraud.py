@@ -51,7 +51,8 @@ def test_fraud_decision_without_kafka_says_so(seeded_url, warehouse_at, monkeypa
     at = run_page(PAGE)
     at.text_input[0].input("li.na")
     at.button[0].click().run()
-    assert [e.value for e in at.error][0].startswith(f"Kafka at {dead} did not accept the decision on alert alert-c1")
+    assert [e.value for e in at.error][0].startswith(f"Kafka at {dead} did not answer")
+    assert "so the decision on alert alert-c1 was not sent" in at.error[0].value
 
 
 def test_fraud_decision_needs_investigator(seeded_url, warehouse_at):

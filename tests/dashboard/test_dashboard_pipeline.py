@@ -34,9 +34,10 @@ def test_pipeline_shows_fleet_counts(seeded_url, warehouse_at):
     assert set(vehicles["events"]) == {DYNAMICS_PER_VEHICLE + STATE_PER_VEHICLE}
 
 
-def test_pipeline_dlq_by_reason(seeded_url, warehouse_at):
+def test_pipeline_dlq_by_reason_and_lag_without_kafka(seeded_url, warehouse_at):
     warehouse_at(seeded_url)
     at = run_page(PAGE)
+    assert [w.value for w in at.warning][0].endswith("so consumer lag is unknown; start the broker with `make up`")
     reasons = frame_with(at, "reason", "records").set_index("reason")["records"].to_dict()
     assert reasons == {reason: n for _, reason, _, n in DLQ}
 
@@ -75,3 +76,9 @@ def test_app_routes_to_pipeline_by_default(seeded_url, warehouse_at):
     warehouse_at(seeded_url)
     at = run_page("app.py")
     assert at.title[0].value == "Pipeline health"
+
+
+def test_pipeline_malformed_warehouse_url(warehouse_at):
+    warehouse_at("chdb:///tmp/somewhere")
+    at = run_page(PAGE)
+    assert at.error[0].value.startswith("VOLTRISK_DASHBOARD_CLICKHOUSE_URL: 'chdb:///tmp/somewhere' is not a ClickHouse HTTP URL")

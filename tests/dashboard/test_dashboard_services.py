@@ -67,3 +67,12 @@ def test_topic_summary_rates_over_the_window():
                            "latency_q_ms": [np.array([10.0, 20.0, 30.0])]})
     row = services.topic_summary(topics).iloc[0]
     assert row["events_per_s"] == 10.0 and (row["latency_p50_ms"], row["latency_p99_ms"]) == (10.0, 30.0)
+
+
+def test_score_history_one_column_per_scorer_by_local_date():
+    scores = pd.DataFrame({"as_of_day": [20416, 20416, 20417], "scorer": ["reference", "ubi-telematics v1", "reference"],
+                           "score": [80.0, 1.05, 78.5]})
+    history = services.score_history(scores)
+    assert list(history.columns) == ["reference", "ubi-telematics v1"]
+    assert [f"{d:%Y-%m-%d}" for d in history.index] == ["2025-11-24", "2025-11-25"]
+    assert history.loc["2025-11-25", "reference"] == 78.5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dashboard_seed import (DYNAMICS_PER_VEHICLE, SCORED_DAYS, STATE_PER_VEHICLE, TRIP_KM, TRIPS_PER_VEHICLE, VEHICLES,
+from dashboard_seed import (DYNAMICS_PER_VEHICLE, STATE_PER_VEHICLE, TRIP_KM, TRIPS_PER_VEHICLE, VEHICLES,
                             frame_with, run_page)
 
 PAGE = "views/vehicle.py"

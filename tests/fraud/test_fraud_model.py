@@ -126,6 +126,11 @@ def test_cli_train_score_evaluate_on_a_csv(tmp_path):
     assert res.exit_code == 0, res.output
     scored = list(csv.DictReader(open(out)))
     assert len(scored) == len(book) and scored[0]["reason_1"]
+    truth = {r["claim_id"]: r["ring_id"] for r in book}
+    alerted = {r["ring_id"] for r in scored if r["ring_alert"] == "True"}
+    true_rings = {v for v in truth.values() if v}
+    caught = {truth[r["claim_id"]] for r in scored if r["ring_id"] in alerted and truth[r["claim_id"]]}
+    assert caught == true_rings and len(alerted) == len(true_rings) == 12  # every ring, one alert each
     # Parquet with nullable booleans (pd.NA), as the simulator writes the book
     import pandas as pd
 

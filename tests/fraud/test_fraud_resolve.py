@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
+
+import fraudring.resolve
 
 from fraudring.resolve import kind_of_column, normalize_address, normalize_bank, normalize_name, normalize_phone, person_key
 
@@ -77,3 +81,8 @@ def test_bank_accounts_and_person_keys():
 ])
 def test_column_kinds(col, kind):
     assert kind_of_column(col) == kind
+
+
+def test_resolve_doctests():
+    result = doctest.testmod(fraudring.resolve)
+    assert result.failed == 0 and result.attempted >= 10

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from voltrisk.harness import wait_for
 from platform_helpers import batched, dynamics_messages, produce, random_vin
 from warehouse.client import http_client
 

@@ -82,3 +82,41 @@ def test_live_engine_follows_promotions(tmp_path, engine, telematics, book):
     registry.promote("ubi", 2)
     assert live.engine().quote(base.head(200))["telematics_multiplier"].eq(1.0).all()
     assert live.versions == {"freq": 1, "ubi": 2}
+
+
+def test_stream_scorer_serves_the_production_multiplier(tmp_path, telematics, book):
+    from pricing.rating import StreamMultiplierScorer
+    from stream.score import Scorer as StreamScorer
+
+    registry = Registry(tmp_path)
+    registry.register("ubi", telematics, data_fingerprint(book), {})
+    registry.promote("ubi", 1)
+    scorer = StreamMultiplierScorer(registry, "ubi")
+    assert isinstance(scorer, StreamScorer) and scorer.feature_names == list(FEATURES)
+    X = book[scorer.feature_names].to_numpy()[:1000]
+    np.testing.assert_allclose(scorer.score(X), telematics.multiplier(book.head(1000)), rtol=1e-6)
+
+
+def test_quote_the_simulated_book_with_a_fremtpl2_base_model(telematics):
+    """End to end: base premium from freMTPL2 factors × the multiplier, on simulated vehicles."""
+    from pricing import fremtpl2
+    from pricing.scorers import XGBScorer
+    from simulators import book as simulated
+    from simulators import drivers
+
+    if not (fremtpl2.PricingSettings().fremtpl2_dir / fremtpl2.FREQ_FILE).exists():
+        pytest.skip("freMTPL2 data not found (set VOLTRISK_FREMTPL2_DIR)")
+    policies = fremtpl2.load("noll2018").learn.sample(30_000, random_state=0)
+    frame = fremtpl2.model_frame(policies)
+    params = {"eta": 0.3, "max_depth": 3, "min_child_weight": 20, "max_delta_step": 0.7}
+    frequency = XGBScorer(fremtpl2.XGB_FEATURES, fremtpl2.XGB_CATEGORICAL, params=params).fit(frame, frame["ClaimNb"], frame["Exposure"])
+    with_claims = frame[frame["ClaimNbSev"] > 0]
+    severity = Homogeneous().fit(with_claims, with_claims["ClaimAmount"] / with_claims["ClaimNbSev"], weight=with_claims["ClaimNbSev"])
+    cfg = simulated.BookConfig(vehicle_years=300, seed=3)
+    vehicles = simulated.vehicle_book(drivers.build_population(cfg.n_vehicles, cfg.seed), cfg)
+    quotes = RatingEngine(frequency, telematics, severity).quote(vehicles)
+    assert len(quotes) == len(vehicles) and quotes["premium"].notna().all()
+    # freMTPL2: ~0.1 claims per year × ~2,000 per claim; the multiplier stays in its bounds
+    assert 50 < quotes["base_premium"].median() < 600
+    assert quotes["telematics_multiplier"].between(0.6, 1.5).all()
+    assert quotes["reason_codes"].map(len).between(0, 5).all() and quotes["reason_codes"].map(len).mean() > 2

@@ -185,3 +185,10 @@ def test_dynamics_at_10hz(policies):
     ts = np.array([e.ts_ms for e in ev if e.key == ev[0].key])
     assert np.median(np.diff(ts)) == 100
     assert r.DynamicsV1 is type(ev[0].record)
+
+
+def test_the_stream_is_in_time_order_and_claims_follow_their_loss(small_run):
+    ts = np.array([e.ts_ms for e in small_run.events])
+    assert np.all(np.diff(ts) >= 0)
+    fnol = [e.record for e in small_run.events if e.topic == "claims.fnol.v1"]
+    assert fnol and all(f.ts_ms > f.loss_ts_ms for f in fnol)

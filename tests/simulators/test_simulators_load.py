@@ -130,3 +130,22 @@ def test_every_ring_claim_in_the_truth_reaches_the_fnol_topic(kafka_bootstrap, t
     on_topic = {m.key.decode(): msgspec.json.decode(m.value, type=FnolV1) for m in msgs}
     assert truth_ids <= set(on_topic)
     assert all(on_topic[c].claim_id == c for c in truth_ids)
+
+
+def test_realtime_pacing_sends_the_backlog_at_once_then_waits_for_the_clock(tmp_path):
+    from simulators.fleet import Event
+
+    now = int(time.time() * 1000)
+    events = [Event(now - 60_000 + k, "ev.dynamics.v1", "V", None) for k in range(3)] + \
+             [Event(now + 1_500, "ev.dynamics.v1", "V", None)]
+    sent: list[tuple[float, int]] = []
+
+    class Recorder:
+        async def send(self, batch):
+            sent.append((time.time(), len(batch)))
+
+    t0 = time.time()
+    counts = asyncio.run(runner.pump(iter(events), Recorder(), realtime=True, on_progress=lambda n, t: None))
+    assert counts["ev.dynamics.v1"] == 4
+    assert sent[0][1] == 3 and sent[0][0] - t0 < 0.5        # the past goes out immediately
+    assert sent[-1][1] == 1 and sent[-1][0] - t0 >= 1.4     # the future waits for its timestamp

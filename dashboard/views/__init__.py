@@ -1,0 +1,1 @@
+"""Dashboard pages, one module each; dashboard/app.py routes to them."""

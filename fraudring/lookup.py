@@ -1,0 +1,47 @@
+"""Telemetry around a claimed loss, read from the warehouse for the live fraud agent.
+
+For each claim the insured vehicle's state, dynamics and crash records within
+±10 min of the claimed loss time are read (parameterised queries over the
+read-only endpoint or a server) and handed to ``fraudring.verify`` as records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from stream.records import CrashV1, DynamicsV1, FnolV1, StateV1
+
+WINDOW_MS = 10 * 60 * 1000
+_TABLES = (("telemetry_state", StateV1), ("telemetry_dynamics", DynamicsV1), ("telemetry_crash", CrashV1))
+
+
+def insured_vehicle(claim: FnolV1) -> str | None:
+    return next((p.vehicle_id for p in claim.parties if p.role == "insured" and p.vehicle_id), None)
+
+
+class WarehouseTelemetry:
+    def __init__(self, client):
+        self.client = client
+
+    def records_for(self, claims: Sequence[FnolV1]) -> dict[str, list]:
+        """claim id -> the insured vehicle's records around the loss (claims without
+        an identified insured vehicle are left out: judged ``no_telematics``)."""
+        out: dict[str, list] = {}
+        for claim in claims:
+            vid = insured_vehicle(claim)
+            if vid is None:
+                continue
+            recs: list = []
+            params = {"v": vid, "a": claim.loss_ts_ms - WINDOW_MS, "b": claim.loss_ts_ms + WINDOW_MS}
+            for table, typ in _TABLES:
+                cols = typ.__struct_fields__
+                res = self.client.query(
+                    f"SELECT {', '.join(cols)} FROM {table} FINAL WHERE vehicle_id = {{v:String}} "
+                    "AND ts_ms BETWEEN {a:Int64} AND {b:Int64} ORDER BY ts_ms",
+                    parameters=params,
+                )
+                recs.extend(msgspec.convert(dict(zip(cols, row)), typ, strict=False) for row in res.result_rows)
+            out[claim.claim_id] = sorted(recs, key=lambda r: r.ts_ms)
+        return out

@@ -1,0 +1,142 @@
+"""The features step the worker runs on each batch of clean telemetry.
+
+Decode the batch (records arrive one per message or as per-vehicle arrays),
+load the touched vehicles' state, call the pure ``stream.features.update``,
+persist the new state and return what to emit: trips, daily rows, cell visits,
+crashes and, at most every ``score_every_ms`` per vehicle, the vehicle's window
+features and its score. Kept apart from Faust so tests and replays call it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+
+import msgspec
+
+from stream import records as R
+from stream import topics as T
+from stream.features import (
+    Batch,
+    CellTable,
+    decode_history,
+    decode_state,
+    encode_history,
+    encode_state,
+    flush_idle,
+    local_day,
+    merge_history,
+    update,
+    vehicle_feature_records,
+    vehicle_features_from_states,
+)
+from stream.score import ReferenceScorer, Scorer, score_records
+
+TRIPS, DAILY, CELLS, CRASHES, VEHICLE, SCORES = (
+    "trips.v1", "features.daily.v1", "features.cell.v1", "features.crash.v1", "features.vehicle.v1", "scores.ubi.v1",
+)
+FEATURE_INPUTS = tuple(T.clean_name(t.name) for t in (T.STATE, T.DYNAMICS, T.ALARM, T.CRASH))
+
+_decoders = {
+    T.clean_name(t.name): (msgspec.json.Decoder(t.record), msgspec.json.Decoder(list[t.record]))
+    for t in (T.STATE, T.DYNAMICS, T.ALARM, T.CRASH)
+}
+_encode = msgspec.json.encode
+
+
+def decode_clean(msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, msgspec.Struct]]:
+    """(vehicle id, record) pairs from clean (topic, key, value) messages. The gate
+    wrote them, so a decode error here is a bug and is raised, not swallowed."""
+    pairs = []
+    for topic, key, value in msgs:
+        one, many = _decoders[topic]
+        vid = key.decode()
+        if value[:1] == b"[":
+            pairs.extend((vid, r) for r in many.decode(value))
+        else:
+            pairs.append((vid, one.decode(value)))
+    return pairs
+
+
+class FeatureEngine:
+    """Per-vehicle feature state over a persistent key-value store (rocksdict in
+    the worker, a dict in tests): ``s``+id -> VehicleState, ``h``+id -> history."""
+
+    def __init__(self, store: MutableMapping[bytes, bytes], scorer: Scorer | None = None, scorer_name: str = "reference",
+                 *, cells: CellTable | None = None, score_every_ms: int = 5_000, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.scorer = scorer or ReferenceScorer()
+        self.scorer_name = scorer_name
+        self.cells = cells
+        self.score_every_ms = score_every_ms
+        self.clock = clock
+        self._last_scored: dict[str, int] = {}
+        self.watermark_ms = 0
+        self.open_trips: set[str] = set()  # vehicles whose trip may need closing by the idle timer
+
+    def _load(self, vids: Sequence[str]) -> tuple[dict, dict]:
+        states, history = {}, {}
+        for v in vids:
+            raw = self.store.get(b"s" + v.encode())
+            if raw is not None:
+                states[v] = decode_state(raw)
+            h = self.store.get(b"h" + v.encode())
+            if h is not None:
+                history[v] = decode_history(h)
+        return states, history
+
+    def _emit_update(self, up, history: dict) -> list[tuple[str, str, bytes]]:
+        for v, s in up.states.items():
+            self.store[b"s" + v.encode()] = encode_state(s)
+        for v, closed in up.closed_days.items():
+            history[v] = merge_history(history.get(v, []), closed)
+            self.store[b"h" + v.encode()] = encode_history(history[v])
+        out = []
+        for topic, rows in ((TRIPS, up.trips), (DAILY, up.daily), (CELLS, up.visits), (CRASHES, up.crashes)):
+            out.extend((topic, r.vehicle_id, _encode(r)) for r in rows)
+        return out
+
+    def step(self, msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, str, bytes]]:
+        """(topic, vehicle id, JSON record) to emit for one batch of clean messages."""
+        pairs = decode_clean(msgs)
+        if not pairs:
+            return []
+        batch = Batch.from_records(pairs)
+        vids = batch.vehicle_ids()
+        states, history = self._load(vids)
+        up = update(states, batch, self.cells)
+        self.watermark_ms = max(self.watermark_ms, max(s.seen_ts_ms for s in up.states.values()))
+        self.open_trips.update(v for v, s in up.states.items() if s.trip is not None)
+        out = self._emit_update(up, history)
+        out.extend(self._score(up.states, history))
+        return out
+
+    def flush(self) -> list[tuple[str, str, bytes]]:
+        """Close trips idle for more than 5 min of event time (called on a timer)."""
+        states, history = self._load(sorted(self.open_trips))
+        up = flush_idle(states, self.watermark_ms, self.cells)
+        self.open_trips.difference_update(v for v, s in up.states.items() if s.trip is None)
+        return self._emit_update(up, history)
+
+    def _score(self, states: dict, history: dict) -> list[tuple[str, str, bytes]]:
+        now_ms = int(self.clock() * 1000)
+        due = {v: s for v, s in states.items() if now_ms - self._last_scored.get(v, -10**15) >= self.score_every_ms}
+        if not due:
+            return []
+        feats = vehicle_features_from_states(due, int(local_day(self.watermark_ms)), {v: history.get(v, []) for v in due})
+        out = [(VEHICLE, r.vehicle_id, _encode(r)) for r in vehicle_feature_records(feats, now_ms)]
+        out.extend((SCORES, r.vehicle_id, _encode(r)) for r in score_records(feats, self.scorer, self.scorer_name, now_ms))
+        for v in due:
+            self._last_scored[v] = now_ms
+        return out
+
+
+def pack(rows: list[tuple[str, str, bytes]]) -> list[tuple[str, bytes, bytes]]:
+    """One message per (topic, vehicle): a JSON array of that vehicle's rows."""
+    grouped: dict[tuple[str, str], list[bytes]] = {}
+    for topic, vid, value in rows:
+        grouped.setdefault((topic, vid), []).append(value)
+    return [(topic, vid.encode(), b"[" + b",".join(vals) + b"]") for (topic, vid), vals in grouped.items()]
+
+
+__all__ = ["FEATURE_INPUTS", "FeatureEngine", "R", "decode_clean", "pack"]
