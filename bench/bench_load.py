@@ -70,14 +70,22 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--vehicles", type=int, default=2_000)
     ap.add_argument("--skip-generator", action="store_true", help="only the Kafka run")
-    ap.add_argument("--private-broker", action="store_true",
-                    help="start a broker of our own even if one answers (no other consumers competing)")
+    ap.add_argument(
+        "--private-broker",
+        action="store_true",
+        help="start a broker of our own even if one answers (no other consumers competing)",
+    )
     a = ap.parse_args()
-    out = {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "cpus": os.cpu_count(),
-           "load_avg_1m_before": os.getloadavg()[0]}
+    out = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "load_avg_1m_before": os.getloadavg()[0],
+    }
     if not a.skip_generator:
         with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").exists() else None) as d:
-            out["generator_only"] = measure(sink.FileSink(Path(d) / "load.jsonl", "WGS84"), a.rate, a.duration, a.vehicles)
+            out["generator_only"] = measure(
+                sink.FileSink(Path(d) / "load.jsonl", "WGS84"), a.rate, a.duration, a.vehicles
+            )
     settings = KafkaClientSettings()
     own = None
     with tempfile.TemporaryDirectory() as home:
@@ -88,8 +96,9 @@ def main() -> None:
             asyncio.run(broker.create_topics(settings))
             out["kafka_bootstrap"] = settings.kafka_bootstrap
             out["private_broker"] = own is not None
-            out["kafka"] = measure(sink.KafkaSink("WGS84", stamp=True, settings=settings), a.rate, a.duration,
-                                   a.vehicles)
+            out["kafka"] = measure(
+                sink.KafkaSink("WGS84", stamp=True, settings=settings), a.rate, a.duration, a.vehicles
+            )
         finally:
             if own is not None:
                 broker.stop(own)

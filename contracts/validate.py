@@ -21,6 +21,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
     value: msgspec.Raw
     key: str | None = None
+    topic: str | None = None  # simulator files mix topics; --topic selects which lines apply
     # header values are text on the wire; a bare number (schema_version: 1) means its text
     headers: dict[str, str | int | float] = {}
 
@@ -29,12 +30,12 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _TEXT = msgspec.json.Decoder(str)
 
 
-def _message(line: bytes, key: str | None, headers: dict[str, str]) -> tuple[bytes | None, bytes | None, dict[str, str]]:
-    """(key, value, headers) that a producer following this line would send."""
+def _message(line: bytes, key: str | None, headers: dict[str, str]) -> tuple[bytes | None, bytes | None, dict[str, str], str | None]:
+    """(key, value, headers, envelope topic) that a producer following this line would send."""
     try:
         envelope = _ENVELOPE.decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError):
-        return (key.encode() if key is not None else None), line, headers
+        return (key.encode() if key is not None else None), line, headers, None
     raw = bytes(envelope.value)
     if raw == b"null":
         value = None
@@ -43,7 +44,8 @@ def _message(line: bytes, key: str | None, headers: dict[str, str]) -> tuple[byt
     else:
         value = raw
     key = envelope.key if envelope.key is not None else key
-    return (key.encode() if key is not None else None), value, {**headers, **{k: str(v) for k, v in envelope.headers.items()}}
+    return ((key.encode() if key is not None else None), value,
+            {**headers, **{k: str(v) for k, v in envelope.headers.items()}}, envelope.topic)
 
 
 def validate_lines(
@@ -57,7 +59,9 @@ def validate_lines(
         line = line.rstrip(b"\r\n")
         if not line.strip():
             continue
-        k, value, h = _message(line, key, headers)
+        k, value, h, line_topic = _message(line, key, headers)
+        if line_topic is not None and line_topic != topic:
+            continue
         verdict = gate.check(topic, k, value, [(name, v.encode()) for name, v in h.items()], 0, number)
         if type(verdict) is Accepted:
             yield {"line": number, "ok": True, "reason": None}

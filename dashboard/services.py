@@ -70,7 +70,11 @@ def _split_quantiles(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def throughput_by_minute(minutes: pd.DataFrame) -> pd.DataFrame:
-    """One row per minute, one events/s column per topic (missing minutes are 0)."""
+    """One row per complete minute, one events/s column per topic (missing minutes are 0).
+
+    The newest minute is still filling, and would read as a fall in throughput: left out.
+    """
+    minutes = minutes[minutes["minute_s"] < minutes["minute_s"].max()] if minutes["minute_s"].nunique() > 1 else minutes
     if minutes.empty:
         return pd.DataFrame()
     wide = minutes.assign(events_per_s=minutes["event_count"] / 60.0, minute_utc=pd.to_datetime(minutes["minute_s"], unit="s", utc=True))

@@ -25,9 +25,22 @@ from simulators import city, claims, drivers
 PERIOD_DAYS = 30
 BOOK_START_MS = 1_735_660_800_000  # 2025-01-01 00:00 Shanghai
 FEATURE_ORDER = (
-    "distance_km", "driving_hours", "trips", "mean_speed_kmh", "hard_brake_per_100km", "harsh_accel_per_100km",
-    "harsh_turn_per_100km", "unsafe_following_share", "fcw_per_1000km", "unbuckled_share", "night_share",
-    "speeding_share", "regen_share", "thermal_alarms_per_1000km", "soc_trip_start_mean", "cell_risk_exposure_weighted",
+    "distance_km",
+    "driving_hours",
+    "trips",
+    "mean_speed_kmh",
+    "hard_brake_per_100km",
+    "harsh_accel_per_100km",
+    "harsh_turn_per_100km",
+    "unsafe_following_share",
+    "fcw_per_1000km",
+    "unbuckled_share",
+    "night_share",
+    "speeding_share",
+    "regen_share",
+    "thermal_alarms_per_1000km",
+    "soc_trip_start_mean",
+    "cell_risk_exposure_weighted",
 )
 
 
@@ -41,11 +54,11 @@ class BookConfig:
     vehicle_years: float = 50_000.0
     seed: int = 7
     periods: int = 12
-    claims: int = 30_000             # target size of the claims book
-    rings: int | None = None         # default: one per 1,500 claims
+    claims: int = 30_000  # target size of the claims book
+    rings: int | None = None  # default: one per 1,500 claims
     ring_size: tuple[int, int] = (4, 12)
     opportunistic_share: float = 0.03
-    claim_report_p: float = 0.9      # share of crashes that become a claim
+    claim_report_p: float = 0.9  # share of crashes that become a claim
     extra_telematics_share: float = 0.7
 
     @property
@@ -93,7 +106,9 @@ def vehicle_book(pop: drivers.Population, cfg: BookConfig):
         return np.where(drove, _beta(rng, per(exp[name]), conc), 0.0)
 
     f = {
-        "distance_km": km, "driving_hours": hours, "trips": trips.astype(float),
+        "distance_km": km,
+        "driving_hours": hours,
+        "trips": trips.astype(float),
         "mean_speed_kmh": np.where(drove, km / np.maximum(hours, 1e-9), 0.0),
         "hard_brake_per_100km": rate("hard_brake_per_100km", 100.0),
         "harsh_accel_per_100km": rate("harsh_accel_per_100km", 100.0),
@@ -106,23 +121,35 @@ def vehicle_book(pop: drivers.Population, cfg: BookConfig):
         "speeding_share": share("speeding_share", hours * 60.0),
         "regen_share": share("regen_share", km * 2.0),
         "thermal_alarms_per_1000km": rate("thermal_alarms_per_1000km", 1000.0),
-        "soc_trip_start_mean": np.where(drove, np.clip(per(exp["soc_trip_start_mean"])
-                                                       + rng.normal(0, 1, (n, P)) * 12.0 / np.sqrt(np.maximum(trips, 1)), 5, 100), np.nan),
-        "cell_risk_exposure_weighted": np.where(drove, per(exp["cell_risk_exposure_weighted"])
-                                                + rng.normal(0, 1, (n, P)) * 0.15 / np.sqrt(np.maximum(trips, 1)), np.nan),
+        "soc_trip_start_mean": np.where(
+            drove,
+            np.clip(
+                per(exp["soc_trip_start_mean"]) + rng.normal(0, 1, (n, P)) * 12.0 / np.sqrt(np.maximum(trips, 1)),
+                5,
+                100,
+            ),
+            np.nan,
+        ),
+        "cell_risk_exposure_weighted": np.where(
+            drove,
+            per(exp["cell_risk_exposure_weighted"]) + rng.normal(0, 1, (n, P)) * 0.15 / np.sqrt(np.maximum(trips, 1)),
+            np.nan,
+        ),
     }
     annual_km = km / exposure
     true_rate = np.column_stack([pop.true_rate(np.maximum(annual_km[:, p], 100.0)) for p in range(P)])
     crashes = rng.poisson(true_rate * exposure)
-    df = pd.DataFrame({
-        "vehicle_id": np.repeat(pop.vin, P),
-        "period": np.tile(np.arange(P), n),
-        "exposure_years": exposure.ravel().round(5),
-        "true_rate": true_rate.ravel().round(6),
-        "crash_count": crashes.ravel(),
-        **{c: np.repeat(pop.policy[c], P) for c in drivers.POLICY_COLUMNS},
-        **{col(k): np.round(f[k].ravel(), 5) for k in FEATURE_ORDER},
-    })
+    df = pd.DataFrame(
+        {
+            "vehicle_id": np.repeat(pop.vin, P),
+            "period": np.tile(np.arange(P), n),
+            "exposure_years": exposure.ravel().round(5),
+            "true_rate": true_rate.ravel().round(6),
+            "crash_count": crashes.ravel(),
+            **{c: np.repeat(pop.policy[c], P) for c in drivers.POLICY_COLUMNS},
+            **{col(k): np.round(f[k].ravel(), 5) for k in FEATURE_ORDER},
+        }
+    )
     return df
 
 
@@ -154,8 +181,11 @@ def claims_book(pop: drivers.Population, vb, cfg: BookConfig):
             lat, lon = where_near(pop.home_xy[k] if rng.random() < 0.5 else pop.work_xy[k], 3_000.0)
             third = None
             if rng.random() < 0.55:
-                third = holders[int(rng.integers(len(holders)))] if rng.random() < 0.1 else ents.person(
-                    drivers.make_vin(rng, 900_000 + len(drafts)))
+                third = (
+                    holders[int(rng.integers(len(holders)))]
+                    if rng.random() < 0.1
+                    else ents.person(drivers.make_vin(rng, 900_000 + len(drafts)))
+                )
             drafts.append(fac.genuine(holders[k], t, lat, lon, third))
 
     # rings: members partly our telematics policyholders, partly outsiders
@@ -164,8 +194,12 @@ def claims_book(pop: drivers.Population, vb, cfg: BookConfig):
     rings_out = []
     for j in range(n_rings):
         size = int(rng.integers(cfg.ring_size[0], cfg.ring_size[1] + 1))
-        members = [holders[int(rng.integers(len(holders)))] if rng.random() < 0.5 else
-                   ents.person(drivers.make_vin(rng, 800_000 + 20 * j + m), f"POL-R{j:03d}{m:02d}") for m in range(size)]
+        members = [
+            holders[int(rng.integers(len(holders)))]
+            if rng.random() < 0.5
+            else ents.person(drivers.make_vin(rng, 800_000 + 20 * j + m), f"POL-R{j:03d}{m:02d}")
+            for m in range(size)
+        ]
         ring = fac.make_ring(f"ring-{cfg.seed}-{j:03d}", members)
         t0 = BOOK_START_MS + int(rng.integers(max(1, span_ms - 120 * 86_400_000)))
         hot = np.column_stack(city.to_xy(*city.to_latlon(*rng.normal(0.0, 9_000.0, 2))))[0]
@@ -199,7 +233,6 @@ def claims_book(pop: drivers.Population, vb, cfg: BookConfig):
     return df.sort_values("ts_ms", kind="stable").reset_index(drop=True), rings_out
 
 
-
 def write_book(out: Path, cfg: BookConfig, fmt: str = "parquet") -> dict:
     """Write vehicles.<fmt>, claims.<fmt>, truth/rings.jsonl, truth/claims_truth.csv and
     manifest.json into ``out``; returns the manifest."""
@@ -222,10 +255,15 @@ def write_book(out: Path, cfg: BookConfig, fmt: str = "parquet") -> dict:
     cb[["claim_id", "is_fraud", "ring_id", "fraud_type"]].to_csv(out / "truth" / "claims_truth.csv", index=False)
     exposure = float(vb["exposure_years"].sum())
     manifest = {
-        "seed": cfg.seed, "vehicles": pop.n, "vehicle_periods": len(vb), "vehicle_years": round(exposure, 1),
+        "seed": cfg.seed,
+        "vehicles": pop.n,
+        "vehicle_periods": len(vb),
+        "vehicle_years": round(exposure, 1),
         "crashes": int(vb["crash_count"].sum()),
         "crash_frequency_per_vehicle_year": round(float(vb["crash_count"].sum()) / exposure, 4),
-        "claims": len(cb), "fraud_claims": int(cb["is_fraud"].sum()), "rings": len(rings),
+        "claims": len(cb),
+        "fraud_claims": int(cb["is_fraud"].sum()),
+        "rings": len(rings),
         "ring_claims": int((cb["ring_id"] != "").sum()),
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"),
     }

@@ -31,8 +31,14 @@ SUBURB_RADIUS_M = 12_000.0
 SPEED_LIMIT_KMH = {"local": 40.0, "arterial": 60.0, "expressway": 80.0, "highway": 100.0}
 
 # where people work: Lujiazui, People's Square, Xujiahui, Hongqiao, Zhangjiang, Jing'an
-WORK_HUBS = ((31.2397, 121.4998), (31.2304, 121.4737), (31.1950, 121.4370),
-             (31.1970, 121.3200), (31.2030, 121.5900), (31.2290, 121.4480))
+WORK_HUBS = (
+    (31.2397, 121.4998),
+    (31.2304, 121.4737),
+    (31.1950, 121.4370),
+    (31.1970, 121.3200),
+    (31.2030, 121.5900),
+    (31.2290, 121.4480),
+)
 
 
 def to_xy(lat, lon):
@@ -82,8 +88,11 @@ def cell_of(lat: float, lon: float) -> int:
 
 def cells_of(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """H3 res-8 cells (uint64) of arrays of WGS-84 positions."""
-    return np.fromiter((h3.str_to_int(h3.latlng_to_cell(a, o, H3_RES)) for a, o in zip(lat.tolist(), lon.tolist())),
-                       dtype=np.uint64, count=len(lat))
+    return np.fromiter(
+        (h3.str_to_int(h3.latlng_to_cell(a, o, H3_RES)) for a, o in zip(lat.tolist(), lon.tolist())),
+        dtype=np.uint64,
+        count=len(lat),
+    )
 
 
 # Cell risk index: a fixed property of place (junction density, mixed traffic) the

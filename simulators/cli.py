@@ -61,8 +61,11 @@ def simulate(
     seed: int = typer.Option(7, help="Seed: same seed and options give byte-identical output"),
     realtime: bool = typer.Option(False, "--realtime/--fast", help="Wall-clock pace, or as fast as possible"),
     out: Path | None = typer.Option(None, help="Write JSON lines to this file instead of Kafka"),
-    start: str | None = typer.Option(None, help="First simulated day, YYYY-MM-DD Shanghai (default: so the run ends today; "
-                                                 "today when --realtime). Fix it for byte-identical reruns"),
+    start: str | None = typer.Option(
+        None,
+        help="First simulated day, YYYY-MM-DD Shanghai (default: so the run ends today; "
+        "today when --realtime). Fix it for byte-identical reruns",
+    ),
     hz: int = typer.Option(1, min=1, max=10, help="ev.dynamics.v1 rate while driving"),
     state_period_s: int = typer.Option(15, min=10, max=30, help="ev.state.v1 period while driving"),
     coord_sys: str | None = typer.Option(None, help="WGS84 or GCJ02 (default from VOLTRISK_SIM_COORD_SYS)"),
@@ -87,8 +90,14 @@ def simulate(
     if ring_min > ring_max:
         raise UserError(f"--ring-min {ring_min} is larger than --ring-max {ring_max}")
     try:
-        fcfg = fleet.FleetConfig(start_ms=_start_ms(start, days, realtime), days=days, dynamics_hz=hz,
-                                 state_period_s=state_period_s, coord_sys=coord, crash_scale=crash_scale)
+        fcfg = fleet.FleetConfig(
+            start_ms=_start_ms(start, days, realtime),
+            days=days,
+            dynamics_hz=hz,
+            state_period_s=state_period_s,
+            coord_sys=coord,
+            crash_scale=crash_scale,
+        )
         pop = drivers.build_population(vehicles, seed)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
@@ -101,14 +110,23 @@ def simulate(
 
         await target.start()
         try:
-            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[events]:,} events"),
-                          TimeElapsedColumn(), console=err, disable=as_json and not err.is_terminal) as prog:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[events]:,} events"),
+                TimeElapsedColumn(),
+                console=err,
+                disable=as_json and not err.is_terminal,
+            ) as prog:
                 task = prog.add_task("simulating", total=days * 86_400_000, events=0)
 
                 def progress(n: int, ts_ms: int) -> None:
-                    prog.update(task, completed=ts_ms - fcfg.start_ms,
-                                events=prog.tasks[task].fields["events"] + n,
-                                description=f"simulated {datetime.fromtimestamp(ts_ms / 1000, SHANGHAI):%Y-%m-%d %H:%M}")
+                    prog.update(
+                        task,
+                        completed=ts_ms - fcfg.start_ms,
+                        events=prog.tasks[task].fields["events"] + n,
+                        description=f"simulated {datetime.fromtimestamp(ts_ms / 1000, SHANGHAI):%Y-%m-%d %H:%M}",
+                    )
 
                 return await runner.pump(scen.events(), target, realtime, progress)
         finally:
@@ -124,20 +142,45 @@ def simulate(
     scen.truth.write(truth_dir, pop)
     fraud = [c for c in scen.truth.claims if c["is_fraud"]]
     summary = {
-        "vehicles": vehicles, "days": days, "seed": seed, "events": sum(counts.values()),
-        "events_by_topic": dict(sorted(counts.items())), "crashes": len(scen.truth.crashes),
-        "claims": len(scen.truth.claims), "fraud_claims": len(fraud), "rings": len(scen.truth.rings),
-        "ring_claims": sum(1 for c in fraud if c["ring_id"]), "errors": target.errors,
-        "elapsed_s": round(elapsed, 1), "events_per_s": round(sum(counts.values()) / max(elapsed, 1e-9), 1),
-        "output": str(out) if out else "kafka", "truth_dir": str(truth_dir),
+        "vehicles": vehicles,
+        "days": days,
+        "seed": seed,
+        "events": sum(counts.values()),
+        "events_by_topic": dict(sorted(counts.items())),
+        "crashes": len(scen.truth.crashes),
+        "claims": len(scen.truth.claims),
+        "fraud_claims": len(fraud),
+        "rings": len(scen.truth.rings),
+        "ring_claims": sum(1 for c in fraud if c["ring_id"]),
+        "errors": target.errors,
+        "elapsed_s": round(elapsed, 1),
+        "events_per_s": round(sum(counts.values()) / max(elapsed, 1e-9), 1),
+        "output": str(out) if out else "kafka",
+        "truth_dir": str(truth_dir),
     }
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
-        rows = {**{f"events {k}": v for k, v in summary["events_by_topic"].items()},
-                **{k: summary[k] for k in ("crashes", "claims", "fraud_claims", "rings", "ring_claims", "errors",
-                                           "elapsed_s", "events_per_s", "truth_dir")}}
-        err.print(_summary_table(f"simulate: {vehicles} vehicles x {days} days, seed {seed} -> {summary['output']}", rows))
+        rows = {
+            **{f"events {k}": v for k, v in summary["events_by_topic"].items()},
+            **{
+                k: summary[k]
+                for k in (
+                    "crashes",
+                    "claims",
+                    "fraud_claims",
+                    "rings",
+                    "ring_claims",
+                    "errors",
+                    "elapsed_s",
+                    "events_per_s",
+                    "truth_dir",
+                )
+            },
+        }
+        err.print(
+            _summary_table(f"simulate: {vehicles} vehicles x {days} days, seed {seed} -> {summary['output']}", rows)
+        )
     if target.errors:
         raise typer.Exit(1)
 
@@ -163,8 +206,11 @@ def book(
     t0 = time.perf_counter()
     with err.status(f"writing a {vehicle_years:,.0f} vehicle-year book to {out}"):
         try:
-            manifest = bk.write_book(out, bk.BookConfig(vehicle_years=vehicle_years, seed=seed, periods=periods,
-                                                        claims=claims, rings=rings), fmt=fmt)
+            manifest = bk.write_book(
+                out,
+                bk.BookConfig(vehicle_years=vehicle_years, seed=seed, periods=periods, claims=claims, rings=rings),
+                fmt=fmt,
+            )
         except (ValueError, FileNotFoundError) as exc:
             raise UserError(str(exc)) from None
     manifest["elapsed_s"] = round(time.perf_counter() - t0, 1)
@@ -193,8 +239,10 @@ def truth_load(
     from warehouse.migrate import migrate
 
     if not (truth / "rings.jsonl").exists() or not (truth / "claims_truth.csv").exists():
-        raise UserError(f"{truth} holds no rings.jsonl/claims_truth.csv; pass the --truth directory of a simulate run "
-                        "or the truth/ directory of a book")
+        raise UserError(
+            f"{truth} holds no rings.jsonl/claims_truth.csv; pass the --truth directory of a simulate run "
+            "or the truth/ directory of a book"
+        )
     w = WorkerSettings()
     pseudo = Pseudonymiser(w.pseudonym_key.get_secret_value().encode(), w.pseudonym_key_version)
     rows = truth_store.truth_rows(truth, run_id, pseudo.vehicle_id)
@@ -202,8 +250,14 @@ def truth_load(
     client = writer_client(settings)
     migrate(client, settings)
     truth_store.load(client, rows)
-    counts = {t: int(client.query(f"SELECT count() FROM {t} FINAL WHERE run_id = {{r:String}}",
-                                  parameters={"r": run_id}).result_rows[0][0]) for t in truth_store.COLUMNS}
+    counts = {
+        t: int(
+            client.query(
+                f"SELECT count() FROM {t} FINAL WHERE run_id = {{r:String}}", parameters={"r": run_id}
+            ).result_rows[0][0]
+        )
+        for t in truth_store.COLUMNS
+    }
     if as_json:
         sys.stdout.write(json.dumps({"run_id": run_id, **counts}) + "\n")
     else:
@@ -216,7 +270,9 @@ def load(
     duration: float = typer.Option(60.0, min=1.0, help="Seconds to hold the rate"),
     vehicles: int = typer.Option(2_000, min=1, help="Vehicles driving at once (dynamics Hz = rate / vehicles, 1-10)"),
     seed: int = typer.Option(7),
-    out: Path | None = typer.Option(None, help="Write JSON lines to this file instead of Kafka (measures the generator alone)"),
+    out: Path | None = typer.Option(
+        None, help="Write JSON lines to this file instead of Kafka (measures the generator alone)"
+    ),
     result: Path | None = typer.Option(None, help="Also write the JSON result to this file"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout"),
 ) -> None:
@@ -242,8 +298,13 @@ def load(
     async def go():
         await target.start()
         try:
-            with Progress(TextColumn("load"), BarColumn(), TextColumn("{task.fields[sent]:,} events"),
-                          TimeElapsedColumn(), console=err) as prog:
+            with Progress(
+                TextColumn("load"),
+                BarColumn(),
+                TextColumn("{task.fields[sent]:,} events"),
+                TimeElapsedColumn(),
+                console=err,
+            ) as prog:
                 task = prog.add_task("load", total=duration, sent=0)
                 t0 = time.perf_counter()
 
@@ -263,7 +324,9 @@ def load(
         sys.stdout.write(text + "\n")
     else:
         verdict = "held" if res["held_within_2pct"] else "NOT held"
-        err.print(f"target {rate:,.0f}/s, achieved {res['achieved_rate']:,.0f}/s over {res['duration_s']} s: {verdict} "
-                  f"within 2 %; {res['events_sent']:,} events, {res['errors']} errors")
+        err.print(
+            f"target {rate:,.0f}/s, achieved {res['achieved_rate']:,.0f}/s over {res['duration_s']} s: {verdict} "
+            f"within 2 %; {res['events_sent']:,} events, {res['errors']} errors"
+        )
     if not res["held_within_2pct"]:
         raise typer.Exit(1)

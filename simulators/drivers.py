@@ -28,20 +28,20 @@ POLICY_COLUMNS = ("DrivAge", "VehPower", "VehAge", "BonusMalus", "Density", "Are
 # --- true crash model (per vehicle-year) -------------------------------------------
 BASE_RATE = 0.0254  # sets the portfolio mean near 0.075 crashes per vehicle-year
 BETA = {
-    "log_hard_brake": 0.30,   # log(hard brakes per 100 km / 1.5)
+    "log_hard_brake": 0.30,  # log(hard brakes per 100 km / 1.5)
     "log_harsh_accel": 0.15,  # log(harsh accelerations per 100 km / 1.2)
-    "log_harsh_turn": 0.15,   # log(harsh turns per 100 km / 0.8)
-    "speeding": 1.6,          # share of time in a speeding state
-    "night": 1.2,             # share of days with a night trip
-    "tailgating": 0.8,        # share of close-following time
-    "unbuckled": 1.0,         # share of unbuckled trips
-    "log_km": 0.5,            # log(annual km / 8,000)
-    "cell_risk": 0.4,         # home-area cell risk index - 1
-    "young": 0.45,            # DrivAge < 25
-    "senior": 0.2,            # DrivAge >= 75
-    "log_bonus_malus": 0.6,   # log(BonusMalus / 50)
-    "veh_power": 0.03,        # VehPower - 6
-    "unobserved": 1.0,        # N(0, 0.25) frailty no feature sees
+    "log_harsh_turn": 0.15,  # log(harsh turns per 100 km / 0.8)
+    "speeding": 1.6,  # share of time in a speeding state
+    "night": 1.2,  # share of days with a night trip
+    "tailgating": 0.8,  # share of close-following time
+    "unbuckled": 1.0,  # share of unbuckled trips
+    "log_km": 0.5,  # log(annual km / 8,000)
+    "cell_risk": 0.4,  # home-area cell risk index - 1
+    "young": 0.45,  # DrivAge < 25
+    "senior": 0.2,  # DrivAge >= 75
+    "log_bonus_malus": 0.6,  # log(BonusMalus / 50)
+    "veh_power": 0.03,  # VehPower - 6
+    "unobserved": 1.0,  # N(0, 0.25) frailty no feature sees
 }
 
 # EV and battery constants (a mid-size Chinese EV: 2 t, 70 kWh pack)
@@ -51,9 +51,14 @@ PACK_NOMINAL_V = 350.0
 # VIN: real Chinese EV world-manufacturer prefixes; check digit per ISO 3779 (GB 16735)
 _WMIS = ("LRW", "LSJ", "LGX", "LB3", "HJR")
 _VIN_CHARS = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
-_TRANSLIT = {**{str(d): d for d in range(10)},
-             **dict(zip("ABCDEFGH", range(1, 9))), **dict(zip("JKLMN", range(1, 6))), "P": 7, "R": 9,
-             **dict(zip("STUVWXYZ", range(2, 10)))}
+_TRANSLIT = {
+    **{str(d): d for d in range(10)},
+    **dict(zip("ABCDEFGH", range(1, 9))),
+    **dict(zip("JKLMN", range(1, 6))),
+    "P": 7,
+    "R": 9,
+    **dict(zip("STUVWXYZ", range(2, 10))),
+}
 _VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 
 
@@ -80,8 +85,10 @@ def load_policies(path: Path | None = None):
 
     path = Path(path or FREMTPL2_FREQ)
     if not path.exists():
-        raise FileNotFoundError(f"freMTPL2 table not found at {path}: the simulators draw policy factors from it; "
-                                "expected ../shared/data/freMTPL2/freMTPL2freq.csv.gz beside the repo")
+        raise FileNotFoundError(
+            f"freMTPL2 table not found at {path}: the simulators draw policy factors from it; "
+            "expected ../shared/data/freMTPL2/freMTPL2freq.csv.gz beside the repo"
+        )
     return pd.read_csv(path, usecols=list(POLICY_COLUMNS))
 
 
@@ -95,35 +102,35 @@ class Population:
 
     seed: int
     vin: np.ndarray
-    policy: dict                # freMTPL2 columns -> arrays
-    z: np.ndarray               # latent risk, N(0,1) shifted by age and bonus-malus
+    policy: dict  # freMTPL2 columns -> arrays
+    z: np.ndarray  # latent risk, N(0,1) shifted by age and bonus-malus
     hard_brake_per_100km: np.ndarray
     harsh_accel_per_100km: np.ndarray
     harsh_turn_per_100km: np.ndarray
     fcw_per_1000km: np.ndarray
     thermal_per_1000km: np.ndarray
-    speeding_p: np.ndarray      # share of driving time in a speeding state
-    speed_factor: np.ndarray    # cruising speed / limit when not speeding
-    night_p: np.ndarray         # probability of a night round trip on a given day
+    speeding_p: np.ndarray  # share of driving time in a speeding state
+    speed_factor: np.ndarray  # cruising speed / limit when not speeding
+    night_p: np.ndarray  # probability of a night round trip on a given day
     headway_mean_s: np.ndarray  # typical time gap to the lead vehicle
-    tailgating_p: np.ndarray    # share of following time closer than 1 s
-    unbuckled_p: np.ndarray     # probability a trip is driven unbuckled
-    regen_p: np.ndarray         # share of braking done with regen (one-pedal)
-    commute_p: np.ndarray       # probability of commuting on a weekday
-    depart_h: np.ndarray        # local hour the commute starts
-    errand_rate: np.ndarray     # errand round trips per weekday
-    errand_km: np.ndarray       # median errand route length
+    tailgating_p: np.ndarray  # share of following time closer than 1 s
+    unbuckled_p: np.ndarray  # probability a trip is driven unbuckled
+    regen_p: np.ndarray  # share of braking done with regen (one-pedal)
+    commute_p: np.ndarray  # probability of commuting on a weekday
+    depart_h: np.ndarray  # local hour the commute starts
+    errand_rate: np.ndarray  # errand round trips per weekday
+    errand_km: np.ndarray  # median errand route length
     charge_below_pct: np.ndarray
     charge_to_pct: np.ndarray
-    home_xy: np.ndarray         # (n, 2) metres from the centre
+    home_xy: np.ndarray  # (n, 2) metres from the centre
     work_xy: np.ndarray
-    home_cell: np.ndarray       # uint64 H3 res-8
+    home_cell: np.ndarray  # uint64 H3 res-8
     work_cell: np.ndarray
     commute_km: np.ndarray
     home_cell_risk: np.ndarray
-    area_risk: np.ndarray       # mean cell risk within ~3 km of home (errands)
-    commute_risk: np.ndarray    # mean cell risk along the commute route
-    frailty: np.ndarray         # unobserved log-rate term
+    area_risk: np.ndarray  # mean cell risk within ~3 km of home (errands)
+    commute_risk: np.ndarray  # mean cell risk along the commute route
+    frailty: np.ndarray  # unobserved log-rate term
 
     @property
     def n(self) -> int:
@@ -147,8 +154,11 @@ class Population:
         """Expected km per day: commute round trips + errand and night round trips
         (route lengths lognormal, sigma 0.5 -> mean = median * exp(0.125))."""
         mean_errand = self.errand_km * math.exp(0.125)
-        return 2 * (self.commute_p * 5 / 7 * self.commute_km + self.errand_rate * (5 + 2 * 1.5) / 7 * mean_errand
-                    + self.night_p * mean_errand * 1.5)
+        return 2 * (
+            self.commute_p * 5 / 7 * self.commute_km
+            + self.errand_rate * (5 + 2 * 1.5) / 7 * mean_errand
+            + self.night_p * mean_errand * 1.5
+        )
 
     def log_rate_terms(self, annual_km: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Factor values of the true crash model (before multiplying by BETA)."""
@@ -200,7 +210,13 @@ def _route_risk(path: np.ndarray, step_m: float = 250.0) -> float:
     return float(np.mean([city.cell_risk_index(int(c)) for c in city.cells_of(lat, lon)]))
 
 
-_RING = np.array([(r * math.cos(a), r * math.sin(a)) for r in (1_500.0, 3_000.0) for a in np.linspace(0, 2 * math.pi, 8, endpoint=False)])
+_RING = np.array(
+    [
+        (r * math.cos(a), r * math.sin(a))
+        for r in (1_500.0, 3_000.0)
+        for a in np.linspace(0, 2 * math.pi, 8, endpoint=False)
+    ]
+)
 
 
 def _area_risk(home: np.ndarray) -> float:
@@ -230,8 +246,16 @@ def build_population(n: int, seed: int, policies=None) -> Population:
     home_r = np.clip(rng.lognormal(math.log(9_000), 0.5, size=n), 1_000, 24_000)
     home_a = rng.uniform(-math.pi, math.pi, size=n)
     home_xy, home_cell = _snap_to_cells(np.column_stack([home_r * np.cos(home_a), home_r * np.sin(home_a)]))
-    work_xy, work_cell = _snap_to_cells(_random_cell_xy(rng, n, np.column_stack(city.to_xy(
-        np.array([h[0] for h in city.WORK_HUBS]), np.array([h[1] for h in city.WORK_HUBS]))), 2_500.0))
+    work_xy, work_cell = _snap_to_cells(
+        _random_cell_xy(
+            rng,
+            n,
+            np.column_stack(
+                city.to_xy(np.array([h[0] for h in city.WORK_HUBS]), np.array([h[1] for h in city.WORK_HUBS]))
+            ),
+            2_500.0,
+        )
+    )
     commute_km = np.array([city.route_length_m(h, w) for h, w in zip(home_xy, work_xy)]) / 1000.0
     return Population(
         seed=seed,
@@ -287,13 +311,22 @@ def feature_design(pop: Population, name: str) -> np.ndarray:
     commute_km_day = 2 * pop.commute_p * 5 / 7 * pop.commute_km
     one = np.ones(pop.n)
     cols = {
-        "mean_speed_kmh": lambda: [one, pop.speed_factor, pop.speeding_p, np.log(pop.commute_km),
-                                   commute_km_day / pop.km_per_day()],
+        "mean_speed_kmh": lambda: [
+            one,
+            pop.speed_factor,
+            pop.speeding_p,
+            np.log(pop.commute_km),
+            commute_km_day / pop.km_per_day(),
+        ],
         "speeding_share": lambda: [pop.speeding_p, pop.speeding_p * pop.speed_factor],
         "unsafe_following_share": lambda: [pop.tailgating_p, pop.tailgating_p * pop.speeding_p],
         "night_share": lambda: [night_km / pop.km_per_day()],
         "soc_trip_start_mean": lambda: [one, (pop.charge_below_pct + pop.charge_to_pct) / 2],
-        "cell_risk_exposure_weighted": lambda: [one, pop.area_risk, pop.commute_risk * commute_km_day / pop.km_per_day()],
+        "cell_risk_exposure_weighted": lambda: [
+            one,
+            pop.area_risk,
+            pop.commute_risk * commute_km_day / pop.km_per_day(),
+        ],
     }[name]()
     return np.column_stack(cols)
 

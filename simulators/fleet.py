@@ -10,6 +10,7 @@ output is byte-identical for the same seed and settings.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ G = 9.80665
 MASS_KG = 2_000.0
 LOCAL_UTC_OFFSET_MS = 8 * 3_600_000  # Shanghai, no DST
 DAY_MS = 86_400_000
-NORMAL_ACCEL_MPS2 = 2.7     # ordinary driving stays below this (0.28 g): harsh is beyond 0.3 g
+NORMAL_ACCEL_MPS2 = 2.7  # ordinary driving stays below this (0.28 g): harsh is beyond 0.3 g
 TURN_RADIUS_M = (12.0, 20.0)
 MOTOR_MAX_KW, MOTOR_REGEN_MAX_KW = 250.0, 150.0
 LEAD_VEHICLE_P = {"local": 0.5, "arterial": 0.7, "expressway": 0.8, "highway": 0.8}
@@ -53,8 +54,10 @@ class FleetConfig:
         if not 10 <= self.state_period_s <= 30:
             raise ValueError(f"state_period_s={self.state_period_s}: ev.state.v1 is sent every 10-30 s")
         if (self.start_ms + LOCAL_UTC_OFFSET_MS) % DAY_MS:
-            raise ValueError(f"start_ms={self.start_ms}: the schedule is planned per local day; "
-                             "start at a Shanghai midnight (e.g. 1793462400000 = 2026-11-01 00:00 +08:00)")
+            raise ValueError(
+                f"start_ms={self.start_ms}: the schedule is planned per local day; "
+                "start at a Shanghai midnight (e.g. 1793462400000 = 2026-11-01 00:00 +08:00)"
+            )
         if self.coord_sys not in ("WGS84", "GCJ02"):
             raise ValueError(f"coord_sys={self.coord_sys!r}: use WGS84 or GCJ02")
 
@@ -134,12 +137,13 @@ def is_night_local(ts_ms: np.ndarray) -> np.ndarray:
 
 # --- schedule ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PlannedTrip:
     start_ms: int
     path: np.ndarray  # vertices in metres
-    kind: str         # commute, errand, night
-    dwell_s: float    # how long the car stays at the destination before the return leg
+    kind: str  # commute, errand, night
+    dwell_s: float  # how long the car stays at the destination before the return leg
 
 
 def plan_day(pop: Population, i: int, day_start_ms: int, rng: np.random.Generator) -> list[PlannedTrip]:
@@ -168,6 +172,7 @@ def plan_day(pop: Population, i: int, day_start_ms: int, rng: np.random.Generato
 
 # --- kinematics ---------------------------------------------------------------------------
 
+
 @dataclass
 class TripArrays:
     """1 Hz kinematics of one trip."""
@@ -177,17 +182,16 @@ class TripArrays:
     v_mps: np.ndarray
     a_mps2: np.ndarray
     a_lat_mps2: np.ndarray
-    regen: np.ndarray       # bool: braking through the motor
+    regen: np.ndarray  # bool: braking through the motor
     fcw: np.ndarray
-    headway_s: np.ndarray   # nan = no lead vehicle
-    limit_kmh: np.ndarray
-    harsh_brakes: int
-    crash_at: int | None    # step index of the impact
+    headway_s: np.ndarray  # nan = no lead vehicle
+    crash_at: int | None  # step index of the impact
     crash_delta_v_kmh: float
 
 
-def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, crash_scale: float,
-          soc_pct: float) -> TripArrays:
+def drive(
+    pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, crash_scale: float, soc_pct: float
+) -> TripArrays:
     """Drive ``path`` at 1 s steps: cruise toward the cell speed limit (times the
     driver's speed factor, or above it in a speeding spell), brake for turns, red
     lights and the destination, and inject harsh events at the driver's per-km rates."""
@@ -225,8 +229,8 @@ def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, c
     accel_max = 1.6 + 0.8 * d.u()
     brake_comfort = 1.3 + 0.6 * d.u()
     sp_p = float(pop.speeding_p[i])
-    p_off = 1.0 / 40.0                     # speeding spells last ~40 s
-    p_on = p_off * sp_p / (1.0 - sp_p)     # stationary share = speeding_p
+    p_off = 1.0 / 40.0  # speeding spells last ~40 s
+    p_on = p_off * sp_p / (1.0 - sp_p)  # stationary share = speeding_p
     tg_p = float(pop.tailgating_p[i])
     tg_off = 1.0 / 20.0
     tg_on = tg_off * tg_p / (1.0 - tg_p)
@@ -250,12 +254,11 @@ def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, c
     sp_mult = 1.2
     wait = 0.0
     stop_idx = 0
-    episode: list[float] = []      # queued longitudinal accelerations of a harsh event
+    episode: list[float] = []  # queued longitudinal accelerations of a harsh event
     lat_episode: list[float] = []  # queued lateral accelerations
     braking = regen_on = False
     hw = math.exp(headway_mu)
-    t_s, s_m, v_mps, a_mps2, a_lat, regen, fcw, headway, limit_out = ([] for _ in range(9))
-    harsh_brakes = 0
+    t_s, s_m, v_mps, a_mps2, a_lat, regen, fcw, headway = ([] for _ in range(8))
     crash_at = None
     crash_dv = 0.0
     step = 0
@@ -285,7 +288,6 @@ def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, c
             need = (v * v - v_req * v_req) / (2.0 * max(dist, 0.5)) if v > v_req else 0.0
             if pending["brake"] and v > 30 / 3.6 and need < brake_comfort:
                 pending["brake"] -= 1
-                harsh_brakes += 1
                 peak = -G * (0.32 + 0.25 * d.u())
                 episode = [-G * (0.12 + 0.05 * d.u()), peak]  # popped from the end: peak first
                 a = peak
@@ -347,7 +349,6 @@ def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, c
         regen.append(is_brake and regen_on)
         fcw.append(warn)
         headway.append(hw if has_lead and v > 1.0 else math.nan)
-        limit_out.append(lim * 3.6)
         if crash_at is not None:
             v = 0.0
             break
@@ -362,10 +363,16 @@ def drive(pop: Population, i: int, path: np.ndarray, start_ms: int, d: _Draws, c
             raise RuntimeError(f"vehicle {i}: trip of {total:.0f} m did not finish in 6 h; kinematics stuck")
     # the final sample: arrived, stopped
     return TripArrays(
-        t_s=np.asarray(t_s, dtype=float), s_m=np.minimum(np.asarray(s_m), total), v_mps=np.asarray(v_mps),
-        a_mps2=np.asarray(a_mps2), a_lat_mps2=np.asarray(a_lat), regen=np.asarray(regen, dtype=bool),
-        fcw=np.asarray(fcw, dtype=bool), headway_s=np.asarray(headway), limit_kmh=np.asarray(limit_out),
-        harsh_brakes=harsh_brakes, crash_at=crash_at, crash_delta_v_kmh=crash_dv,
+        t_s=np.asarray(t_s, dtype=float),
+        s_m=np.minimum(np.asarray(s_m), total),
+        v_mps=np.asarray(v_mps),
+        a_mps2=np.asarray(a_mps2),
+        a_lat_mps2=np.asarray(a_lat),
+        regen=np.asarray(regen, dtype=bool),
+        fcw=np.asarray(fcw, dtype=bool),
+        headway_s=np.asarray(headway),
+        crash_at=crash_at,
+        crash_delta_v_kmh=crash_dv,
     )
 
 
@@ -389,12 +396,17 @@ def motor_power_kw(v: np.ndarray, a: np.ndarray, regen: np.ndarray) -> np.ndarra
 
 # --- one vehicle-day -> events -------------------------------------------------------------------
 
+
 class Emitter:
     """Turns one vehicle's simulated state into records, numbering event ids."""
 
-    def __init__(self, pop: Population, i: int, cfg: FleetConfig, st: VehicleState):
+    def __init__(self, pop: Population, i: int, cfg: FleetConfig, st: VehicleState, origin_ms: int | None = None):
         self.pop, self.i, self.cfg, self.st = pop, i, cfg, st
         self.vin = str(pop.vin[i])
+        # event ids: unique per (seed, run start, vehicle) and free of the VIN, which the
+        # gate refuses anywhere in a value (it would leave the gate in clear)
+        origin = cfg.start_ms if origin_ms is None else origin_ms
+        self.id_prefix = hashlib.blake2b(f"{pop.seed}:{origin}:{i}".encode(), digest_size=6).hexdigest()
         self.events: list[Event] = []
         if cfg.coord_sys == "GCJ02":
             from stream.geo import wgs84_to_gcj02
@@ -405,34 +417,65 @@ class Emitter:
 
     def eid(self, tag: str) -> str:
         self.st.seq += 1
-        return f"{self.vin}-{tag}-{self.st.seq}"
+        return f"{self.id_prefix}-{tag}{self.st.seq}"
 
     def pos(self, lat: float, lon: float) -> tuple[float, float]:
         if self._to_out is not None:
             lat, lon = self._to_out(lat, lon)
         return round(lat, 6), round(lon, 6)
 
-    def state(self, ts_ms: int, *, status: str, charging: str, speed_kmh: float, current_a: float,
-              gear: str, lat: float, lon: float, alarm_level: int = 0, alarm_flags: int = 0,
-              temp_max_c: float | None = None) -> Event:
+    def state(
+        self,
+        ts_ms: int,
+        *,
+        status: str,
+        charging: str,
+        speed_kmh: float,
+        current_a: float,
+        gear: str,
+        lat: float,
+        lon: float,
+        alarm_level: int = 0,
+        alarm_flags: int = 0,
+        temp_max_c: float | None = None,
+    ) -> Event:
         soc, speed_kmh, current_a = float(self.st.soc_pct), float(speed_kmh), float(current_a)
         cell_v = 3.35 + 0.0085 * soc
         t_max = temp_max_c if temp_max_c is not None else 26.0 + 0.01 * abs(current_a)
         olat, olon = self.pos(lat, lon)
-        return Event(ts_ms, TOPIC_STATE, self.vin, r.StateV1(
-            event_id=self.eid("s"), ts_ms=ts_ms, vehicle_status=status, charging_state=charging,
-            speed_kmh=round(speed_kmh, 1), odometer_km=round(float(self.st.odometer_km), 1),
-            pack_voltage_v=round(PACK_NOMINAL_V * (0.92 + 0.0016 * soc), 1), pack_current_a=round(current_a, 1),
-            soc_pct=round(soc, 1), gear=gear, insulation_resistance_kohm=2_500.0, lat=olat, lon=olon,
-            cell_voltage_max_v=round(cell_v + 0.01, 3), cell_voltage_min_v=round(cell_v - 0.01, 3),
-            cell_temp_max_c=round(t_max, 1), cell_temp_min_c=round(t_max - 3.0, 1),
-            alarm_level=alarm_level, alarm_flags=alarm_flags))
+        return Event(
+            ts_ms,
+            TOPIC_STATE,
+            self.vin,
+            r.StateV1(
+                event_id=self.eid("s"),
+                ts_ms=ts_ms,
+                vehicle_status=status,
+                charging_state=charging,
+                speed_kmh=round(speed_kmh, 1),
+                odometer_km=round(float(self.st.odometer_km), 1),
+                pack_voltage_v=round(PACK_NOMINAL_V * (0.92 + 0.0016 * soc), 1),
+                pack_current_a=round(current_a, 1),
+                soc_pct=round(soc, 1),
+                gear=gear,
+                insulation_resistance_kohm=2_500.0,
+                lat=olat,
+                lon=olon,
+                cell_voltage_max_v=round(cell_v + 0.01, 3),
+                cell_voltage_min_v=round(cell_v - 0.01, 3),
+                cell_temp_max_c=round(t_max, 1),
+                cell_temp_min_c=round(t_max - 3.0, 1),
+                alarm_level=alarm_level,
+                alarm_flags=alarm_flags,
+            ),
+        )
 
 
 def _trace(i: int, ts: np.ndarray, lat: np.ndarray, lon: np.ndarray, v_kmh: np.ndarray, crashed: bool) -> TripTrace:
     keep = slice(None, None, 10)
-    return TripTrace(i, int(ts[0]), int(ts[-1]), ts[keep].copy(), lat[keep].copy(), lon[keep].copy(),
-                     v_kmh[keep].copy(), crashed)
+    return TripTrace(
+        i, int(ts[0]), int(ts[-1]), ts[keep].copy(), lat[keep].copy(), lon[keep].copy(), v_kmh[keep].copy(), crashed
+    )
 
 
 @dataclass
@@ -440,7 +483,7 @@ class TripOut:
     """One driven trip: 1 Hz kinematics and positions, and the dynamics-rate samples."""
 
     ta: TripArrays
-    ts1: np.ndarray       # 1 Hz timestamps
+    ts1: np.ndarray  # 1 Hz timestamps
     x: np.ndarray
     y: np.ndarray
     lat: np.ndarray
@@ -449,7 +492,7 @@ class TripOut:
     soc: np.ndarray
     odo0: float
     belt: bool
-    near: np.ndarray      # 1 Hz index of each dynamics sample
+    near: np.ndarray  # 1 Hz index of each dynamics sample
     ts_out: np.ndarray
     v_kmh: np.ndarray
     la_out: np.ndarray
@@ -481,9 +524,25 @@ def drive_trip(em: Emitter, path: np.ndarray, start_ms: int, d: _Draws) -> TripO
     else:
         tt, near, v_out, la_out, lo_out = ta.t_s, np.arange(n), ta.v_mps, lat, lon
     yaw = np.clip(np.degrees(ta.a_lat_mps2[near] / np.maximum(v_out, 2.0)), -120.0, 120.0)
-    return TripOut(ta, ts1, x, y, lat, lon, power, soc, st.odometer_km, belt, near,
-                   start_ms + np.rint(tt * 1000).astype(np.int64), np.clip(v_out * 3.6, 0.0, 250.0), la_out, lo_out,
-                   yaw, heading_along(path, ta.s_m)[near])
+    return TripOut(
+        ta,
+        ts1,
+        x,
+        y,
+        lat,
+        lon,
+        power,
+        soc,
+        st.odometer_km,
+        belt,
+        near,
+        start_ms + np.rint(tt * 1000).astype(np.int64),
+        np.clip(v_out * 3.6, 0.0, 250.0),
+        la_out,
+        lo_out,
+        yaw,
+        heading_along(path, ta.s_m)[near],
+    )
 
 
 def trip_records(em: Emitter, o: TripOut) -> Iterator[Event]:
@@ -498,18 +557,40 @@ def trip_records(em: Emitter, o: TripOut) -> Iterator[Event]:
             last_state = k1
             st.soc_pct = float(o.soc[k1])
             st.odometer_km = o.odo0 + float(ta.s_m[k1]) / 1000.0
-            yield em.state(int(o.ts1[k1]), status="started", charging="not_charging",
-                           speed_kmh=ta.v_mps[k1] * 3.6, current_a=o.power[k1] * 1000.0 / PACK_NOMINAL_V, gear="D",
-                           lat=float(o.lat[k1]), lon=float(o.lon[k1]))
+            yield em.state(
+                int(o.ts1[k1]),
+                status="started",
+                charging="not_charging",
+                speed_kmh=ta.v_mps[k1] * 3.6,
+                current_a=o.power[k1] * 1000.0 / PACK_NOMINAL_V,
+                gear="D",
+                lat=float(o.lat[k1]),
+                lon=float(o.lon[k1]),
+            )
         olat, olon = em.pos(float(o.la_out[k]), float(o.lo_out[k]))
         h = float(ta.headway_s[k1])
         ts = int(o.ts_out[k])
-        yield Event(ts, TOPIC_DYNAMICS, em.vin, r.DynamicsV1(
-            event_id=em.eid("d"), ts_ms=ts, speed_kmh=round(float(o.v_kmh[k]), 2),
-            accel_long_mps2=round(float(ta.a_mps2[k1]), 3), accel_lat_mps2=round(float(ta.a_lat_mps2[k1]), 3),
-            yaw_rate_dps=round(float(o.yaw[k]), 2), heading_deg=round(float(o.heading[k]), 1) % 360.0,
-            motor_power_kw=round(float(o.power[k1]), 2), adas_state="standby", fcw=bool(ta.fcw[k1]),
-            headway_s=None if math.isnan(h) else round(h, 2), seatbelt_driver=o.belt, lat=olat, lon=olon))
+        yield Event(
+            ts,
+            TOPIC_DYNAMICS,
+            em.vin,
+            r.DynamicsV1(
+                event_id=em.eid("d"),
+                ts_ms=ts,
+                speed_kmh=round(float(o.v_kmh[k]), 2),
+                accel_long_mps2=round(float(ta.a_mps2[k1]), 3),
+                accel_lat_mps2=round(float(ta.a_lat_mps2[k1]), 3),
+                yaw_rate_dps=round(float(o.yaw[k]), 2),
+                heading_deg=round(float(o.heading[k]), 1) % 360.0,
+                motor_power_kw=round(float(o.power[k1]), 2),
+                adas_state="standby",
+                fcw=bool(ta.fcw[k1]),
+                headway_s=None if math.isnan(h) else round(h, 2),
+                seatbelt_driver=o.belt,
+                lat=olat,
+                lon=olon,
+            ),
+        )
 
 
 def finish_trip(em: Emitter, o: TripOut, d: _Draws) -> tuple[list[Event], int, bool]:
@@ -527,15 +608,40 @@ def finish_trip(em: Emitter, o: TripOut, d: _Draws) -> tuple[list[Event], int, b
         flags = 1 << GBT_ALARM_BIT["battery_high_temp"]
         for ts_a, active in ((t0, True), (t0 + int(60_000 + 240_000 * d.u()), False)):
             alat, alon = em.pos(float(o.lat[k]), float(o.lon[k]))
-            out.append(Event(ts_a, TOPIC_ALARM, em.vin, r.AlarmV1(
-                event_id=em.eid("a"), ts_ms=ts_a, alarm_code="battery_high_temp", alarm_level=level if active else 0,
-                active=active, cell_temp_max_c=round(temp if active else 45.0, 1), lat=alat, lon=alon)))
+            out.append(
+                Event(
+                    ts_a,
+                    TOPIC_ALARM,
+                    em.vin,
+                    r.AlarmV1(
+                        event_id=em.eid("a"),
+                        ts_ms=ts_a,
+                        alarm_code="battery_high_temp",
+                        alarm_level=level if active else 0,
+                        active=active,
+                        cell_temp_max_c=round(temp if active else 45.0, 1),
+                        lat=alat,
+                        lon=alon,
+                    ),
+                )
+            )
         if level == 3:  # GB/T 32960: 1 s reporting around a level-3 alarm
             for dt in range(-5, 10):
-                out.append(em.state(t0 + dt * 1000, status="started", charging="not_charging",
-                                    speed_kmh=float(ta.v_mps[min(max(k + dt, 0), n - 1)]) * 3.6, current_a=0.0,
-                                    gear="D", lat=float(o.lat[k]), lon=float(o.lon[k]), alarm_level=3 if dt >= 0 else 0,
-                                    alarm_flags=flags if dt >= 0 else 0, temp_max_c=temp))
+                out.append(
+                    em.state(
+                        t0 + dt * 1000,
+                        status="started",
+                        charging="not_charging",
+                        speed_kmh=float(ta.v_mps[min(max(k + dt, 0), n - 1)]) * 3.6,
+                        current_a=0.0,
+                        gear="D",
+                        lat=float(o.lat[k]),
+                        lon=float(o.lon[k]),
+                        alarm_level=3 if dt >= 0 else 0,
+                        alarm_flags=flags if dt >= 0 else 0,
+                        temp_max_c=temp,
+                    )
+                )
     end_ms = int(o.ts1[-1])
     st.odometer_km = o.odo0 + km
     st.soc_pct = float(max(o.soc[-1], 1.0))
@@ -543,19 +649,53 @@ def finish_trip(em: Emitter, o: TripOut, d: _Draws) -> tuple[list[Event], int, b
     crashed = ta.crash_at is not None
     if crashed:
         k = ta.crash_at
-        pre = [round(float(v) * 3.6, 1) for v in ta.v_mps[max(0, k - 60):k]]
+        pre = [round(float(v) * 3.6, 1) for v in ta.v_mps[max(0, k - 60) : k]]
         clat, clon = em.pos(float(o.lat[k]), float(o.lon[k]))
         dv = round(ta.crash_delta_v_kmh, 1)
-        out.append(Event(int(o.ts1[k]), TOPIC_CRASH, em.vin, r.CrashV1(
-            event_id=em.eid("c"), ts_ms=int(o.ts1[k]), peak_accel_g=round(dv / 3.6 / 0.1 / G, 1), delta_v_kmh=dv,
-            principal_direction_deg=round(360.0 * d.u(), 1) % 360.0, airbag_deployed=dv > 20.0,
-            speed_before_kmh=pre[-1] if pre else 0.0, pre_speed_kmh=pre, post_speed_kmh=[0.0] * 30,
-            lat=clat, lon=clon)))
-        st.crashes.append({"vin": em.vin, "vehicle": i, "ts_ms": int(o.ts1[k]), "lat": float(o.lat[k]),
-                           "lon": float(o.lon[k]), "delta_v_kmh": dv, "speed_kmh": pre[-1] if pre else 0.0})
+        out.append(
+            Event(
+                int(o.ts1[k]),
+                TOPIC_CRASH,
+                em.vin,
+                r.CrashV1(
+                    event_id=em.eid("c"),
+                    ts_ms=int(o.ts1[k]),
+                    peak_accel_g=round(dv / 3.6 / 0.1 / G, 1),
+                    delta_v_kmh=dv,
+                    principal_direction_deg=round(360.0 * d.u(), 1) % 360.0,
+                    airbag_deployed=dv > 20.0,
+                    speed_before_kmh=pre[-1] if pre else 0.0,
+                    pre_speed_kmh=pre,
+                    post_speed_kmh=[0.0] * 30,
+                    lat=clat,
+                    lon=clon,
+                ),
+            )
+        )
+        st.crashes.append(
+            {
+                "vin": em.vin,
+                "vehicle": i,
+                "ts_ms": int(o.ts1[k]),
+                "lat": float(o.lat[k]),
+                "lon": float(o.lon[k]),
+                "delta_v_kmh": dv,
+                "speed_kmh": pre[-1] if pre else 0.0,
+            }
+        )
         st.out_of_service_until_ms = end_ms + 3 * DAY_MS  # towed to a garage
-    out.append(em.state(end_ms, status="off", charging="not_charging", speed_kmh=0.0, current_a=0.0, gear="P",
-                        lat=float(o.lat[-1]), lon=float(o.lon[-1])))
+    out.append(
+        em.state(
+            end_ms,
+            status="off",
+            charging="not_charging",
+            speed_kmh=0.0,
+            current_a=0.0,
+            gear="P",
+            lat=float(o.lat[-1]),
+            lon=float(o.lon[-1]),
+        )
+    )
     st.traces.append(_trace(i, o.ts1, o.lat, o.lon, ta.v_mps * 3.6, crashed))
     return out, end_ms, crashed
 
@@ -576,12 +716,32 @@ def charge(em: Emitter, start_ms: int, until_ms: int, power_kw: float, target_pc
     ts = start_ms
     step_pct = power_kw * cfg.charge_state_period_s / 3600.0 / PACK_KWH * 100.0
     while st.soc_pct < target_pct and ts < until_ms:
-        em.events.append(em.state(ts, status="off", charging="parked_charging", speed_kmh=0.0,
-                                  current_a=-power_kw * 1000.0 / PACK_NOMINAL_V, gear="P", lat=lat, lon=lon))
+        em.events.append(
+            em.state(
+                ts,
+                status="off",
+                charging="parked_charging",
+                speed_kmh=0.0,
+                current_a=-power_kw * 1000.0 / PACK_NOMINAL_V,
+                gear="P",
+                lat=lat,
+                lon=lon,
+            )
+        )
         st.soc_pct = min(100.0, st.soc_pct + step_pct)
         ts += cfg.charge_state_period_s * 1000
-    em.events.append(em.state(ts, status="off", charging="charge_complete" if st.soc_pct >= target_pct else "not_charging",
-                              speed_kmh=0.0, current_a=0.0, gear="P", lat=lat, lon=lon))
+    em.events.append(
+        em.state(
+            ts,
+            status="off",
+            charging="charge_complete" if st.soc_pct >= target_pct else "not_charging",
+            speed_kmh=0.0,
+            current_a=0.0,
+            gear="P",
+            lat=lat,
+            lon=lon,
+        )
+    )
     st.charging.append((start_ms, ts, lat, lon))
     return ts
 
@@ -605,17 +765,24 @@ def simulate_vehicle_day(pop: Population, i: int, day: int, cfg: FleetConfig, st
         end, crashed = simulate_trip(em, trip.path, start, d)
         clock = end + (int(trip.dwell_s * 1000) if not crashed else DAY_MS)
     if np.allclose(st.pos_xy, home, atol=50.0) and st.soc_pct < float(pop.charge_below_pct[i]):
-        charge(em, max(clock, day_start + 20 * 3_600_000), day_start + DAY_MS + 7 * 3_600_000, 7.0,
-               float(pop.charge_to_pct[i]))
+        charge(
+            em,
+            max(clock, day_start + 20 * 3_600_000),
+            day_start + DAY_MS + 7 * 3_600_000,
+            7.0,
+            float(pop.charge_to_pct[i]),
+        )
     em.events.sort(key=lambda e: e.ts_ms)
     return em.events
 
 
 def initial_state(pop: Population, i: int) -> VehicleState:
     rng = np.random.default_rng([pop.seed, 3, i])
-    return VehicleState(odometer_km=float(rng.uniform(2_000, 60_000)),
-                        soc_pct=float(rng.uniform(pop.charge_below_pct[i], pop.charge_to_pct[i])),
-                        pos_xy=pop.home_xy[i].copy())
+    return VehicleState(
+        odometer_km=float(rng.uniform(2_000, 60_000)),
+        soc_pct=float(rng.uniform(pop.charge_below_pct[i], pop.charge_to_pct[i])),
+        pos_xy=pop.home_xy[i].copy(),
+    )
 
 
 def simulate(pop: Population, cfg: FleetConfig, states: list[VehicleState] | None = None) -> Iterator[Event]:
@@ -633,7 +800,7 @@ def continuous_driving(pop: Population, i: int, cfg: FleetConfig, start_ms: int)
     st = initial_state(pop, i)
     rng = np.random.default_rng([pop.seed, 8, i])
     d = _Draws(rng)
-    em = Emitter(pop, i, cfg, st)
+    em = Emitter(pop, i, cfg, st, origin_ms=start_ms)
     t = start_ms
     while True:
         path = city.staircase_route(rng, st.pos_xy, rng.lognormal(math.log(pop.errand_km[i] * 1000.0), 0.5))
@@ -644,4 +811,4 @@ def continuous_driving(pop: Population, i: int, cfg: FleetConfig, start_ms: int)
         st.traces.clear()
         if st.soc_pct < 15.0:  # battery swap / fast charge between trips, not simulated second by second
             st.soc_pct = float(pop.charge_to_pct[i])
-        t = end + 60_000
+        t = end + 1_000  # straight on: a parked gap would thin the stream and push timestamps past the clock

@@ -20,7 +20,7 @@ from collections import defaultdict
 import numpy as np
 
 from simulators import city
-from simulators.fleet import G, TOPIC_ALARM, TOPIC_DYNAMICS, TOPIC_STATE, Event, is_night_local
+from simulators.fleet import TOPIC_ALARM, TOPIC_DYNAMICS, TOPIC_STATE, Event, G, is_night_local
 
 TRIP_GAP_MS = 60_000
 
@@ -97,5 +97,8 @@ def fleet_features(events: list[Event], hz: float, window_days: float) -> dict[s
     for e in events:
         if e.topic in (TOPIC_DYNAMICS, TOPIC_STATE, TOPIC_ALARM):
             by_vin[e.key][e.topic].append(e.record)
-    return {vin: vehicle_features(t[TOPIC_DYNAMICS], t[TOPIC_STATE], t[TOPIC_ALARM], hz, window_days)
-            for vin, t in by_vin.items() if t[TOPIC_DYNAMICS]}
+    return {
+        vin: vehicle_features(t[TOPIC_DYNAMICS], t[TOPIC_STATE], t[TOPIC_ALARM], hz, window_days)
+        for vin, t in by_vin.items()
+        if t[TOPIC_DYNAMICS]
+    }

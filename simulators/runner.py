@@ -77,16 +77,27 @@ def load_stream(vehicles: int, rate: float, seed: int, start_ms: int) -> tuple[I
     run ahead of the wall clock)."""
     hz = math.ceil(rate / vehicles)
     if hz > 10:
-        raise ValueError(f"--rate {rate:g} with --vehicles {vehicles}: that is {rate / vehicles:.1f} events/s per vehicle, "
-                         f"but ev.dynamics.v1 is at most 10 Hz; use at least {math.ceil(rate / 10)} vehicles")
+        raise ValueError(
+            f"--rate {rate:g} with --vehicles {vehicles}: that is {rate / vehicles:.1f} events/s per vehicle, "
+            f"but ev.dynamics.v1 is at most 10 Hz; use at least {math.ceil(rate / 10)} vehicles"
+        )
     pop = drivers.build_population(vehicles, seed)
     cfg = fleet.FleetConfig(start_ms=local_midnight_ms(start_ms), dynamics_hz=max(hz, 1), crash_scale=0.0)
-    streams = [fleet.continuous_driving(pop, i, cfg, start_ms + int(i * 997 % 1000)) for i in range(vehicles)]
+    # vehicles start spread over the second before ``start_ms``, so no timestamp is ahead of it
+    streams = [fleet.continuous_driving(pop, i, cfg, start_ms - 1_000 + i * 997 % 1_000) for i in range(vehicles)]
     return heapq.merge(*streams, key=lambda e: e.ts_ms), max(hz, 1)
 
 
-async def run_load(sink, stream: Iterator[fleet.Event], rate: float, duration_s: float, vehicles: int, hz: int,
-                   on_progress: Callable[[int], None], tick_s: float = 0.01) -> LoadResult:
+async def run_load(
+    sink,
+    stream: Iterator[fleet.Event],
+    rate: float,
+    duration_s: float,
+    vehicles: int,
+    hz: int,
+    on_progress: Callable[[int], None],
+    tick_s: float = 0.01,
+) -> LoadResult:
     """Token bucket over batches: every tick, add rate x elapsed tokens and send that many
     events. The bucket holds 0.5 s worth, so a stall (a full partition queue, a busy core)
     is caught up rather than lost; a longer stall shows up as a missed target."""
@@ -120,7 +131,16 @@ async def run_load(sink, stream: Iterator[fleet.Event], rate: float, duration_s:
     flush_s = time.perf_counter() - f0
     achieved = sent / send_window
     return LoadResult(
-        target_rate=rate, achieved_rate=round(achieved, 1), events_sent=sent, errors=sink.errors,
-        duration_s=round(send_window, 3), held_within_2pct=abs(achieved - rate) <= 0.02 * rate and sink.errors == 0,
-        vehicles=vehicles, dynamics_hz=hz, produce_ack_latency_ms=percentiles(sink.ack_latency_ms),
-        flush_s=round(flush_s, 3), warmup_s=round(warmup_s, 3), client_cpu_cores=round(cpu_share, 3))
+        target_rate=rate,
+        achieved_rate=round(achieved, 1),
+        events_sent=sent,
+        errors=sink.errors,
+        duration_s=round(send_window, 3),
+        held_within_2pct=abs(achieved - rate) <= 0.02 * rate and sink.errors == 0,
+        vehicles=vehicles,
+        dynamics_hz=hz,
+        produce_ack_latency_ms=percentiles(sink.ack_latency_ms),
+        flush_s=round(flush_s, 3),
+        warmup_s=round(warmup_s, 3),
+        client_cpu_cores=round(cpu_share, 3),
+    )

@@ -34,7 +34,7 @@ class ClaimsConfig:
     ring_size: tuple[int, int] = (4, 8)
     ring_claims_per_member: float = 1.5
     opportunistic_per_vehicle_year: float = 0.01
-    portfolio_policies: int = 10_000      # non-telematics policies whose claims share the topic
+    portfolio_policies: int = 10_000  # non-telematics policies whose claims share the topic
     portfolio_claims_per_year: float = 0.075
 
 
@@ -42,7 +42,7 @@ class ClaimsConfig:
 class Truth:
     """Ground truth of an event-level run."""
 
-    claims: list[dict] = field(default_factory=list)   # full claims-book rows (with facts and truth)
+    claims: list[dict] = field(default_factory=list)  # full claims-book rows (with facts and truth)
     rings: list[dict] = field(default_factory=list)
     crashes: list[dict] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
@@ -63,8 +63,15 @@ class Truth:
             w = csv.writer(fh)
             w.writerow(["vehicle_id", "true_rate", "z", "home_cell", "work_cell"])
             for k in range(pop.n):
-                w.writerow([pop.vin[k], round(float(rate[k]), 6), round(float(pop.z[k]), 4), int(pop.home_cell[k]),
-                            int(pop.work_cell[k])])
+                w.writerow(
+                    [
+                        pop.vin[k],
+                        round(float(rate[k]), 6),
+                        round(float(pop.z[k]), 4),
+                        int(pop.home_cell[k]),
+                        int(pop.work_cell[k]),
+                    ]
+                )
 
 
 class Scenario:
@@ -73,12 +80,15 @@ class Scenario:
     def __init__(self, pop: drivers.Population, fcfg: fleet.FleetConfig, ccfg: ClaimsConfig):
         self.pop, self.fcfg, self.ccfg = pop, fcfg, ccfg
         self.rng = np.random.default_rng([pop.seed, 7])
-        self.fac = claims.ClaimFactory(self.rng, claims.load_severities(), prefix=f"SIM{pop.seed}")
+        # claim ids name the seed and the first day, so reruns on other days never reuse them
+        first_day = (fcfg.start_ms + fleet.LOCAL_UTC_OFFSET_MS) // fleet.DAY_MS
+        self.fac = claims.ClaimFactory(self.rng, claims.load_severities(), prefix=f"SIM{pop.seed}-{first_day}")
         self.states = [fleet.initial_state(pop, i) for i in range(pop.n)]
         self.holders = [self.fac.ents.person(str(pop.vin[i]), f"POL-{i:07d}", telematics=True) for i in range(pop.n)]
         self.truth = Truth()
         self._later: list[tuple[int, int, fleet.Event]] = []  # records of a later day than the one being emitted
         self._tie = itertools.count()
+        self._filed: dict[str, dict] = {}  # claim id -> claims-book row, until its FNOL is emitted
         self._plan_rings()
 
     def _plan_rings(self) -> None:
@@ -97,7 +107,9 @@ class Scenario:
                     members.append(self.holders[k])
                     fleet_idx.append(k)
                 else:
-                    members.append(self.fac.ents.person(drivers.make_vin(rng, 700_000 + 20 * j + m), f"POL-R{j:03d}{m:02d}"))
+                    members.append(
+                        self.fac.ents.person(drivers.make_vin(rng, 700_000 + 20 * j + m), f"POL-R{j:03d}{m:02d}")
+                    )
                     fleet_idx.append(None)
             ring = self.fac.make_ring(f"ring-{self.pop.seed}-{j:03d}", members)
             self.rings.append(ring)
@@ -134,14 +146,20 @@ class Scenario:
             tp = None if k_tp is None else self._in_cell(k_tp, d.loss_ts_ms, city.cell_of(d.lat, d.lon))
             return claims.Facts(False, third_party_in_cell=tp)
         cell = city.cell_of(d.lat, d.lon)
-        crash = next((c for c in self.states[k_ins].crashes if abs(c["ts_ms"] - d.loss_ts_ms) <= IN_CELL_WINDOW_MS), None)
+        crash = next(
+            (c for c in self.states[k_ins].crashes if abs(c["ts_ms"] - d.loss_ts_ms) <= IN_CELL_WINDOW_MS), None
+        )
         _, _, speed, parked = self._where(k_ins, d.loss_ts_ms)
         charging = any(a <= d.loss_ts_ms <= b for a, b, _, _ in self.states[k_ins].charging)
         return claims.Facts(
-            telematics_available=True, insured_in_cell=self._in_cell(k_ins, d.loss_ts_ms, cell),
+            telematics_available=True,
+            insured_in_cell=self._in_cell(k_ins, d.loss_ts_ms, cell),
             third_party_in_cell=None if k_tp is None else self._in_cell(k_tp, d.loss_ts_ms, cell),
-            crash_pulse_found=crash is not None, crash_delta_v_kmh=crash["delta_v_kmh"] if crash else 0.0,
-            speed_at_loss_kmh=crash["speed_kmh"] if crash else speed, parked_or_charging_at_loss=parked or charging)
+            crash_pulse_found=crash is not None,
+            crash_delta_v_kmh=crash["delta_v_kmh"] if crash else 0.0,
+            speed_at_loss_kmh=crash["speed_kmh"] if crash else speed,
+            parked_or_charging_at_loss=parked or charging,
+        )
 
     # --- the day's claims ----------------------------------------------------------------------
 
@@ -156,15 +174,27 @@ class Scenario:
         for st in self.states:
             for c in st.crashes:
                 if day_start <= c["ts_ms"] < day_start + fleet.DAY_MS:
-                    third = fac.ents.person(drivers.make_vin(rng, 600_000 + len(self.truth.claims))) if rng.random() < 0.55 else None
-                    drafts.append(fac.genuine(self.holders[c["vehicle"]], c["ts_ms"],
-                                              c["lat"] + rng.normal(0, 2e-4), c["lon"] + rng.normal(0, 2e-4), third))
+                    serial = 600_000 + len(self._filed) + len(self.truth.claims)
+                    third = fac.ents.person(drivers.make_vin(rng, serial)) if rng.random() < 0.55 else None
+                    drafts.append(
+                        fac.genuine(
+                            self.holders[c["vehicle"]],
+                            c["ts_ms"],
+                            c["lat"] + rng.normal(0, 2e-4),
+                            c["lon"] + rng.normal(0, 2e-4),
+                            third,
+                        )
+                    )
                     self.truth.crashes.append(c)
         # the wider portfolio (no telematics): genuine claims anywhere in the city
         for _ in range(rng.poisson(self.ccfg.portfolio_policies * self.ccfg.portfolio_claims_per_year / 365.25)):
-            who = fac.ents.person(drivers.make_vin(rng, int(rng.integers(1_000_000))), f"POL-X{int(rng.integers(10**7)):07d}")
+            who = fac.ents.person(
+                drivers.make_vin(rng, int(rng.integers(1_000_000))), f"POL-X{int(rng.integers(10**7)):07d}"
+            )
             lat, lon = city.to_latlon(*rng.normal(0.0, 8_000.0, 2))
-            third = fac.ents.person(drivers.make_vin(rng, int(rng.integers(1_000_000)))) if rng.random() < 0.55 else None
+            third = (
+                fac.ents.person(drivers.make_vin(rng, int(rng.integers(1_000_000)))) if rng.random() < 0.55 else None
+            )
             drafts.append(fac.genuine(who, day_start + int(rng.integers(fleet.DAY_MS)), float(lat), float(lon), third))
         # opportunistic: a fleet policyholder claims a dent "while parked" where the car really stood
         for _ in range(rng.poisson(pop.n * self.ccfg.opportunistic_per_vehicle_year / 365.25)):
@@ -184,11 +214,20 @@ class Scenario:
         k = self._fleet_index(ins)
         t = day_start + int(rng.integers(3_600_000, 22 * 3_600_000))
         if k is not None:
-            slow = [(tr, j) for tr in self.states[k].traces if tr.start_ms >= day_start
-                    for j in np.flatnonzero(tr.speed_kmh < 15.0)]
+            slow = [
+                (tr, j)
+                for tr in self.states[k].traces
+                if tr.start_ms >= day_start
+                for j in np.flatnonzero(tr.speed_kmh < 15.0)
+            ]
             if kind != "phantom_ring" and slow:
                 tr, j = slow[int(rng.integers(len(slow)))]
                 t = int(tr.ts_ms[j])
+            elif kind == "phantom_ring":  # a time the car stood still for 20 minutes: it cannot drive to the scene
+                for _ in range(50):
+                    if all(self._where(k, t + dt)[3] for dt in (-IN_CELL_WINDOW_MS, 0, IN_CELL_WINDOW_MS)):
+                        break
+                    t = day_start + int(rng.integers(3_600_000, 22 * 3_600_000))
             lat, lon, _, _ = self._where(k, t)
         else:
             lat, lon = (float(v) for v in city.to_latlon(*rng.normal(0.0, 8_000.0, 2)))
@@ -198,21 +237,27 @@ class Scenario:
             lat, lon = (float(v) for v in city.to_latlon(x + 6_000 * math.cos(bearing), y + 6_000 * math.sin(bearing)))
         return self.fac.ring_claim(ring, kind, ins, tp, t, lat, lon)
 
+    def _reported(self, row: dict) -> None:
+        """Truth holds the claims that reached the stream (a stopped real-time run has
+        filed claims whose report time had not come yet)."""
+        self.truth.claims.append(row)
+        if row["ring_id"]:
+            next(r for r in self.truth.rings if r["ring_id"] == row["ring_id"])["claim_ids"].append(row["claim_id"])
+
     # --- the stream --------------------------------------------------------------------------------
 
     def events(self) -> Iterator[fleet.Event]:
         """Telemetry and FNOL records, day by day; within a day in time order."""
         for day in range(self.fcfg.days):
             day_start = self.fcfg.start_ms + day * fleet.DAY_MS
-            per_vehicle = [fleet.simulate_vehicle_day(self.pop, i, day, self.fcfg, self.states[i])
-                           for i in range(self.pop.n)]
+            per_vehicle = [
+                fleet.simulate_vehicle_day(self.pop, i, day, self.fcfg, self.states[i]) for i in range(self.pop.n)
+            ]
             fnol = []
             for d in self._claims_for_day(day, day_start):
                 k_ins, k_tp = self._fleet_index(d.insured), self._fleet_index(d.third)
                 row = claims.to_row(d, self.facts(d, k_ins, k_tp), self.rng)
-                self.truth.claims.append(row)
-                if d.ring_id:
-                    next(r for r in self.truth.rings if r["ring_id"] == d.ring_id)["claim_ids"].append(d.claim_id)
+                self._filed[row["claim_id"]] = row
                 fnol.append(fleet.Event(row["ts_ms"], TOPIC_FNOL, row["claim_id"], claims.to_fnol(row)))
             # claims are reported hours to days after the loss, and night drives and overnight
             # charging run past midnight: hold whatever belongs to a later day until that day,
@@ -231,9 +276,10 @@ class Scenario:
                 held.append(heapq.heappop(self._later)[2])
             for e in heapq.merge(held, now, key=lambda e: e.ts_ms):
                 self.truth.counts[e.topic] += 1
+                if e.topic == TOPIC_FNOL:
+                    self._reported(self._filed.pop(e.key))
                 yield e
             for st in self.states:  # verification looks back at most a day
                 st.traces = [tr for tr in st.traces if tr.end_ms >= day_start]
         for ring, truth in zip(self.rings, self.truth.rings):
             truth.update(claims.ring_truth(ring, truth["claim_ids"]))
-

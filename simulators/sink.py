@@ -48,8 +48,10 @@ class FileSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "wb")
         self._enc = msgspec.json.Encoder()
-        self._headers = {t: {k: v.decode() for k, v in headers_for(t, coord_sys)} for t in
-                         ("ev.state.v1", "ev.dynamics.v1", "ev.alarm.v1", "ev.crash.v1", "claims.fnol.v1")}
+        self._headers = {
+            t: {k: v.decode() for k, v in headers_for(t, coord_sys)}
+            for t in ("ev.state.v1", "ev.dynamics.v1", "ev.alarm.v1", "ev.crash.v1", "claims.fnol.v1")
+        }
         self.sent = 0
         self.errors = 0
         self.ack_latency_ms: list[float] = []
@@ -62,8 +64,9 @@ class FileSink:
 
     async def send(self, events: list[Event]) -> None:
         enc = self._enc
-        lines = [enc.encode(_Line(e.topic, e.key, self._headers[e.topic], msgspec.Raw(enc.encode(e.record))))
-                 for e in events]
+        lines = [
+            enc.encode(_Line(e.topic, e.key, self._headers[e.topic], msgspec.Raw(enc.encode(e.record)))) for e in events
+        ]
         self._fh.write(b"\n".join(lines) + b"\n")
         self.sent += len(events)
 
@@ -75,8 +78,14 @@ class KafkaSink:
     """Idempotent producer fed with hand-built batches. ``stamp`` adds a ``sent_ts_ms``
     header (wall clock at send) so downstream stages can measure latency."""
 
-    def __init__(self, coord_sys: str, stamp: bool = False, settings=None, max_batch_bytes: int = 512 * 1024,
-                 linger_s: float = 0.02):
+    def __init__(
+        self,
+        coord_sys: str,
+        stamp: bool = False,
+        settings=None,
+        max_batch_bytes: int = 512 * 1024,
+        linger_s: float = 0.02,
+    ):
         from voltrisk.settings import KafkaClientSettings
 
         self.settings = settings or KafkaClientSettings()
@@ -98,10 +107,16 @@ class KafkaSink:
         from aiokafka import AIOKafkaProducer
 
         self.producer = AIOKafkaProducer(
-            **self.settings.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=20,
+            **self.settings.aiokafka_kwargs(),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=20,
             # uncompressed: aiokafka's lz4 needs cramjam in every consumer, and on 2 shared cores
             # the CPU is scarcer than loopback bandwidth
-            compression_type=None, max_batch_size=self.max_batch_bytes, request_timeout_ms=30_000)
+            compression_type=None,
+            max_batch_size=self.max_batch_bytes,
+            request_timeout_ms=30_000,
+        )
         from aiokafka.errors import KafkaConnectionError
 
         from voltrisk.errors import UserError
@@ -110,8 +125,10 @@ class KafkaSink:
             await self.producer.start()
         except KafkaConnectionError:
             await self.producer.stop()
-            raise UserError(f"cannot reach Kafka at {self.settings.kafka_bootstrap}: start the broker "
-                            "(`voltrisk broker start`) or set VOLTRISK_KAFKA_BOOTSTRAP") from None
+            raise UserError(
+                f"cannot reach Kafka at {self.settings.kafka_bootstrap}: start the broker "
+                "(`voltrisk broker start`) or set VOLTRISK_KAFKA_BOOTSTRAP"
+            ) from None
 
     async def _partition(self, topic: str, key: str) -> int:
         p = self._pcache.get((topic, key))
@@ -119,8 +136,12 @@ class KafkaSink:
             if topic not in self._partitions:
                 parts = await self.producer.partitions_for(topic)
                 if not parts:
-                    raise RuntimeError(f"topic {topic} does not exist on {self.settings.kafka_bootstrap}; "
-                                       "create the topics first (`voltrisk topics create`)")
+                    from voltrisk.errors import UserError
+
+                    raise UserError(
+                        f"topic {topic} does not exist on {self.settings.kafka_bootstrap}; "
+                        "create the topics first (`voltrisk topics create`)"
+                    )
                 self._partitions[topic] = sorted(parts)
             from aiokafka.partitioner import DefaultPartitioner
 
@@ -170,7 +191,9 @@ class KafkaSink:
                 b = builders[tp] = self.producer.create_batch()
                 self._born[tp] = time.perf_counter()
                 if b.append(key=key, value=value, timestamp=e.ts_ms, headers=headers) is None:
-                    raise ValueError(f"{e.topic} record {e.key} is larger than the batch limit {self.max_batch_bytes} B")
+                    raise ValueError(
+                        f"{e.topic} record {e.key} is larger than the batch limit {self.max_batch_bytes} B"
+                    )
         self.sent += len(events)
         # linger: a batch goes out when full, or once its first record has waited linger_s
         # and the partition's previous batch is acknowledged

@@ -1,6 +1,6 @@
 """Print the fleet-level figures quoted in docs/simulators.md.
 
-    python -m simulators.stats --vehicles 50 --days 7 --seed 7
+python -m simulators.stats --vehicles 50 --days 7 --seed 7
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def fleet_stats(vehicles: int, days: int, seed: int) -> dict:
         return round(float(np.nansum(col[name] * km) / km.sum()), 3) if per else None
 
     return {
-        "vehicles": vehicles, "days": days, "seed": seed,
+        "vehicles": vehicles,
+        "days": days,
+        "seed": seed,
         "trip_km_median": round(float(np.median(km / col["trips"])), 2),
         "trip_minutes_median": round(float(np.median(hours / col["trips"] * 60)), 1),
         "mean_speed_kmh": round(float(km.sum() / hours.sum()), 1),

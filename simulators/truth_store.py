@@ -25,9 +25,15 @@ def truth_rows(truth_dir: Path, run_id: str, vehicle_id) -> dict[str, list[list]
                 v = m.get(kind)
                 if v:
                     rings.append([run_id, rid, kind, vehicle_id(v) if kind == "vehicle_id" else v])
-        rings += [[run_id, rid, kind, v] for kind, key in
-                  (("phone", "shared_phones"), ("address", "shared_addresses"), ("bank_account", "shared_bank_accounts"))
-                  for v in ring.get(key, [])]
+        rings += [
+            [run_id, rid, kind, v]
+            for kind, key in (
+                ("phone", "shared_phones"),
+                ("address", "shared_addresses"),
+                ("bank_account", "shared_bank_accounts"),
+            )
+            for v in ring.get(key, [])
+        ]
         rings += [[run_id, rid, k, ring[k]] for k in ("garage", "tow_company", "lawyer", "clinic") if ring.get(k)]
     with open(truth_dir / "claims_truth.csv", newline="") as fh:
         for row in csv.DictReader(fh):
@@ -36,8 +42,16 @@ def truth_rows(truth_dir: Path, run_id: str, vehicle_id) -> dict[str, list[list]
     if drivers_path.exists():
         with open(drivers_path, newline="") as fh:
             for row in csv.DictReader(fh):
-                drivers_.append([run_id, vehicle_id(row["vehicle_id"]), float(row["true_rate"]), float(row["z"]),
-                                 int(row["home_cell"]), int(row["work_cell"])])
+                drivers_.append(
+                    [
+                        run_id,
+                        vehicle_id(row["vehicle_id"]),
+                        float(row["true_rate"]),
+                        float(row["z"]),
+                        int(row["home_cell"]),
+                        int(row["work_cell"]),
+                    ]
+                )
     return {"ring_truth": rings, "claim_truth": claims_, "driver_truth": drivers_}
 
 

@@ -176,7 +176,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         async for events in stream.take_events(w.take_batch, w.take_within_s):
             await send(as_out(engine.step([(e.message.topic, e.message.key, e.message.value) for e in events])))
 
-    @app.timer(interval=30.0)
+    @app.timer(interval=1.0)
     async def close_idle_trips():
         await send(as_out(engine.flush()))
 

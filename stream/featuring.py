@@ -63,7 +63,8 @@ class FeatureEngine:
     the worker, a dict in tests): ``s``+id -> VehicleState, ``h``+id -> history."""
 
     def __init__(self, store: MutableMapping[bytes, bytes], scorer: Scorer | None = None, scorer_name: str = "reference",
-                 *, cells: CellTable | None = None, score_every_ms: int = 5_000, clock: Callable[[], float] = time.time):
+                 *, cells: CellTable | None = None, score_every_ms: int = 5_000, reorder_ms: int = 300_000,
+                 max_hold_s: float = 15.0, clock: Callable[[], float] = time.time):
         self.store = store
         self.scorer = scorer or ReferenceScorer()
         self.scorer_name = scorer_name
@@ -72,7 +73,12 @@ class FeatureEngine:
         self.clock = clock
         self._last_scored: dict[str, int] = {}
         self.watermark_ms = 0
-        self.open_trips: set[str] = set()  # vehicles whose trip may need closing by the idle timer
+        self.open_trips: set[str] = set()
+        self.reorder_ms, self.max_hold_s = reorder_ms, max_hold_s
+        self._held: list[tuple[int, float, str, msgspec.Struct]] = []
+        self._newest: dict[str, int] = {}  # per vehicle: its clock decides, not other vehicles'
+        self._arrived: dict[str, float] = {}
+        self.idle_wall_s = 20.0  # vehicles whose trip may need closing by the idle timer
 
     def _load(self, vids: Sequence[str]) -> tuple[dict, dict]:
         states, history = {}, {}
@@ -97,8 +103,32 @@ class FeatureEngine:
         return out
 
     def step(self, msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, str, bytes]]:
-        """(topic, vehicle id, JSON record) to emit for one batch of clean messages."""
-        pairs = decode_clean(msgs)
+        """(topic, vehicle id, JSON record) to emit for one batch of clean messages.
+
+        The four input topics are fetched independently, so a vehicle's park state
+        can overtake the dynamics before it. Records are therefore held in a small
+        reorder buffer and released in event-time order once the vehicle's newest event
+        is ``reorder_ms`` past them (or they waited ``max_hold_s``)."""
+        now = self.clock()
+        for vid, rec in decode_clean(msgs):
+            self._held.append((rec.ts_ms, now, vid, rec))
+            self._arrived[vid] = now
+            if rec.ts_ms > self._newest.get(vid, 0):
+                self._newest[vid] = rec.ts_ms
+        return self._process(self._release(now))
+
+    def _release(self, now: float) -> list[tuple[str, msgspec.Struct]]:
+        cut_wall, newest, lag = now - self.max_hold_s, self._newest, self.reorder_ms
+        ready, held = [], []
+        for h in self._held:
+            (ready if h[0] <= newest[h[2]] - lag or h[1] <= cut_wall else held).append(h)
+        if not ready:
+            return []
+        self._held = held
+        ready.sort(key=lambda h: h[0])
+        return [(vid, rec) for _, _, vid, rec in ready]
+
+    def _process(self, pairs: list[tuple[str, msgspec.Struct]]) -> list[tuple[str, str, bytes]]:
         if not pairs:
             return []
         batch = Batch.from_records(pairs)
@@ -112,11 +142,17 @@ class FeatureEngine:
         return out
 
     def flush(self) -> list[tuple[str, str, bytes]]:
-        """Close trips idle for more than 5 min of event time (called on a timer)."""
-        states, history = self._load(sorted(self.open_trips))
+        """Release records held too long, then close trips idle for more than 5 min
+        of event time (called on a timer)."""
+        now = self.clock()
+        out = self._process(self._release(now))
+        # event time says idle; also require silence in wall time, since another
+        # topic's partition may still deliver this vehicle's closing park state
+        quiet = [v for v in self.open_trips if now - self._arrived.get(v, 0.0) >= self.idle_wall_s]
+        states, history = self._load(sorted(quiet))
         up = flush_idle(states, self.watermark_ms, self.cells)
         self.open_trips.difference_update(v for v, s in up.states.items() if s.trip is None)
-        return self._emit_update(up, history)
+        return out + self._emit_update(up, history)
 
     def _score(self, states: dict, history: dict) -> list[tuple[str, str, bytes]]:
         now_ms = int(self.clock() * 1000)

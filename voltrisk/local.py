@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 
 from voltrisk import broker, procs
+from voltrisk.errors import UserError
 from voltrisk.settings import BrokerSettings, DashboardSettings, KafkaClientSettings, WarehouseSettings, WorkerSettings
 
 PY = sys.executable
@@ -25,6 +26,12 @@ def _http_ok(url: str) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def _days_ago_shanghai(days: int) -> str:
+    import datetime as dt
+
+    return (dt.datetime.now(dt.timezone(dt.timedelta(hours=8))) - dt.timedelta(days=days)).date().isoformat()
 
 
 def services(simulate: bool = True) -> list[procs.Service]:
@@ -46,7 +53,9 @@ def services(simulate: bool = True) -> list[procs.Service]:
     ]
     if simulate:
         out.append(procs.Service(
-            "simulator", [PY, "-m", "voltrisk", "simulate", "--vehicles", "20", "--days", "30", "--realtime", "--seed", "7"],
+            # two days of history at once (so every page has data), then live at wall-clock pace
+            "simulator", [PY, "-m", "voltrisk", "simulate", "--vehicles", "20", "--days", "30", "--realtime", "--seed", "7",
+                          "--start", _days_ago_shanghai(2)],
             lambda: True, marker="voltrisk simulate", start_timeout_s=5,
         ))
     out.append(procs.Service(
@@ -57,12 +66,40 @@ def services(simulate: bool = True) -> list[procs.Service]:
     return out
 
 
+FRAUD_ENTITY_COLS = (
+    "insured_name,insured_phone,insured_address,insured_bank_account,insured_vehicle_id,third_party_name,"
+    "third_party_phone,third_party_address,third_party_bank_account,third_party_vehicle_id,garage,tow_company,lawyer,clinic"
+)
+
+
+def ensure_fraud_model(home) -> str:
+    """The worker's fraud agent needs a trained model: on first start, train one on
+    a simulated book (seconds), so the local platform scores claims out of the box."""
+    import subprocess
+
+    model = home.resolve() / "fraud" / "fraud_model.json"
+    if model.exists():
+        return f"fraud model {model}"
+    book = home.resolve() / "book"
+    for argv in (
+        ["simulate", "book", "--vehicle-years", "5000", "--seed", "7", "--out", str(book)],
+        ["fraud", "train", "--claims", str(book / "claims.parquet"), "--label", "is_fraud",
+         "--entity-cols", FRAUD_ENTITY_COLS, "--model-out", str(model)],
+    ):
+        res = subprocess.run([PY, "-m", "voltrisk", *argv], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise UserError(f"`voltrisk {' '.join(argv[:2])}` failed while preparing the fraud model: "
+                            + " | ".join(res.stderr.strip().splitlines()[-3:]))
+    return f"fraud model trained on a simulated book: {model}"
+
+
 def up(simulate: bool = True, say: Callable[[str], None] = print) -> str:
     b = BrokerSettings()
     pid, started = broker.start(b)
     say(f"kafka      pid {pid} {'started' if started else 'already running'} on 127.0.0.1:{b.broker_port}")
     created = asyncio.run(broker.create_topics(KafkaClientSettings()))
     say(f"topics     {len(created)} created")
+    say(f"models     {ensure_fraud_model(b.home)}")
     for svc in services(simulate):
         pid, started = procs.start(b.home, svc)
         say(f"{svc.name:10} pid {pid} {'started' if started else 'already running'}; log {procs.log_path(b.home, svc.name)}")

@@ -23,7 +23,8 @@ with ui.warehouse_guard():
     statuses = st.multiselect("Show alerts that are", list(decisions.STATUSES), default=["new", "investigating"])
     queue = repo.fraud_queue(statuses)
     st.caption(f"{len(queue)} alerts, ranked by expected saving (score × claimed amount)")
-    st.dataframe(queue.drop(columns=["created_ts_ms"]), hide_index=True, column_config={
+    picked = st.dataframe(queue.drop(columns=["created_ts_ms"]), hide_index=True, on_select="rerun",
+                          selection_mode="single-row", key="queue", column_config={
         "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.2f"),
         "amount_eur": st.column_config.NumberColumn("claimed €", format="%.0f"),
         "expected_saving_eur": st.column_config.NumberColumn("expected saving €", format="%.0f"),
@@ -31,7 +32,9 @@ with ui.warehouse_guard():
     if queue.empty:
         st.stop()
 
-    alert_id = st.selectbox("Alert", list(queue["alert_id"]))
+    rows = picked.selection.rows
+    alert_id = st.selectbox("Alert (click a row above, or pick it here)", list(queue["alert_id"]),
+                            index=rows[0] if rows and rows[0] < len(queue) else 0)
     alert = repo.fraud_alert(alert_id).iloc[0]
     members = list(alert["members"])
     st.subheader(f"{alert_id} · ring {alert['ring_id']} · {len(members)} claims")

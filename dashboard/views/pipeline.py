@@ -41,7 +41,7 @@ with ui.warehouse_guard():
     })
     minutes = repo.pipeline_minutes(window)
     left, right = st.columns(2)
-    left.caption("events/s per topic")
+    left.caption("events/s per topic (complete minutes)")
     left.line_chart(services.throughput_by_minute(minutes))
     right.caption("p95 latency sent → stored (ms)")
     right.line_chart(services.latency_by_minute(minutes))

@@ -110,3 +110,15 @@ def test_risk_map_click_opens_the_cells_profile(app_url, browser):
     while "Vehicles 5 " not in " ".join((browser.evaluate("document.body.innerText") or "").split()):
         assert time.monotonic() < deadline, "clicking the 5-vehicle cell did not open its profile"
         time.sleep(0.3)
+
+
+def test_fraud_queue_row_click_opens_the_alert(app_url, browser):
+    browser.open(f"{app_url}/fraud", expect="Telematics verification per claim")
+    rect = browser.evaluate("(() => { const r = document.querySelector('[data-testid=\"stDataFrame\"]').getBoundingClientRect();"
+                            " return [r.x, r.y, r.width, r.height]; })()")
+    row_px = 35  # Streamlit's data grid: header and rows 35 px high; selection checkboxes in the first column
+    browser.click(rect[0] + 18, rect[1] + row_px + row_px * 1.5)  # the second alert
+    deadline = time.monotonic() + 20
+    while "alert-c4 · ring ring-2 · 2 claims" not in (browser.evaluate("document.body.innerText") or ""):
+        assert time.monotonic() < deadline, "clicking the second queue row did not open alert-c4"
+        time.sleep(0.3)

@@ -76,3 +76,10 @@ def test_score_history_one_column_per_scorer_by_local_date():
     assert list(history.columns) == ["reference", "ubi-telematics v1"]
     assert [f"{d:%Y-%m-%d}" for d in history.index] == ["2025-11-24", "2025-11-25"]
     assert history.loc["2025-11-25", "reference"] == 78.5
+
+
+def test_throughput_leaves_out_the_minute_still_filling():
+    minutes = pd.DataFrame({"topic": ["t", "t", "t"], "minute_s": [0, 60, 120], "event_count": [600, 600, 30],
+                            "latency_q_ms": [np.zeros(3)] * 3})
+    rates = services.throughput_by_minute(minutes)
+    assert rates["t"].tolist() == [10.0, 10.0]

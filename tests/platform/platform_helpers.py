@@ -30,6 +30,19 @@ def dynamics_messages(vins: list[str], per_vehicle: int, start_ts_ms: int, tag: 
     return out
 
 
+async def produce_ordered(bootstrap: str, messages: list[tuple[str, tuple[bytes | None, bytes, list]]]) -> None:
+    """Produce (topic, (key, value, headers)) in the given order, each acknowledged before the next."""
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await p.start()
+    try:
+        for topic, (k, v, h) in messages:
+            await p.send_and_wait(topic, value=v, key=k, headers=h)
+    finally:
+        await p.stop()
+
+
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes, list]]) -> None:
     from aiokafka import AIOKafkaProducer
 

@@ -30,8 +30,14 @@ PER_DRIVER = {
     "cell_risk_exposure_weighted": (0.06, 0.2),
 }
 # rare or trip-level features: pooled over the fleet only
-POOLED = {"harsh_turn_per_100km": 0.35, "fcw_per_1000km": 0.4, "night_share": 0.5, "unsafe_following_share": 0.6,
-          "thermal_alarms_per_1000km": 0.8, "unbuckled_share": 0.8}
+POOLED = {
+    "harsh_turn_per_100km": 0.35,
+    "fcw_per_1000km": 0.4,
+    "night_share": 0.5,
+    "unsafe_following_share": 0.6,
+    "thermal_alarms_per_1000km": 0.8,
+    "unbuckled_share": 0.8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,9 @@ def test_per_driver_features_agree(both, name):
 @pytest.mark.parametrize("name", sorted(POOLED))
 def test_pooled_rare_features_agree(both, name):
     event, bk = _pair(both, name)
-    assert abs(event.mean() / bk.mean() - 1) <= POOLED[name], f"{name}: event {event.mean():.4g} vs book {bk.mean():.4g}"
+    assert abs(event.mean() / bk.mean() - 1) <= POOLED[name], (
+        f"{name}: event {event.mean():.4g} vs book {bk.mean():.4g}"
+    )
 
 
 def test_book_has_every_contract_feature(both):

@@ -14,13 +14,40 @@ import pytest
 
 from simulators import book, claims, drivers
 
-FEATURES = ["distance_km", "driving_hours", "trips", "mean_speed_kmh", "hard_brake_per_100km", "harsh_accel_per_100km",
-            "harsh_turn_per_100km", "unsafe_following_share", "fcw_per_1000km", "unbuckled_share", "night_share",
-            "speeding_share", "regen_share", "thermal_alarms_per_1000km", "soc_trip_start_mean",
-            "cell_risk_exposure_weighted"]
-CONTRACT_VEHICLE = (["vehicle_id", "period", "exposure_years", "true_rate", "crash_count", "DrivAge", "VehPower", "VehAge",
-                     "BonusMalus", "Density", "Area", "Region", "VehBrand", "VehGas"]
-                    + [f"{f}_by_vehicle_30d" for f in FEATURES])
+FEATURES = [
+    "distance_km",
+    "driving_hours",
+    "trips",
+    "mean_speed_kmh",
+    "hard_brake_per_100km",
+    "harsh_accel_per_100km",
+    "harsh_turn_per_100km",
+    "unsafe_following_share",
+    "fcw_per_1000km",
+    "unbuckled_share",
+    "night_share",
+    "speeding_share",
+    "regen_share",
+    "thermal_alarms_per_1000km",
+    "soc_trip_start_mean",
+    "cell_risk_exposure_weighted",
+]
+CONTRACT_VEHICLE = [
+    "vehicle_id",
+    "period",
+    "exposure_years",
+    "true_rate",
+    "crash_count",
+    "DrivAge",
+    "VehPower",
+    "VehAge",
+    "BonusMalus",
+    "Density",
+    "Area",
+    "Region",
+    "VehBrand",
+    "VehGas",
+] + [f"{f}_by_vehicle_30d" for f in FEATURES]
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +72,12 @@ def test_vehicle_book_columns_exposure_and_frequency(small_book):
 
 def test_riskier_drivers_crash_more_and_features_carry_the_signal(small_book):
     _, _, vb, _ = small_book
-    per = vb.groupby("vehicle_id").agg(rate=("true_rate", "mean"), crashes=("crash_count", "sum"),
-                                       hb=("hard_brake_per_100km_by_vehicle_30d", "mean"),
-                                       sp=("speeding_share_by_vehicle_30d", "mean"))
+    per = vb.groupby("vehicle_id").agg(
+        rate=("true_rate", "mean"),
+        crashes=("crash_count", "sum"),
+        hb=("hard_brake_per_100km_by_vehicle_30d", "mean"),
+        sp=("speeding_share_by_vehicle_30d", "mean"),
+    )
     top = per["rate"] >= per["rate"].quantile(0.8)
     assert per.loc[top, "crashes"].mean() > 2 * per.loc[~top, "crashes"].mean()
     assert np.corrcoef(np.log(per["hb"] + 0.1), np.log(per["rate"]))[0, 1] > 0.3
@@ -87,7 +117,10 @@ def test_verification_facts_tell_fraud_from_genuine(small_book):
     # no telematics -> no verification facts
     assert cb.loc[~cb["telematics_available"], "insured_in_cell"].isna().all()
     # ring claims cost more (inflated amounts) than genuine ones
-    assert cb.loc[cb["ring_id"] != "", "amount_eur"].median() > cb.loc[cb["fraud_type"] == "genuine", "amount_eur"].median()
+    assert (
+        cb.loc[cb["ring_id"] != "", "amount_eur"].median()
+        > cb.loc[cb["fraud_type"] == "genuine", "amount_eur"].median()
+    )
 
 
 def test_same_seed_same_book(small_book, tmp_path):
@@ -100,8 +133,25 @@ def test_same_seed_same_book(small_book, tmp_path):
 @pytest.mark.slow
 def test_full_book_in_under_two_minutes(tmp_path):
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "voltrisk", "simulate", "book", "--vehicle-years", "50000", "--seed", "7",
-                           "--out", str(tmp_path), "--json"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voltrisk",
+            "simulate",
+            "book",
+            "--vehicle-years",
+            "50000",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     elapsed = time.perf_counter() - t0
     manifest = json.loads(done.stdout)
     assert elapsed < 120

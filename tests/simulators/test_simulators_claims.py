@@ -64,8 +64,11 @@ def test_phantom_claims_are_where_the_vehicle_was_not(small_run):
         if e.topic in ("ev.dynamics.v1", "ev.state.v1"):
             pos.setdefault(e.key, []).append((e.ts_ms, e.record.lat, e.record.lon))
     phantoms = [c for c in small_run.truth.claims if c["fraud_type"] == "phantom_ring" and c["telematics_available"]]
-    staged = [c for c in small_run.truth.claims if c["fraud_type"] in ("staged_ring", "cycle_ring")
-              and c["telematics_available"]]
+    staged = [
+        c
+        for c in small_run.truth.claims
+        if c["fraud_type"] in ("staged_ring", "cycle_ring") and c["telematics_available"]
+    ]
     assert phantoms and staged
 
     def seen_in_cell(c) -> bool:
@@ -89,7 +92,9 @@ def test_cycles_close_and_rings_share_entities(small_run):
     assert len(by_ring) == 3
     for ring in truth.rings:
         rows = by_ring[ring["ring_id"]]
-        cycle = [(c["insured_vehicle_id"], c["third_party_vehicle_id"]) for c in rows if c["fraud_type"] == "cycle_ring"]
+        cycle = [
+            (c["insured_vehicle_id"], c["third_party_vehicle_id"]) for c in rows if c["fraud_type"] == "cycle_ring"
+        ]
         assert len(cycle) >= 3
         out = dict(cycle)
         start = cycle[0][0]

@@ -71,9 +71,9 @@ def test_true_rate_is_the_stated_poisson_formula(policies):
 
 
 def test_speed_limits_by_road_class():
-    assert city.road_class_at(0.0, 0.0) == "arterial"           # on the grid through the centre
+    assert city.road_class_at(0.0, 0.0) == "arterial"  # on the grid through the centre
     assert city.road_class_at(1_500.0, 1_500.0) == "local"
     assert city.road_class_at(5_000.0 * 0.6, 5_000.0 * 0.8) == "expressway"  # Inner Ring radius
-    assert city.road_class_at(15_000.0, 0.0) == "highway"       # Outer Ring
+    assert city.road_class_at(15_000.0, 0.0) == "highway"  # Outer Ring
     cell = city.cell_of(31.2304, 121.4737)
     assert city.speed_limit_kmh(cell) in (40.0, 60.0, 80.0, 100.0)

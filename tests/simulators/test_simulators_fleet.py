@@ -15,15 +15,17 @@ from stream import geo
 from stream import records as r
 from stream.topics import BY_NAME
 
-
 G = fleet.G
 START_MS = 1_793_462_400_000  # 2026-11-01 00:00 Shanghai
 
 
 def _write(tmp_path, name, seed, coord_sys="WGS84", policies=None) -> bytes:
     pop = drivers.build_population(4, seed=seed, policies=policies)
-    scen = scenario.Scenario(pop, fleet.FleetConfig(start_ms=START_MS, days=2, coord_sys=coord_sys, crash_scale=50.0),
-                             scenario.ClaimsConfig(rings=1, ring_size=(3, 4)))
+    scen = scenario.Scenario(
+        pop,
+        fleet.FleetConfig(start_ms=START_MS, days=2, coord_sys=coord_sys, crash_scale=50.0),
+        scenario.ClaimsConfig(rings=1, ring_size=(3, 4)),
+    )
     out = tmp_path / name
     fs = sink.FileSink(out, coord_sys)
 
@@ -49,7 +51,10 @@ def test_same_seed_and_settings_give_byte_identical_output(tmp_path, policies):
 
 def test_gcj02_output_is_the_forward_transform_of_wgs84(tmp_path, policies):
     w = [json.loads(x) for x in _write(tmp_path, "w.jsonl", seed=3, policies=policies).splitlines()[:3000]]
-    g = [json.loads(x) for x in _write(tmp_path, "g.jsonl", seed=3, coord_sys="GCJ02", policies=policies).splitlines()[:3000]]
+    g = [
+        json.loads(x)
+        for x in _write(tmp_path, "g.jsonl", seed=3, coord_sys="GCJ02", policies=policies).splitlines()[:3000]
+    ]
     tele = [(a, b) for a, b in zip(w, g) if a["topic"].startswith("ev.")]
     assert tele and all(b["headers"]["coord_sys"] == "GCJ02" for _, b in tele)
     for a, b in tele[:500]:
@@ -63,8 +68,10 @@ def test_gcj02_output_is_the_forward_transform_of_wgs84(tmp_path, policies):
 
 
 def test_every_record_is_valid_under_its_topic_contract(small_run):
-    decoders = {name: msgspec.json.Decoder(BY_NAME[name].record) for name in
-                ("ev.state.v1", "ev.dynamics.v1", "ev.alarm.v1", "ev.crash.v1", "claims.fnol.v1")}
+    decoders = {
+        name: msgspec.json.Decoder(BY_NAME[name].record)
+        for name in ("ev.state.v1", "ev.dynamics.v1", "ev.alarm.v1", "ev.crash.v1", "claims.fnol.v1")
+    }
     enc = msgspec.json.Encoder()
     seen = set()
     for e in small_run.events:
@@ -101,9 +108,9 @@ def test_distributions_are_realistic(small_run):
     km = np.array([f["distance_km"] for f in feats.values()])
     hard = np.array([f["hard_brake_per_100km"] for f in feats.values()])
     km_year = np.array([f["distance_km"] * 365.25 / 30 for f in feats.values()])
-    assert 6 <= np.median(km_per_trip) <= 20          # commutes ~9-19 km, errands shorter
-    assert 22 <= np.mean(speed) <= 40                 # congested megacity, some expressway
-    assert 0.8 <= np.sum(hard * km) / km.sum() <= 3.0   # US cities 1.2-1.9 per 100 km
+    assert 6 <= np.median(km_per_trip) <= 20  # commutes ~9-19 km, errands shorter
+    assert 22 <= np.mean(speed) <= 40  # congested megacity, some expressway
+    assert 0.8 <= np.sum(hard * km) / km.sum() <= 3.0  # US cities 1.2-1.9 per 100 km
     assert 5_000 <= np.median(km_year) <= 20_000
     dyn = [e.record for e in _by_topic(small_run, "ev.dynamics.v1")]
     v = np.array([d.speed_kmh for d in dyn])
@@ -118,9 +125,9 @@ def test_regen_braking_and_soc(small_run):
     a = np.array([d.accel_long_mps2 for d in dyn])
     p = np.array([d.motor_power_kw for d in dyn])
     braking = a < -0.1 * G
-    assert 0.5 < np.mean(p[braking] < 0) < 0.97          # most braking is regenerative
+    assert 0.5 < np.mean(p[braking] < 0) < 0.97  # most braking is regenerative
     v = np.array([d.speed_kmh for d in dyn])
-    assert np.all(p[(a > 0.5) & (v > 5)] > 0)             # accelerating draws power
+    assert np.all(p[(a > 0.5) & (v > 5)] > 0)  # accelerating draws power
     states = [e.record for e in _by_topic(small_run, "ev.state.v1")]
     soc = np.array([s.soc_pct for s in states])
     assert soc.min() >= 1.0 and soc.max() <= 100.0
@@ -135,7 +142,7 @@ def test_crash_pulses_match_the_dynamics(small_run):
     for c in crashes:
         rec = c.record
         at = [e.record for e in dyn if e.key == c.key and e.ts_ms == rec.ts_ms]
-        assert at and at[0].accel_long_mps2 < -5.0          # the 1 Hz trace shows the impact
+        assert at and at[0].accel_long_mps2 < -5.0  # the 1 Hz trace shows the impact
         assert rec.pre_speed_kmh and rec.speed_before_kmh > 15
         assert rec.airbag_deployed == (rec.delta_v_kmh > 20)
     assert {c.key for c in crashes} <= {str(v) for v in small_run.pop.vin}
@@ -155,8 +162,11 @@ def test_thermal_alarms_raise_then_clear_with_1s_states_at_level_3(policies):
     decode = msgspec.json.Decoder(r.AlarmV1)
     assert all(decode.decode(msgspec.json.encode(a)) == a for a in alarms)
     for a in (a for a in raised if a.alarm_level == 3):
-        around = sorted(e.ts_ms for e in events if e.topic == "ev.state.v1" and abs(e.ts_ms - a.ts_ms) <= 9_000
-                        and e.record.alarm_level == 3)
+        around = sorted(
+            e.ts_ms
+            for e in events
+            if e.topic == "ev.state.v1" and abs(e.ts_ms - a.ts_ms) <= 9_000 and e.record.alarm_level == 3
+        )
         assert len(around) >= 9 and set(np.diff(around)) == {1_000}
 
 
@@ -192,3 +202,26 @@ def test_the_stream_is_in_time_order_and_claims_follow_their_loss(small_run):
     assert np.all(np.diff(ts) >= 0)
     fnol = [e.record for e in small_run.events if e.topic == "claims.fnol.v1"]
     assert fnol and all(f.ts_ms > f.loss_ts_ms for f in fnol)
+
+
+@pytest.mark.parametrize("coord_sys", ["WGS84", "GCJ02"])
+def test_the_ingest_gate_accepts_every_simulated_record(tmp_path, policies, coord_sys):
+    """The workers' own gate (offline, as `voltrisk contracts validate` runs it) accepts
+    the simulator's records with the headers the simulator sends, topic by topic."""
+    from contracts.validate import validate_lines
+
+    pop = drivers.build_population(3, seed=13, policies=policies)
+    scen = scenario.Scenario(
+        pop,
+        fleet.FleetConfig(start_ms=START_MS, days=2, coord_sys=coord_sys, crash_scale=300.0),
+        scenario.ClaimsConfig(rings=1, ring_size=(3, 4)),
+    )
+    by_topic: dict[str, list[bytes]] = {}
+    for e in scen.events():
+        head = {k: v.decode() for k, v in sink.headers_for(e.topic, coord_sys)}
+        line = msgspec.json.encode({"key": e.key, "headers": head, "value": e.record})
+        by_topic.setdefault(e.topic, []).append(line)
+    assert {"ev.state.v1", "ev.dynamics.v1", "claims.fnol.v1"} <= set(by_topic)
+    for topic, lines in by_topic.items():
+        refused = [v for v in validate_lines(lines, topic, None, {}) if not v["ok"]]
+        assert not refused, f"{topic}: {refused[:3]}"

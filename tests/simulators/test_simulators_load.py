@@ -100,7 +100,9 @@ def test_short_load_run_into_kafka_is_held_and_stamped(kafka_bootstrap):
     ours = [m for m in msgs if m.headers and dict(m.headers).get("sent_ts_ms")]
     assert len(ours) >= 0.9 * res.events_sent * 10 / 10.07  # nearly all load events are dynamics
     h = dict(ours[0].headers)
-    assert h["schema_version"] == b"1" and h["source_protocol"] == b"oem-json" and h["consent_scope"] == b"pricing,fraud"
+    assert (
+        h["schema_version"] == b"1" and h["source_protocol"] == b"oem-json" and h["consent_scope"] == b"pricing,fraud"
+    )
     rec = msgspec.json.decode(ours[0].value, type=DynamicsV1)
     assert ours[0].key.decode() == ours[0].key.decode().upper() and len(ours[0].key) == 17 and rec.speed_kmh >= 0
 
@@ -110,8 +112,9 @@ def test_every_ring_claim_in_the_truth_reaches_the_fnol_topic(kafka_bootstrap, t
     settings = KafkaClientSettings(kafka_bootstrap=kafka_bootstrap)
     before = asyncio.run(_end_offsets(kafka_bootstrap, "claims.fnol.v1"))
     pop = drivers.build_population(8, seed=31)
-    scen = scenario.Scenario(pop, fleet.FleetConfig(start_ms=START_MS, days=2),
-                             scenario.ClaimsConfig(rings=2, ring_size=(3, 5)))
+    scen = scenario.Scenario(
+        pop, fleet.FleetConfig(start_ms=START_MS, days=2), scenario.ClaimsConfig(rings=2, ring_size=(3, 5))
+    )
     target = sink.KafkaSink("WGS84", settings=settings)
 
     async def go():
@@ -124,7 +127,9 @@ def test_every_ring_claim_in_the_truth_reaches_the_fnol_topic(kafka_bootstrap, t
     counts = asyncio.run(go())
     assert target.errors == 0 and counts["claims.fnol.v1"] == len(scen.truth.claims)
     scen.truth.write(tmp_path, pop)
-    truth_ids = {c for line in (tmp_path / "rings.jsonl").read_text().splitlines() for c in json.loads(line)["claim_ids"]}
+    truth_ids = {
+        c for line in (tmp_path / "rings.jsonl").read_text().splitlines() for c in json.loads(line)["claim_ids"]
+    }
     assert len(truth_ids) >= 6
     msgs = asyncio.run(_read_from(kafka_bootstrap, before))
     on_topic = {m.key.decode(): msgspec.json.decode(m.value, type=FnolV1) for m in msgs}
@@ -136,8 +141,9 @@ def test_realtime_pacing_sends_the_backlog_at_once_then_waits_for_the_clock(tmp_
     from simulators.fleet import Event
 
     now = int(time.time() * 1000)
-    events = [Event(now - 60_000 + k, "ev.dynamics.v1", "V", None) for k in range(3)] + \
-             [Event(now + 1_500, "ev.dynamics.v1", "V", None)]
+    events = [Event(now - 60_000 + k, "ev.dynamics.v1", "V", None) for k in range(3)] + [
+        Event(now + 1_500, "ev.dynamics.v1", "V", None)
+    ]
     sent: list[tuple[float, int]] = []
 
     class Recorder:
@@ -147,5 +153,5 @@ def test_realtime_pacing_sends_the_backlog_at_once_then_waits_for_the_clock(tmp_
     t0 = time.time()
     counts = asyncio.run(runner.pump(iter(events), Recorder(), realtime=True, on_progress=lambda n, t: None))
     assert counts["ev.dynamics.v1"] == 4
-    assert sent[0][1] == 3 and sent[0][0] - t0 < 0.5        # the past goes out immediately
-    assert sent[-1][1] == 1 and sent[-1][0] - t0 >= 1.4     # the future waits for its timestamp
+    assert sent[0][1] == 3 and sent[0][0] - t0 < 0.5  # the past goes out immediately
+    assert sent[-1][1] == 1 and sent[-1][0] - t0 >= 1.4  # the future waits for its timestamp

@@ -25,8 +25,24 @@ def test_truth_rows_cover_rings_claims_and_drivers(small_run, tmp_path):
 def test_truth_load_into_an_embedded_warehouse(small_run, tmp_path):
     small_run.truth.write(tmp_path / "truth", small_run.pop)
     env = {**os.environ, "VOLTRISK_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'wh'}"}
-    done = subprocess.run([sys.executable, "-m", "voltrisk", "simulate", "truth-load", "--truth", str(tmp_path / "truth"),
-                           "--run-id", "sim-5", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voltrisk",
+            "simulate",
+            "truth-load",
+            "--truth",
+            str(tmp_path / "truth"),
+            "--run-id",
+            "sim-5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     counts = json.loads(done.stdout)
     assert counts["claim_truth"] == len(small_run.truth.claims)
