@@ -63,8 +63,8 @@ class FeatureEngine:
     the worker, a dict in tests): ``s``+id -> VehicleState, ``h``+id -> history."""
 
     def __init__(self, store: MutableMapping[bytes, bytes], scorer: Scorer | None = None, scorer_name: str = "reference",
-                 *, cells: CellTable | None = None, score_every_ms: int = 5_000, reorder_ms: int = 300_000,
-                 max_hold_s: float = 15.0, clock: Callable[[], float] = time.time):
+                 *, cells: CellTable | None = None, score_every_ms: int = 5_000, reorder_ms: int = 120_000,
+                 max_hold_s: float = 10.0, clock: Callable[[], float] = time.time):
         self.store = store
         self.scorer = scorer or ReferenceScorer()
         self.scorer_name = scorer_name
@@ -78,7 +78,7 @@ class FeatureEngine:
         self._held: list[tuple[int, float, str, msgspec.Struct]] = []
         self._newest: dict[str, int] = {}  # per vehicle: its clock decides, not other vehicles'
         self._arrived: dict[str, float] = {}
-        self.idle_wall_s = 20.0  # vehicles whose trip may need closing by the idle timer
+        self.idle_wall_s = 120.0  # vehicles whose trip may need closing by the idle timer
 
     def _load(self, vids: Sequence[str]) -> tuple[dict, dict]:
         states, history = {}, {}
@@ -107,21 +107,24 @@ class FeatureEngine:
 
         The four input topics are fetched independently, so a vehicle's park state
         can overtake the dynamics before it. Records are therefore held in a small
-        reorder buffer and released in event-time order once the vehicle's newest event
-        is ``reorder_ms`` past them (or they waited ``max_hold_s``)."""
+        reorder buffer and released in event-time order once the vehicle's newest dynamics
+        sample is ``reorder_ms`` past them, or once nothing of that vehicle arrived for
+        ``max_hold_s`` (its topics have all delivered what there was)."""
         now = self.clock()
         for vid, rec in decode_clean(msgs):
             self._held.append((rec.ts_ms, now, vid, rec))
             self._arrived[vid] = now
-            if rec.ts_ms > self._newest.get(vid, 0):
+            # the dynamics stream sets the pace: a state topic running ahead must
+            # not release the states before the dynamics they follow have arrived
+            if type(rec) is R.DynamicsV1 and rec.ts_ms > self._newest.get(vid, 0):
                 self._newest[vid] = rec.ts_ms
         return self._process(self._release(now))
 
     def _release(self, now: float) -> list[tuple[str, msgspec.Struct]]:
-        cut_wall, newest, lag = now - self.max_hold_s, self._newest, self.reorder_ms
+        quiet, newest, arrived, lag = now - self.max_hold_s, self._newest, self._arrived, self.reorder_ms
         ready, held = [], []
         for h in self._held:
-            (ready if h[0] <= newest[h[2]] - lag or h[1] <= cut_wall else held).append(h)
+            (ready if h[0] <= newest.get(h[2], 0) - lag or arrived[h[2]] <= quiet else held).append(h)
         if not ready:
             return []
         self._held = held
@@ -159,9 +162,14 @@ class FeatureEngine:
         due = {v: s for v, s in states.items() if now_ms - self._last_scored.get(v, -10**15) >= self.score_every_ms}
         if not due:
             return []
-        feats = vehicle_features_from_states(due, int(local_day(self.watermark_ms)), {v: history.get(v, []) for v in due})
-        out = [(VEHICLE, r.vehicle_id, _encode(r)) for r in vehicle_feature_records(feats, now_ms)]
-        out.extend((SCORES, r.vehicle_id, _encode(r)) for r in score_records(feats, self.scorer, self.scorer_name, now_ms))
+        out = []
+        by_day: dict[int, dict] = {}
+        for v, st in due.items():  # each vehicle's window ends on its own latest day
+            by_day.setdefault(int(local_day(st.seen_ts_ms)), {})[v] = st
+        for day, group in by_day.items():
+            feats = vehicle_features_from_states(group, day, {v: history.get(v, []) for v in group})
+            out.extend((VEHICLE, r.vehicle_id, _encode(r)) for r in vehicle_feature_records(feats, now_ms))
+            out.extend((SCORES, r.vehicle_id, _encode(r)) for r in score_records(feats, self.scorer, self.scorer_name, now_ms))
         for v in due:
             self._last_scored[v] = now_ms
         return out
