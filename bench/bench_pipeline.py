@@ -28,7 +28,7 @@ from pathlib import Path
 import msgspec
 
 from contracts.examples import RAW_EXAMPLES
-from voltrisk.harness import ServiceProcess, TempBroker, platform_env, wait_for
+from voltrisk.harness import ServiceProcess, TempBroker, http_ok, platform_env, wait_for
 from warehouse.client import http_client
 
 TOPIC = "ev.dynamics.v1"
@@ -120,19 +120,10 @@ def start_worker(env, base: Path, name: str) -> ServiceProcess:
 
 
 def start_warehouse(env, base: Path) -> tuple[ServiceProcess, str]:
-    import urllib.request
-
     svc = ServiceProcess("warehouse", ["warehouse", "serve"], env, base / "warehouse.log").start()
     url = f"http://127.0.0.1:{env['VOLTRISK_WAREHOUSE_HTTP_PORT']}"
 
-    def ping():
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    wait_for(ping, 60, "warehouse", svc)
+    wait_for(lambda: http_ok(url + "/ping"), 60, "warehouse", svc)
     return svc, url
 
 

@@ -21,27 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from simulators import city, claims, drivers
+from stream.features.windows import feature_names
 
 PERIOD_DAYS = 30
 BOOK_START_MS = 1_735_660_800_000  # 2025-01-01 00:00 Shanghai
-FEATURE_ORDER = (
-    "distance_km",
-    "driving_hours",
-    "trips",
-    "mean_speed_kmh",
-    "hard_brake_per_100km",
-    "harsh_accel_per_100km",
-    "harsh_turn_per_100km",
-    "unsafe_following_share",
-    "fcw_per_1000km",
-    "unbuckled_share",
-    "night_share",
-    "speeding_share",
-    "regen_share",
-    "thermal_alarms_per_1000km",
-    "soc_trip_start_mean",
-    "cell_risk_exposure_weighted",
-)
+# the feature contract is defined once, by the streaming feature functions
+FEATURE_ORDER = tuple(name.removesuffix("_by_vehicle_30d") for name in feature_names(30))
 
 
 def col(name: str, window_d: int = 30) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from voltrisk import broker
-from voltrisk.harness import ServiceProcess, TempBroker, wait_for  # noqa: F401  (re-exported to tests)
+from voltrisk.harness import ServiceProcess, TempBroker, http_ok, wait_for  # noqa: F401  (re-exported to tests)
 from voltrisk.harness import platform_env as make_platform_env
 from voltrisk.settings import BrokerSettings, KafkaClientSettings
 
@@ -71,17 +71,11 @@ def platform_env(kafka_bootstrap, tmp_path):
 @pytest.fixture
 def warehouse_proc(platform_env, tmp_path):
     """The warehouse process (migrations, sink, read-only endpoint); yields it once /ping answers."""
-    import urllib.request
-
     svc = ServiceProcess("warehouse", ["warehouse", "serve"], platform_env, tmp_path / "warehouse.log").start()
     url = f"http://127.0.0.1:{platform_env['VOLTRISK_WAREHOUSE_HTTP_PORT']}"
 
     def ping():
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ok(url + "/ping")
 
     svc.url = url
     svc.ping = ping

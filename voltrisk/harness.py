@@ -66,6 +66,17 @@ def wait_for(predicate, timeout_s: float, what: str, service: ServiceProcess | N
 
 
 
+def http_ok(url: str) -> bool:
+    """True when URL answers 200 (a warehouse's /ping, a dashboard's health)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class TempBroker:
     """A Kafka broker on free ports in a temp directory, with the platform's
     topics, sharing the jars fetched into the checkout's .voltrisk."""

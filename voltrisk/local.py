@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import urllib.request
 from collections.abc import Callable
 
 from voltrisk import broker, procs
 from voltrisk.errors import UserError
+from voltrisk.harness import http_ok
 from voltrisk.settings import BrokerSettings, DashboardSettings, KafkaClientSettings, WarehouseSettings, WorkerSettings
 
 PY = sys.executable
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def _days_ago_shanghai(days: int) -> str:
@@ -43,7 +35,7 @@ def services(simulate: bool = True) -> list[procs.Service]:
     out = [
         procs.Service(
             "warehouse", [PY, "-m", "voltrisk", "warehouse", "serve"],
-            lambda: _http_ok(f"http://{w.warehouse_http_host}:{w.warehouse_http_port}/ping"),
+            lambda: http_ok(f"http://{w.warehouse_http_host}:{w.warehouse_http_port}/ping"),
             marker="voltrisk warehouse serve", start_timeout_s=90,
         ),
         procs.Service(
@@ -60,7 +52,7 @@ def services(simulate: bool = True) -> list[procs.Service]:
         ))
     out.append(procs.Service(
         "dashboard", streamlit_argv(d.dashboard_host, d.dashboard_port),
-        lambda: _http_ok(f"http://{d.dashboard_host}:{d.dashboard_port}/_stcore/health"),
+        lambda: http_ok(f"http://{d.dashboard_host}:{d.dashboard_port}/_stcore/health"),
         marker="streamlit run", start_timeout_s=90,
     ))
     return out
