@@ -28,38 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulators import runner, sink  # noqa: E402
 from voltrisk import broker  # noqa: E402
-from voltrisk.settings import BrokerSettings, KafkaClientSettings  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def private_broker(home: Path) -> BrokerSettings:
-    """A single-node broker under ``home`` on free ports (jars from the repo's cache)."""
-    lib = broker.fetch(BrokerSettings(home=REPO / ".voltrisk"))
-    (home / "kafka").mkdir(parents=True)
-    (home / "kafka" / "lib").symlink_to(lib)
-    s = BrokerSettings(home=home, broker_port=_free_port(), broker_controller_port=_free_port(), broker_heap="1g")
-    broker.start(s)
-    return s
+from voltrisk.harness import TempBroker  # noqa: E402
+from voltrisk.settings import KafkaClientSettings  # noqa: E402
 
 
 def measure(target, rate: float, duration: float, vehicles: int) -> dict:
     stream, hz = runner.load_stream(vehicles, rate, seed=7, start_ms=int(time.time() * 1000))
 
     async def go():
-        await target.start()
-        try:
+        async with target:
             return await runner.run_load(target, stream, rate, duration, vehicles, hz, lambda n: None)
-        finally:
-            await target.stop()
 
     return asdict(asyncio.run(go()))
 
@@ -90,8 +68,8 @@ def main() -> None:
     own = None
     with tempfile.TemporaryDirectory() as home:
         if a.private_broker or not broker.answers(settings.kafka_bootstrap, timeout_s=2):
-            own = private_broker(Path(home))
-            settings = KafkaClientSettings(kafka_bootstrap=f"127.0.0.1:{own.broker_port}")
+            own = TempBroker(Path(home), heap="1g").start()
+            settings = KafkaClientSettings(kafka_bootstrap=own.bootstrap)
         try:
             asyncio.run(broker.create_topics(settings))
             out["kafka_bootstrap"] = settings.kafka_bootstrap
@@ -101,7 +79,7 @@ def main() -> None:
             )
         finally:
             if own is not None:
-                broker.stop(own)
+                own.stop()
     out["load_avg_1m_after"] = os.getloadavg()[0]
     out["held_within_2pct"] = out["kafka"]["held_within_2pct"]
     print(json.dumps(out, indent=1))

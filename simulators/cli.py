@@ -108,8 +108,7 @@ def simulate(
     async def go():
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        await target.start()
-        try:
+        async with target:
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -129,8 +128,6 @@ def simulate(
                     )
 
                 return await runner.pump(scen.events(), target, realtime, progress)
-        finally:
-            await target.stop()
 
     t0 = time.perf_counter()
     try:
@@ -296,8 +293,7 @@ def load(
     target = sink.FileSink(out, coord) if out else sink.KafkaSink(coord, stamp=True)
 
     async def go():
-        await target.start()
-        try:
+        async with target:
             with Progress(
                 TextColumn("load"),
                 BarColumn(),
@@ -312,8 +308,6 @@ def load(
                     prog.update(task, completed=time.perf_counter() - t0, sent=prog.tasks[task].fields["sent"] + n)
 
                 return await runner.run_load(target, stream, rate, duration, vehicles, hz, progress)
-        finally:
-            await target.stop()
 
     res = asdict(asyncio.run(go()))
     text = json.dumps(res)

@@ -40,7 +40,18 @@ class _Line(msgspec.Struct, array_like=False):
     value: msgspec.Raw
 
 
-class FileSink:
+class _Started:
+    """``async with sink:`` starts it and always stops (flushes) it."""
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+
+class FileSink(_Started):
     """JSON lines: one object per record with topic, key, headers and value."""
 
     def __init__(self, path: Path, coord_sys: str):
@@ -74,7 +85,7 @@ class FileSink:
         self._fh.close()
 
 
-class KafkaSink:
+class KafkaSink(_Started):
     """Idempotent producer fed with hand-built batches. ``stamp`` adds a ``sent_ts_ms``
     header (wall clock at send) so downstream stages can measure latency."""
 

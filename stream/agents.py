@@ -161,7 +161,6 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         return app.agent(topic, name=agent.__name__)(agent)
 
     app.gate_agents = {spec.name: gate_agent(spec) for spec in T.RAW}
-    app.gate = gate
 
     # features: one agent over the four clean telemetry topics (co-partitioned by
     # vehicle), so park states and SOC readings meet the dynamics they belong to
@@ -180,8 +179,6 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     async def close_idle_trips():
         await send(as_out(engine.flush()))
 
-    app.features_agent = features
-    app.feature_engine = engine
     _fraud_agent(app, w, send)
     return app
 
@@ -216,8 +213,6 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
             facts = await asyncio.to_thread(telemetry.records_for, claims)
             alerts = engine.process(claims, facts)
             await send([Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts])
-
-    app.fraud_engine = engine
 
 
 def _open_store(path):

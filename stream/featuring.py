@@ -183,4 +183,4 @@ def pack(rows: list[tuple[str, str, bytes]]) -> list[tuple[str, bytes, bytes]]:
     return [(topic, vid.encode(), b"[" + b",".join(vals) + b"]") for (topic, vid), vals in grouped.items()]
 
 
-__all__ = ["FEATURE_INPUTS", "FeatureEngine", "R", "decode_clean", "pack"]
+__all__ = ["FEATURE_INPUTS", "FeatureEngine", "decode_clean", "pack"]

@@ -21,11 +21,8 @@ def _load(target, rate, duration, vehicles):
     stream, hz = runner.load_stream(vehicles, rate, seed=3, start_ms=int(time.time() * 1000))
 
     async def go():
-        await target.start()
-        try:
+        async with target:
             return await runner.run_load(target, stream, rate, duration, vehicles, hz, lambda n: None)
-        finally:
-            await target.stop()
 
     return asyncio.run(go())
 
@@ -118,11 +115,8 @@ def test_every_ring_claim_in_the_truth_reaches_the_fnol_topic(kafka_bootstrap, t
     target = sink.KafkaSink("WGS84", settings=settings)
 
     async def go():
-        await target.start()
-        try:
+        async with target:
             return await runner.pump(scen.events(), target, realtime=False, on_progress=lambda n, t: None)
-        finally:
-            await target.stop()
 
     counts = asyncio.run(go())
     assert target.errors == 0 and counts["claims.fnol.v1"] == len(scen.truth.claims)

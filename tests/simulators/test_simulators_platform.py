@@ -26,11 +26,8 @@ def test_simulated_fleet_and_claims_land_in_the_warehouse(kafka_bootstrap, wareh
     target = sink.KafkaSink("GCJ02", settings=KafkaClientSettings(kafka_bootstrap=kafka_bootstrap))
 
     async def go():
-        await target.start()
-        try:
+        async with target:
             return await runner.pump(scen.events(), target, realtime=False, on_progress=lambda n, t: None)
-        finally:
-            await target.stop()
 
     counts = asyncio.run(go())
     assert target.errors == 0
