@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import faust
 import msgspec
+import numpy as np
 
 from stream import records
 from stream import topics as T
@@ -82,21 +85,31 @@ def _dead_letter(gate: Gate, verdict: Rejected, topic: str, item: tuple, ri: int
 
 def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
     """Validate a batch of raw (key, value, headers, partition, offset): accepted
-    records go to the clean topic (one message per input message, batched like
-    it), refusals to the dead-letter topic (one message per refused record)."""
+    records go to the clean topic, one message per vehicle and batch (a JSON array
+    of its records in arrival order, at most ``MAX_RECORDS_PER_MESSAGE``; a lone
+    record stays a JSON object), refusals to the dead-letter topic (one message per
+    refused record). Merging a vehicle's messages cuts the per-message costs of
+    every consumer downstream; the carried ``sent_ts_ms`` is the earliest of them."""
     items, where, refused = explode(topic, msgs)
     outs = [_dead_letter(gate, verdict, topic, msgs[mi], -1) for mi, verdict in refused.items()]
-    accepted: dict[int, list[Accepted]] = {}
+    accepted: dict[bytes, tuple[list[Accepted], int]] = {}
     for item, (mi, ri), verdict in zip(items, where, gate.check_batch(topic, items)):
         if type(verdict) is Accepted:
-            accepted.setdefault(mi, []).append(verdict)
+            group = accepted.get(verdict.key)
+            if group is None:
+                group = accepted[verdict.key] = ([], mi)
+            group[0].append(verdict)
         else:
             outs.append(_dead_letter(gate, verdict, topic, item, ri))
-    for mi, good in accepted.items():
+    for good, mi in accepted.values():
         carried = [(k, v) for k, v in msgs[mi][2] if k in PASS_THROUGH_HEADERS]
-        single = msgs[mi][1][:1] != b"["
-        value = good[0].value if single else b"[" + b",".join(a.value for a in good) + b"]"
-        outs.append(Out(good[0].topic, good[0].key, value, good[0].headers + carried))
+        headers = good[0].headers + carried
+        if len(good) == 1 and msgs[mi][1][:1] != b"[":
+            outs.append(Out(good[0].topic, good[0].key, good[0].value, headers))
+            continue
+        for i in range(0, len(good), MAX_RECORDS_PER_MESSAGE):
+            part = good[i:i + MAX_RECORDS_PER_MESSAGE]
+            outs.append(Out(part[0].topic, part[0].key, b"[" + b",".join(a.value for a in part) + b"]", headers))
     return outs
 
 
@@ -135,7 +148,10 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=max(4 * w.take_batch, 4096),
+        # Faust's per-message cost is the ceiling of a worker: fetch and buffer generously
+        stream_buffer_maxsize=max(16 * w.take_batch, 32768),
+        broker_max_poll_records=max(w.take_batch, 10_000),
+        consumer_max_fetch_size=16 * 1024 * 1024,
         broker_commit_every=w.take_batch,
         broker_commit_interval=1.0,
         key_serializer="raw",
@@ -156,15 +172,42 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         async def agent(stream):
             async for events in stream.take_events(w.take_batch, w.take_within_s):
                 await send(gate_batch(gate, spec.name, [_raw(e) for e in events]))
+                app.stats.mark("gate", len(events))
 
         agent.__name__ = f"gate_{spec.name.replace('.', '_')}"
         return app.agent(topic, name=agent.__name__)(agent)
 
-    app.gate_agents = {spec.name: gate_agent(spec) for spec in T.RAW}
+    stages = w.stages
+    app.gate_agents = {spec.name: gate_agent(spec) for spec in T.RAW} if "gate" in stages else {}
+    app.stats = WorkerStats(gate)
+    if "features" in stages:
+        app.stats.engine = _features_agent(app, w, send)
+    if "fraud" in stages:
+        _fraud_agent(app, w, send)
+    return app
 
-    # features: one agent over the four clean telemetry topics (co-partitioned by
-    # vehicle), so park states and SOC readings meet the dynamics they belong to
-    engine = FeatureEngine(_open_store(datadir / "features"), score_every_ms=w.score_every_ms)
+
+def _scorer(w: WorkerSettings):
+    """The reference score, or the production version of a telematics model from the
+    pricing registry (reloaded when a new version is promoted)."""
+    if w.worker_scorer == "reference":
+        return None, "reference"
+    from pricing.rating import StreamMultiplierScorer
+    from pricing.registry import Registry
+    from pricing.settings import PricingSettings
+
+    scorer = StreamMultiplierScorer(Registry(PricingSettings().model_registry_dir), w.worker_scorer)
+    scorer.score(np.zeros((1, len(scorer.feature_names))))  # fail at start-up, not on the first batch
+    return scorer, w.worker_scorer
+
+
+def _features_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> FeatureEngine:
+    """One agent over the four clean telemetry topics (co-partitioned by vehicle), so
+    park states and SOC readings meet the dynamics they belong to."""
+    scorer, scorer_name = _scorer(w) if "scoring" in w.stages else (None, "reference")
+    engine = FeatureEngine(_open_store((w.home / "worker").resolve() / "features"), scorer, scorer_name,
+                           score_every_ms=w.score_every_ms, reorder_ms=w.reorder_ms, live_hold_ms=w.live_hold_ms,
+                           live_window_ms=w.live_window_ms, scoring="scoring" in w.stages)
     inputs = app.topic(*FEATURE_INPUTS, key_type=bytes, value_type=bytes)
 
     def as_out(rows) -> list[Out]:
@@ -174,13 +217,13 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     async def features(stream):
         async for events in stream.take_events(w.take_batch, w.take_within_s):
             await send(as_out(engine.step([(e.message.topic, e.message.key, e.message.value) for e in events])))
+            app.stats.mark("features", len(events))
 
-    @app.timer(interval=1.0)
-    async def close_idle_trips():
+    @app.timer(interval=min(1.0, max(0.05, w.live_hold_ms / 1000)))
+    async def release_held_and_close_idle_trips():
         await send(as_out(engine.flush()))
 
-    _fraud_agent(app, w, send)
-    return app
+    return engine
 
 
 def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
@@ -215,10 +258,33 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
             await send([Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts])
 
 
+class WorkerStats:
+    """What this worker process did, for `voltrisk status` and the benchmark: per
+    stage the messages taken and the wall time of its first and latest batch."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.engine: FeatureEngine | None = None
+        self._stages: dict[str, list[float]] = {}
+
+    def mark(self, stage: str, messages: int) -> None:
+        now = time.time()
+        entry = self._stages.setdefault(stage, [now, now, 0])
+        entry[1] = now
+        entry[2] += messages
+
+    def snapshot(self) -> dict:
+        out: dict = {"pid": os.getpid(), "cpu_s": round(time.process_time(), 3), "wall": time.time(),
+                     "stages": {k: {"first_wall": a, "last_wall": b, "messages": n} for k, (a, b, n) in self._stages.items()}}
+        if self.engine is not None:
+            out["features"] = {"records": self.engine.records_in, "scores": self.engine.scores_out,
+                               "held": len(self.engine._held)}
+        return out
+
+
 def _open_store(path):
     """A persistent key-value store (RocksDB): the gate's watermarks and recent
     event ids, the features' per-vehicle state; a restart resumes from it."""
-    from rocksdict import Options, Rdict
+    from stream.kvstore import WriteBackStore
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Rdict(str(path), options=Options(raw_mode=True))
+    return WriteBackStore.open(path)

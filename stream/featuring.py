@@ -64,10 +64,15 @@ class FeatureEngine:
 
     def __init__(self, store: MutableMapping[bytes, bytes], scorer: Scorer | None = None, scorer_name: str = "reference",
                  *, cells: CellTable | None = None, score_every_ms: int = 5_000, reorder_ms: int = 120_000,
-                 max_hold_s: float = 10.0, clock: Callable[[], float] = time.time):
+                 max_hold_s: float = 10.0, live_hold_ms: int = 0, live_window_ms: int = 0, scoring: bool = True,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.scorer = scorer or ReferenceScorer()
         self.scorer_name = scorer_name
+        self.scoring = scoring
+        self.live_hold_s, self.live_window_ms = live_hold_ms / 1000, live_window_ms
+        self.records_in = 0  # records taken in (for the worker's stats)
+        self.scores_out = 0
         self.cells = cells
         self.score_every_ms = score_every_ms
         self.clock = clock
@@ -97,6 +102,9 @@ class FeatureEngine:
         for v, closed in up.closed_days.items():
             history[v] = merge_history(history.get(v, []), closed)
             self.store[b"h" + v.encode()] = encode_history(history[v])
+        flush = getattr(self.store, "flush", None)
+        if flush is not None:
+            flush()
         out = []
         for topic, rows in ((TRIPS, up.trips), (DAILY, up.daily), (CELLS, up.visits), (CRASHES, up.crashes)):
             out.extend((topic, r.vehicle_id, _encode(r)) for r in rows)
@@ -109,9 +117,15 @@ class FeatureEngine:
         can overtake the dynamics before it. Records are therefore held in a small
         reorder buffer and released in event-time order once the vehicle's newest dynamics
         sample is ``reorder_ms`` past them, or once nothing of that vehicle arrived for
-        ``max_hold_s`` (its topics have all delivered what there was)."""
+        ``max_hold_s`` (its topics have all delivered what there was).
+
+        Live records (event time within ``live_window_ms`` of the clock: the worker is
+        not catching up, so its topics are in step) wait only ``live_hold_ms`` after
+        their arrival: what a score reflects is then at most that much older."""
         now = self.clock()
-        for vid, rec in decode_clean(msgs):
+        pairs = decode_clean(msgs)
+        self.records_in += len(pairs)
+        for vid, rec in pairs:
             self._held.append((rec.ts_ms, now, vid, rec))
             self._arrived[vid] = now
             # the dynamics stream sets the pace: a state topic running ahead must
@@ -122,9 +136,12 @@ class FeatureEngine:
 
     def _release(self, now: float) -> list[tuple[str, msgspec.Struct]]:
         quiet, newest, arrived, lag = now - self.max_hold_s, self._newest, self._arrived, self.reorder_ms
+        live_from = int(now * 1000) - self.live_window_ms if self.live_window_ms else None
+        settled = now - self.live_hold_s
         ready, held = [], []
         for h in self._held:
-            (ready if h[0] <= newest.get(h[2], 0) - lag or arrived[h[2]] <= quiet else held).append(h)
+            (ready if h[0] <= newest.get(h[2], 0) - lag or arrived[h[2]] <= quiet
+             or (live_from is not None and h[0] >= live_from and h[1] <= settled) else held).append(h)
         if not ready:
             return []
         self._held = held
@@ -141,7 +158,8 @@ class FeatureEngine:
         self.watermark_ms = max(self.watermark_ms, max(s.seen_ts_ms for s in up.states.values()))
         self.open_trips.update(v for v, s in up.states.items() if s.trip is not None)
         out = self._emit_update(up, history)
-        out.extend(self._score(up.states, history))
+        if self.scoring:
+            out.extend(self._score(up.states, history))
         return out
 
     def flush(self) -> list[tuple[str, str, bytes]]:
@@ -169,7 +187,9 @@ class FeatureEngine:
         for day, group in by_day.items():
             feats = vehicle_features_from_states(group, day, {v: history.get(v, []) for v in group})
             out.extend((VEHICLE, r.vehicle_id, _encode(r)) for r in vehicle_feature_records(feats, now_ms))
-            out.extend((SCORES, r.vehicle_id, _encode(r)) for r in score_records(feats, self.scorer, self.scorer_name, now_ms))
+            scores = score_records(feats, self.scorer, self.scorer_name, now_ms, {v: s.seen_ts_ms for v, s in group.items()})
+            self.scores_out += len(scores)
+            out.extend((SCORES, r.vehicle_id, _encode(r)) for r in scores)
         for v in due:
             self._last_scored[v] = now_ms
         return out

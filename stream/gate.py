@@ -497,6 +497,9 @@ class Gate:
         ingest = ("ingest_ts_ms", str(now_ms).encode())
         out = [gate.check(key, value, headers, partition, offset, now_ms, ingest)
                for key, value, headers, partition, offset in msgs]
+        flush = getattr(self._store, "flush", None)
+        if flush is not None:  # a write-back store: this batch's ids are durable before its outputs leave
+            flush()
         newest = max((a.record.ts_ms for a in out if type(a) is Accepted), default=None)
         if newest is not None:
             if self._next_sweep_ms is None:

@@ -96,13 +96,17 @@ class ReferenceScorer:
         return np.clip(100.0 - POINTS_PER_E * self.log_relative_pcf(X).sum(axis=1), 0.0, 100.0)
 
 
-def score_records(features: Mapping[str, np.ndarray], scorer: Scorer, scorer_name: str, version_ts_ms: int) -> list:
+def score_records(features: Mapping[str, np.ndarray], scorer: Scorer, scorer_name: str, version_ts_ms: int,
+                  through_ts_ms: Mapping[str, int] | None = None) -> list:
     """``ScoreV1`` records (``scores.ubi.v1``) for every vehicle of ``features``
-    (``vehicle_features_from_states`` / ``_from_daily`` output), scored in one call."""
+    (``vehicle_features_from_states`` / ``_from_daily`` output), scored in one call;
+    ``through_ts_ms`` gives per vehicle the newest event time the features include."""
     from stream.features.outputs import ScoreV1
 
+    through = through_ts_ms or {}
     scores = scorer.score(matrix(features, scorer.feature_names)).tolist()
-    return [ScoreV1(vehicle_id=v, as_of_day=int(day), scorer=scorer_name, score=sc, version_ts_ms=version_ts_ms)
+    return [ScoreV1(vehicle_id=v, as_of_day=int(day), scorer=scorer_name, score=sc, version_ts_ms=version_ts_ms,
+                    through_ts_ms=int(through.get(v, 0)))
             for v, day, sc in zip(features["vehicle_id"].tolist(), features["as_of_day"].tolist(), scores, strict=True)]
 
 

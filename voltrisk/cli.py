@@ -248,6 +248,46 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
             err.print(f"{name:10} {'pid ' + str(pid) if pid else 'stopped'}")
 
 
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Fewer records and shorter live runs (under 5 minutes)"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout"),
+    append: bool = typer.Option(False, "--append", help="Append the Markdown table to bench/RESULTS.md"),
+    records: int = typer.Option(0, help="Pre-filled records (default 400,000; 150,000 with --quick)"),
+    live_rates: str = typer.Option("", help="Comma-separated live rates in records/s (default 1000,5000,10000,20000)"),
+    two_workers: bool = typer.Option(True, help="Also run the full path with two worker processes"),
+    batch: int = typer.Option(10, min=1, max=1000, help="Records per message (one vehicle's samples)"),
+    scorer: str = typer.Option("xgboost", help="xgboost (a telematics model from a temp registry) or reference"),
+) -> None:
+    """Benchmark every stage against raw aiokafka on a temp broker and warehouse, in one run.
+
+    Example: voltrisk bench --quick --json
+    """
+    import json
+
+    from voltrisk.benchmark import BenchConfig, markdown, run
+
+    if scorer not in ("xgboost", "reference"):
+        raise typer.BadParameter("choose xgboost or reference", param_hint="--scorer")
+    cfg = BenchConfig.quick_config() if quick else BenchConfig()
+    cfg.scorer, cfg.two_workers, cfg.batch = scorer, two_workers, batch
+    if records:
+        cfg.records = records
+    if live_rates:
+        try:
+            cfg.live_rates = tuple(int(r) for r in live_rates.split(",") if r.strip())
+        except ValueError:
+            raise typer.BadParameter(f"{live_rates!r} is not a comma-separated list of integers", param_hint="--live-rates")
+    result = run(cfg, say=err.print)
+    table = markdown(result)
+    if append:
+        from voltrisk.harness import REPO
+
+        with open(REPO / "bench" / "RESULTS.md", "a") as f:
+            f.write(f"\n\n## voltrisk bench ({result['date_utc']})\n\n{table}\n")
+    typer.echo(json.dumps(result) if as_json else table)
+
+
 def main() -> None:
     try:
         app()

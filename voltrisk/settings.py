@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CONFIG = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True, env_nested_delimiter="__")
@@ -78,6 +78,9 @@ class WarehouseSettings(BaseSettings):
     sink_group: str = "voltrisk-sink"
 
 
+WORKER_STAGES = ("gate", "features", "scoring", "fraud")
+
+
 class WorkerSettings(BaseSettings):
     """The Faust stream worker (`voltrisk worker`)."""
 
@@ -99,6 +102,34 @@ class WorkerSettings(BaseSettings):
     take_within_s: float = Field(0.2, gt=0)
     worker_clickhouse_url: str = Field("http://127.0.0.1:8124", description="Where the worker reads telemetry around claims")
     score_every_ms: int = Field(5_000, ge=0, description="Re-score a vehicle at most this often (processing time)")
+    worker_stages: str = Field(
+        "gate,features,scoring,fraud",
+        description="Comma-separated stages this worker runs: gate, features, scoring (needs features), fraud",
+    )
+    worker_scorer: str = Field(
+        "reference",
+        description="'reference' (the published-formula score) or the registry name of a telematics model, "
+                    "whose production version scores",
+    )
+    reorder_ms: int = Field(120_000, ge=0, description="Event-time reorder window of the features in catch-up")
+    live_hold_ms: int = Field(
+        250, ge=0, description="Live records (event time within live_window_ms of the clock) wait this long for their siblings")
+    live_window_ms: int = Field(30_000, ge=0, description="Records this close to the wall clock count as live")
+
+    @field_validator("worker_stages")
+    @classmethod
+    def _known_stages(cls, v: str) -> str:
+        stages = [s.strip() for s in v.split(",") if s.strip()]
+        unknown = sorted(set(stages) - set(WORKER_STAGES))
+        if unknown or not stages:
+            raise ValueError(f"worker_stages {v!r}: unknown {unknown or 'empty'}; choose from {', '.join(WORKER_STAGES)}")
+        if "scoring" in stages and "features" not in stages:
+            raise ValueError("worker_stages: scoring runs on the features stage's output; add 'features'")
+        return ",".join(stages)
+
+    @property
+    def stages(self) -> frozenset[str]:
+        return frozenset(self.worker_stages.split(","))
 
 
 class DashboardSettings(BaseSettings):

@@ -116,6 +116,7 @@ class ScoreV1(Struct, **_OUT):
     scorer: str  # "reference" or the pricing model's registry version
     score: float
     version_ts_ms: int
+    through_ts_ms: int = 0  # newest event time (any kind) the score reflects: its data freshness
 
 
 def vehicle_feature_records(features: Mapping[str, np.ndarray], version_ts_ms: int) -> list:

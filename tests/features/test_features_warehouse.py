@@ -48,9 +48,9 @@ def ch(tmp_path_factory):
     from chdb import session
 
     s = session.Session(str(tmp_path_factory.mktemp("chdb")))
-    mig = Migration(10, "features", Path(MIGRATION).read_text())
-    for statement in mig.statements(WarehouseSettings()):
-        s.query(statement)
+    for number, name, path in ((10, "features", MIGRATION), (11, "score_freshness", MIGRATIONS_DIR / "0011_score_freshness.sql")):
+        for statement in Migration(number, name, Path(path).read_text()).statements(WarehouseSettings()):
+            s.query(statement)
     yield s
     s.close()
 

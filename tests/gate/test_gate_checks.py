@@ -254,18 +254,29 @@ def test_unknown_headers_are_ignored_and_header_values_are_normalised():
     assert dict(verdict.headers)["source_protocol"] == b"oem-json"
 
 
-def test_dedupe_state_survives_a_restart_in_rocksdb(tmp_path):
-    """The worker's store: a resend after a restart is still a duplicate, a late
-    event still late, and the sweep works on RocksDB as on a dict."""
+def _rdict(path):
     from rocksdict import Options, Rdict
 
+    return Rdict(str(path), options=Options(raw_mode=True))
+
+
+def _write_back(path):
+    from stream.kvstore import WriteBackStore
+
+    return WriteBackStore.open(path)
+
+
+@pytest.mark.parametrize("open_store", [_rdict, _write_back], ids=["rocksdb", "write-back"])
+def test_dedupe_state_survives_a_restart_in_rocksdb(tmp_path, open_store):
+    """The worker's store: a resend after a restart is still a duplicate, a late
+    event still late, and the sweep works on RocksDB as on a dict."""
     key, value, headers = example_msg(DYN)
     late = msgspec.json.encode(value_dict(DYN, "late-1", ts_ms=EXAMPLE_TS_MS - LATENESS_MS - 1))
-    store = Rdict(str(tmp_path / "dedupe"), options=Options(raw_mode=True))
+    store = open_store(tmp_path / "dedupe")
     assert isinstance(Gate(WorkerSettings(), dedupe_store=store, clock=lambda: CLOCK_S).check(DYN, key, value, headers, 0, 0),
                       Accepted)
     store.close()
-    store = Rdict(str(tmp_path / "dedupe"), options=Options(raw_mode=True))
+    store = open_store(tmp_path / "dedupe")
     gate = Gate(WorkerSettings(), dedupe_store=store, clock=lambda: CLOCK_S + 86_400)
     assert gate.check(DYN, key, value, headers, 0, 1).reason == "duplicate"
     assert gate.check(DYN, key, late, headers, 0, 2).reason == "late"

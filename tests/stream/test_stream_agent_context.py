@@ -42,7 +42,9 @@ async def test_gate_agent_emits_clean_records_and_dead_letters(app_and_outbox):
             await ctx.sleep(0.05)
     clean = [o for o in outbox if o.topic == "clean.ev.dynamics.v1"]
     dead = [o for o in outbox if o.topic == "voltrisk.dlq.v1"]
-    assert [msgspec.json.decode(o.value)["event_id"] for o in clean] == ["ctx-0", "ctx-1", "ctx-2"]
+    # one vehicle's records of one batch travel as one message (an array), in order
+    decoded = [msgspec.json.decode(o.value) for o in clean]
+    assert [r["event_id"] for d in decoded for r in (d if isinstance(d, list) else [d])] == ["ctx-0", "ctx-1", "ctx-2"]
     assert all(o.key.startswith(b"v1-") and ex.key.encode() not in o.key + o.value for o in clean)
     assert all(("sent_ts_ms", b"123") in o.headers for o in clean)
     assert sorted(dict(o.headers)["reason"] for o in dead) == [b"duplicate", b"malformed_json"]
@@ -69,3 +71,29 @@ def test_replay_of_the_same_offset_is_accepted_but_a_resend_is_a_duplicate(tmp_p
     assert len(msgspec.json.decode(replay[0].value)) == 3
     assert [dict(o.headers)["reason"] for o in resend] == [b"duplicate"] * 3
     assert [dict(o.headers)["source_index"] for o in resend] == [b"0", b"1", b"2"]
+
+
+def test_a_vehicles_messages_of_one_batch_leave_as_one_clean_message(tmp_path):
+    """Several raw messages of one vehicle in a batch become one clean array (in
+    arrival order, earliest sent_ts_ms carried); other vehicles keep their own;
+    a lone record stays a JSON object."""
+    from stream.agents import gate_batch
+    from stream.gate import Gate
+
+    ex = RAW_EXAMPLES["ev.dynamics.v1"]
+    other_vin = ex.key[:-1] + ("1" if ex.key[-1] != "1" else "2")
+    gate = Gate(WorkerSettings(home=tmp_path))
+
+    def msg(vin, ids, offset, sent):
+        value = b"[" + b",".join(msgspec.json.encode(msgspec.structs.replace(
+            ex.record, event_id=i, ts_ms=ex.record.ts_ms + offset * 10 + n)) for n, i in enumerate(ids)) + b"]"
+        return vin.encode(), value, [(k, v.encode()) for k, v in ex.headers.items()] + [("sent_ts_ms", sent)], 0, offset
+
+    lone = (other_vin.encode(), msgspec.json.encode(msgspec.structs.replace(ex.record, event_id="o-1")),
+            [(k, v.encode()) for k, v in ex.headers.items()], 1, 7)
+    outs = gate_batch(gate, "ev.dynamics.v1", [msg(ex.key, ["a-1", "a-2"], 1, b"100"), lone, msg(ex.key, ["a-3"], 2, b"200")])
+    assert [o.topic for o in outs] == ["clean.ev.dynamics.v1"] * 2
+    merged, single = outs
+    assert [r["event_id"] for r in msgspec.json.decode(merged.value)] == ["a-1", "a-2", "a-3"]
+    assert ("sent_ts_ms", b"100") in merged.headers
+    assert msgspec.json.decode(single.value)["event_id"] == "o-1" and merged.key != single.key

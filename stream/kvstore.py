@@ -1,0 +1,96 @@
+"""The workers' persistent key-value state: RocksDB (rocksdict) behind a write-back layer.
+
+A RocksDB put costs ~5 µs from Python, a put inside a write batch ~2 µs, and a read
+of a key written moments ago goes through the memtable. The gate and the features
+engine touch a few keys per record, so writes are collected per batch and written
+with one ``WriteBatch`` (``flush``, called once per batch before its outputs are
+emitted), and recently written values are read back from memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+
+_DELETED = object()
+
+
+class WriteBackStore(MutableMapping[bytes, bytes]):
+    """A ``MutableMapping`` over an ``Rdict`` (raw mode) with per-batch writes.
+
+    Reads see pending writes first, then a bounded cache of flushed values, then
+    the database. ``flush()`` makes pending writes durable (RocksDB WAL) in one batch.
+    """
+
+    def __init__(self, db, cache_limit: int = 200_000) -> None:
+        self.db = db
+        self.cache_limit = cache_limit
+        self._pending: dict[bytes, object] = {}
+        self._cache: dict[bytes, bytes] = {}
+
+    @classmethod
+    def open(cls, path: Path, cache_limit: int = 200_000) -> WriteBackStore:
+        from rocksdict import Options, Rdict
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(Rdict(str(path), options=Options(raw_mode=True)), cache_limit)
+
+    def get(self, key: bytes, default=None):
+        v = self._pending.get(key)
+        if v is None:
+            v = self._cache.get(key)
+            if v is None:
+                v = self.db.get(key)
+                return default if v is None else v
+        return default if v is _DELETED else v
+
+    def __getitem__(self, key: bytes) -> bytes:
+        v = self.get(key)
+        if v is None:
+            raise KeyError(key)
+        return v
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._pending[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        if self.get(key) is None:
+            raise KeyError(key)
+        self._pending[key] = _DELETED
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+    def keys(self) -> Iterator[bytes]:  # type: ignore[override]
+        self.flush()
+        return iter(list(self.db.keys()))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.keys()
+
+    def __len__(self) -> int:
+        self.flush()
+        return sum(1 for _ in self.db.keys())
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        from rocksdict import WriteBatch
+
+        wb = WriteBatch(raw_mode=True)
+        cache = self._cache
+        if len(cache) + len(self._pending) > self.cache_limit:
+            cache.clear()
+        for k, v in self._pending.items():
+            if v is _DELETED:
+                wb.delete(k)
+                cache.pop(k, None)
+            else:
+                wb.put(k, v)
+                cache[k] = v  # type: ignore[assignment]
+        self.db.write(wb)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.db.close()

@@ -1,0 +1,564 @@
+"""`voltrisk bench`: the platform measured against raw Kafka on the same machine, in one run.
+
+Every stage drains the same pre-filled ``ev.dynamics.v1`` topic on a temp broker,
+each with a fresh consumer group and a fresh worker home:
+
+  raw             plain aiokafka consume (the ceiling), and consume + msgspec decode
+  gate            worker running only the ingest gate (raw -> clean.*)
+  features        gate + features (trips, harsh events, cells, windows)
+  scoring         gate + features + scoring (the pricing registry's XGBoost telematics model)
+  full            gate + features + scoring + sink, until every record is a row in ClickHouse
+  two workers     the full path with two worker processes sharing the partitions
+  live            fixed produce rates with event time = now: event -> score (from
+                  ``scores.ubi.v1``) and event -> row visible in ClickHouse, p50/p95/p99
+  components      XGBoost batch scoring rows/s, warehouse insert rows/s
+
+Worker stage rates are taken from the worker's own stats file (wall time between its
+first and latest batch, process CPU per record), so start-up and group joins are not
+counted. Prints one JSON object (``--json``) or a Markdown table; ``--append``
+adds the table to ``bench/RESULTS.md`` with the date, commit and machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import string
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from voltrisk.harness import REPO, ServiceProcess, TempBroker, http_ok, platform_env, wait_for
+
+TOPIC = "ev.dynamics.v1"
+VIN_CHARS = "".join(c for c in string.ascii_uppercase + string.digits if c not in "IOQ")
+SCORES_TOPIC = "scores.ubi.v1"
+TELEMATICS_MODEL = "bench-telematics"
+
+
+@dataclass
+class BenchConfig:
+    records: int = 400_000
+    vehicles: int = 400
+    batch: int = 10  # records per message: one vehicle's samples (10 = 1 s at 10 Hz or 10 s at 1 Hz)
+    live_rates: tuple[int, ...] = (1_000, 5_000, 10_000, 20_000)
+    live_seconds: float = 20.0
+    two_workers: bool = True
+    scorer: str = "xgboost"  # or "reference"
+    quick: bool = False
+
+    @classmethod
+    def quick_config(cls) -> BenchConfig:
+        return cls(records=150_000, vehicles=300, live_rates=(1_000, 5_000, 10_000, 20_000), live_seconds=8.0, quick=True)
+
+
+@dataclass
+class Stage:
+    name: str
+    records: int
+    seconds: float
+    cpu_s_per_record: float | None = None
+    note: str = ""
+    eps: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.eps = round(self.records / self.seconds) if self.seconds > 0 else 0
+
+
+# --- load ---------------------------------------------------------------------
+
+def make_batches(n_records: int, vehicles: int, batch: int, tag: str, rng: random.Random, start_ms: int,
+                 step_ms: int = 1_000) -> tuple[list[tuple[bytes, bytes, list]], int]:
+    """Batch messages (a JSON array of one vehicle's ``batch`` dynamics records),
+    interleaved across vehicles in event-time order, as a fleet's backlog is."""
+    from contracts.examples import RAW_EXAMPLES
+
+    ex = RAW_EXAMPLES[TOPIC]
+    headers = [(k, v.encode()) for k, v in ex.headers.items()] + [("carmaker", b"bench-oem")]
+    vins = ["LBENCH" + "".join(rng.choice(VIN_CHARS) for _ in range(11)) for _ in range(vehicles)]
+    per_vehicle = max(1, n_records // vehicles)
+    enc = msgspec.json.Encoder()
+    out = []
+    for step in range(0, per_vehicle, batch):
+        for vi, vin in enumerate(vins):
+            recs = [
+                enc.encode(msgspec.structs.replace(
+                    ex.record, event_id=f"{tag}-{vi}-{i}", ts_ms=start_ms + i * step_ms, speed_kmh=20.0 + (i % 60),
+                    accel_long_mps2=round(rng.uniform(-2, 2), 2), lat=31.2 + vi * 1e-3, lon=121.4 + (i % 500) * 1e-4,
+                ))
+                for i in range(step, min(step + batch, per_vehicle))
+            ]
+            out.append((vin.encode(), b"[" + b",".join(recs) + b"]", headers))
+    return out, per_vehicle * vehicles
+
+
+async def produce(bootstrap: str, msgs, rate_msgs: float | None = None, live: bool = False) -> float:
+    """Send ``msgs``; at ``rate_msgs`` messages/s if given. ``live`` re-stamps each
+    message's records to end at the send time (event time = now) and adds the
+    ``sent_ts_ms`` header."""
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+                         max_batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
+    await p.start()
+    t0 = time.perf_counter()
+    restamp = msgspec.json.Decoder(list[dict])
+    try:
+        futs = []
+        for i, (k, v, h) in enumerate(msgs):
+            if rate_msgs:
+                ahead = t0 + i / rate_msgs - time.perf_counter()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            if live:
+                now = int(time.time() * 1000)
+                recs = restamp.decode(v)
+                for j, r in enumerate(recs):  # 10 Hz: the last second of the vehicle's samples
+                    r["ts_ms"] = now - (len(recs) - 1 - j) * 100
+                v = msgspec.json.encode(recs)
+                h = h + [("sent_ts_ms", str(now).encode())]
+            futs.append(await p.send(TOPIC, value=v, key=k, headers=h))
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+    return time.perf_counter() - t0
+
+
+async def raw_consume(bootstrap: str, n_msgs: int, decode: bool) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.records import DynamicsV1
+
+    many = msgspec.json.Decoder(list[DynamicsV1])
+    c = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex}",
+                         auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    await c.start()
+    seen, t0 = 0, None
+    try:
+        while seen < n_msgs:
+            got = await c.getmany(timeout_ms=500, max_records=20_000)
+            if got and t0 is None:
+                t0 = time.perf_counter()
+            for msgs in got.values():
+                seen += len(msgs)
+                if decode:
+                    for m in msgs:
+                        many.decode(m.value)
+    finally:
+        await c.stop()
+    return time.perf_counter() - t0
+
+
+async def reset_downstream_topics(bootstrap: str) -> None:
+    """Delete and re-create every topic the workers write (clean, derived, DLQ,
+    alerts), so each stage starts from the raw topic alone: a stage must not read
+    or store what an earlier stage's worker produced."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from stream import topics as T
+    from voltrisk.broker import create_topics
+    from voltrisk.settings import KafkaClientSettings
+
+    keep = {t.name for t in T.RAW} | {T.DECISIONS.name}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t not in keep]
+        if doomed:
+            await admin.delete_topics(doomed)
+        for _ in range(120):
+            if not set(doomed) & set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.25)
+    finally:
+        await admin.close()
+    for _ in range(40):  # a deleted topic's name may be refused for a moment
+        try:
+            await create_topics(KafkaClientSettings(kafka_bootstrap=bootstrap))
+            return
+        except Exception:  # noqa: BLE001 - retried, then raised below
+            await asyncio.sleep(0.5)
+    await create_topics(KafkaClientSettings(kafka_bootstrap=bootstrap))
+
+
+# --- processes ------------------------------------------------------------------
+
+class Worker:
+    """One worker process with its own home; its stats file says what it did."""
+
+    def __init__(self, env: dict[str, str], base: Path, name: str):
+        self.env, self.name = env, name
+        self.home = Path(env["VOLTRISK_HOME"])
+        self.stats_file = self.home / "run" / "worker.stats.json"
+        ready = self.home / "run" / "worker.ready"
+        ready.unlink(missing_ok=True)
+        self.svc = ServiceProcess(name, ["worker", "run", "--loglevel", "warn"], env, base / f"{name}.log").start()
+        wait_for(ready.exists, 180, f"{name} ready", self.svc)
+
+    def stats(self) -> dict:
+        try:
+            return json.loads(self.stats_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self) -> None:
+        self.svc.stop()
+
+
+def _stage_window(stats: list[dict], stage: str) -> tuple[float, float, float]:
+    """(first batch of any stage, latest batch of ``stage``, CPU seconds spent in
+    between) over workers: the pipeline's span, not one agent's."""
+    first = min(st["first_wall"] for s in stats for st in s["stages"].values())
+    last = max(s["stages"][stage]["last_wall"] for s in stats)
+    return first, last, sum(s["cpu_s"] - s.get("_cpu0", 0.0) for s in stats)
+
+
+def _drain(workers: list[Worker], done: Callable[[list[dict]], bool], what: str, timeout_s: float = 900) -> list[dict]:
+    """Wait until ``done(stats)``; remember each worker's CPU when its first batch came."""
+    cpu0: dict[str, float] = {}
+
+    def poll():
+        stats = [w.stats() for w in workers]
+        for w, s in zip(workers, stats):
+            if "cpu_s" in s and w.name not in cpu0:  # the worker's start-up is behind it; its work is not
+                cpu0[w.name] = s["cpu_s"]
+        return stats if all(s.get("stages") for s in stats) and done(stats) else None
+
+    stats = wait_for(poll, timeout_s, what, workers[0].svc, interval=0.25)
+    time.sleep(1.2)  # one more stats write: the final CPU figure
+    final = [w.stats() for w in workers]
+    for w, s in zip(workers, final):
+        s["_cpu0"] = cpu0.get(w.name, s["cpu_s"])
+    return final or stats
+
+
+def _records(stats: list[dict], key: str) -> int:
+    return sum(s.get("features", {}).get(key, 0) for s in stats)
+
+
+def start_warehouse(env: dict[str, str], base: Path) -> tuple[ServiceProcess, str]:
+    svc = ServiceProcess("warehouse", ["warehouse", "serve"], env, base / "warehouse.log").start()
+    url = f"http://127.0.0.1:{env['VOLTRISK_WAREHOUSE_HTTP_PORT']}"
+    wait_for(lambda: http_ok(url + "/ping"), 90, "warehouse", svc)
+    return svc, url
+
+
+def train_model(registry: Path, say: Callable[[str], None]) -> tuple[object, object]:
+    """A telematics multiplier (XGBoost) fitted on a small simulated book, promoted
+    in a temp registry; returns (model, the book)."""
+    from pricing.registry import Registry, data_fingerprint
+    from pricing.telematics import TelematicsMultiplier
+    from simulators import book as simulated
+    from simulators import drivers
+
+    cfg = simulated.BookConfig(vehicle_years=2_000, seed=7)
+    book = simulated.vehicle_book(drivers.build_population(cfg.n_vehicles, cfg.seed), cfg)
+    model = TelematicsMultiplier.fit_book(book, seed=7, nthread=2)
+    reg = Registry(registry)
+    meta = reg.register(TELEMATICS_MODEL, model, data_fingerprint(book), {})
+    reg.promote(TELEMATICS_MODEL, meta.version)
+    say(f"telematics model {TELEMATICS_MODEL} v{meta.version} trained on {len(book):,} vehicle-periods and promoted")
+    return model, book
+
+
+def xgboost_rows_per_s(model, book, rows: int = 300_000, batch: int = 5_000) -> dict:
+    import numpy as np
+
+    frame = book.iloc[np.resize(np.arange(len(book)), rows)].reset_index(drop=True)
+    chunks = [frame.iloc[i:i + batch] for i in range(0, rows, batch)]
+    model.multiplier(chunks[0])
+    t0, c0 = time.perf_counter(), time.process_time()
+    for c in chunks:
+        model.multiplier(c)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"rows": rows, "batch_rows": batch, "rows_per_s": round(rows / wall), "rows_per_cpu_s": round(rows / cpu)}
+
+
+def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 100_000) -> dict:
+    """The sink's insert path in-process: dynamics rows shaped by ``record_row``
+    into chDB ``telemetry_dynamics``, ``batch`` rows per insert with a dedup token."""
+    from types import SimpleNamespace
+
+    from voltrisk.settings import WarehouseSettings
+    from warehouse.client import writer_client
+    from warehouse.migrate import migrate
+    from warehouse.sink import INSERT_SETTINGS, record_row
+
+    from contracts.examples import RAW_EXAMPLES
+
+    ws = WarehouseSettings(clickhouse_dsn=f"chdb://{base / 'insert-warehouse'}")
+    client = writer_client(ws)
+    migrate(client, ws)
+    ex = RAW_EXAMPLES[TOPIC].record
+    now = int(time.time() * 1000)
+    bodies = []
+    per_msg = 10
+    for b in range(0, rows, batch):
+        lines = []
+        for m in range(b, min(b + batch, rows), per_msg):
+            recs = [msgspec.structs.replace(ex, event_id=f"ins-{m + j}", ts_ms=now - 86_400_000 + (m + j) * 10,
+                                            lat=31.2 + (m % 997) * 1e-3, lon=121.4 + j * 1e-4) for j in range(per_msg)]
+            msg = SimpleNamespace(value=msgspec.json.encode(recs), key=f"veh-{m % 1000}".encode(), partition=m % 12,
+                                  offset=m // per_msg, headers=[("key_version", b"1"), ("sent_ts_ms", str(now).encode())])
+            lines.append(record_row(msg, now))
+        bodies.append(b"\n".join(lines))
+    t0 = time.perf_counter()
+    for i, body in enumerate(bodies):
+        client.raw_insert("telemetry_dynamics", None, body, fmt="JSONEachRow",
+                          settings=dict(INSERT_SETTINGS, insert_deduplication_token=f"bench:{i}"))
+    wall = time.perf_counter() - t0
+    stored = client.query("SELECT count() FROM telemetry_dynamics").result_rows[0][0]
+    client.close()
+    if stored != rows:
+        raise RuntimeError(f"warehouse insert benchmark: {stored} rows stored of {rows}")
+    return {"rows": rows, "batch_rows": batch, "rows_per_s": round(rows / wall), "format": "JSONEachRow"}
+
+
+# --- the run ------------------------------------------------------------------
+
+def _quantiles(values: list[float]) -> tuple[float, float, float]:
+    import numpy as np
+
+    if not values:
+        return float("nan"), float("nan"), float("nan")
+    q = np.percentile(np.asarray(values, float), [50, 95, 99])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+async def _score_latencies(bootstrap: str, vehicles: set[str] | None, since_ms: int, until: Callable[[], bool]) -> list[float]:
+    """event -> score: for each score of the live run, the time its message was
+    written to ``scores.ubi.v1`` minus the newest event time it reflects."""
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.features.outputs import ScoreV1
+
+    many = msgspec.json.Decoder(list[ScoreV1])
+    c = AIOKafkaConsumer(SCORES_TOPIC, bootstrap_servers=bootstrap, group_id=f"lat-{uuid.uuid4().hex}",
+                         auto_offset_reset="latest")
+    await c.start()
+    out: list[float] = []
+    try:
+        while not until():
+            got = await c.getmany(timeout_ms=200)
+            for msgs in got.values():
+                for m in msgs:
+                    for s in many.decode(m.value):
+                        if s.through_ts_ms >= since_ms:
+                            out.append(m.timestamp - s.through_ts_ms)
+    finally:
+        await c.stop()
+    return out
+
+
+def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
+    rng = random.Random(7)
+    base = Path(tempfile.mkdtemp(prefix="voltrisk-bench-"))
+    result: dict = {"date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
+                    "machine": _machine(), "config": {k: v for k, v in asdict(cfg).items()}}
+    broker = TempBroker(base / "kafka-home", heap="1g").start()
+    bootstrap = broker.bootstrap
+    procs: list = []
+    stages: list[Stage] = []
+    registry = base / "models"
+    try:
+        model, book = train_model(registry, say) if cfg.scorer == "xgboost" else (None, None)
+        msgs, n = make_batches(cfg.records, cfg.vehicles, cfg.batch, "bench", rng, int(time.time() * 1000) - 5 * 86_400_000)
+        dt = asyncio.run(produce(bootstrap, msgs))
+        result["records"], result["messages"] = n, len(msgs)
+        result["produce_eps"] = round(n / dt)
+        say(f"pre-filled {n:,} records in {len(msgs):,} messages ({n / dt:,.0f} records/s)")
+
+        dt = asyncio.run(raw_consume(bootstrap, len(msgs), decode=False))
+        stages.append(Stage("raw aiokafka consume", n, dt, note=f"{len(msgs) / dt:,.0f} messages/s, values not decoded"))
+        dt = asyncio.run(raw_consume(bootstrap, len(msgs), decode=True))
+        stages.append(Stage("raw consume + msgspec decode", n, dt, note="every record decoded into its type"))
+        raw_eps = stages[0].eps
+        say(f"raw consume {raw_eps:,} records/s; with decode {stages[1].eps:,}")
+
+        common = {"VOLTRISK_MODEL_REGISTRY_DIR": str(registry), "VOLTRISK_REORDER_MS": "10000",
+                  "VOLTRISK_WORKER_SCORER": TELEMATICS_MODEL if cfg.scorer == "xgboost" else "reference"}
+
+        def worker_stage(name: str, stages_env: str, done_key: str) -> Stage:
+            asyncio.run(reset_downstream_topics(bootstrap))
+            env = platform_env(base / name, bootstrap, name, VOLTRISK_WORKER_STAGES=stages_env, **common)
+            w = Worker(env, base, f"worker-{name}")
+            procs.append(w)
+            if done_key == "gate":
+                stats = _drain([w], lambda s: s[0]["stages"].get("gate", {}).get("messages", 0) >= len(msgs), f"{name} to drain")
+            else:
+                stats = _drain([w], lambda s: _records(s, "records") >= n and "features" in s[0]["stages"], f"{name} to drain")
+            first, last, cpu = _stage_window(stats, done_key)
+            w.stop()
+            procs.remove(w)
+            held = _records(stats, "held")
+            note = f"{_records(stats, 'scores'):,} scores" if "scoring" in stages_env else ""
+            if held:
+                note += (", " if note else "") + f"{held:,} records still in the reorder window at the end"
+            return Stage(name, n, last - first, cpu / n, note)
+
+        stages.append(worker_stage("gate", "gate", "gate"))
+        say(f"gate: {stages[-1].eps:,} records/s")
+        stages.append(worker_stage("features", "gate,features", "features"))
+        say(f"gate + features: {stages[-1].eps:,} records/s")
+        stages.append(worker_stage("scoring", "gate,features,scoring", "features"))
+        say(f"gate + features + scoring: {stages[-1].eps:,} records/s")
+
+        def full(name: str, n_workers: int) -> tuple[Stage, dict, list[Worker], ServiceProcess, str]:
+            asyncio.run(reset_downstream_topics(bootstrap))
+            env = platform_env(base / name, bootstrap, name, VOLTRISK_WORKER_STAGES="gate,features,scoring", **common)
+            wh, url = start_warehouse(env, base)
+            procs.append(wh)
+            from warehouse.client import http_client
+
+            ch = http_client(url)
+            workers = []
+            for i in range(n_workers):
+                wenv = dict(env, VOLTRISK_HOME=str(base / name / f"home{i}"))
+                workers.append(Worker(wenv, base, f"worker-{name}-{i}"))
+                procs.append(workers[-1])
+            # from the workers' first batch until the last row is visible in ClickHouse
+            end: list[float] = []
+
+            def all_stored(_stats) -> bool:
+                if ch.query("SELECT count() FROM telemetry_dynamics").result_rows[0][0] >= n:
+                    end.append(time.time())
+                return bool(end)
+
+            stats = _drain(workers, all_stored, "every row in ClickHouse")
+            first = min(st["first_wall"] for s in stats for st in s["stages"].values())
+            cpu = sum(s["cpu_s"] - s["_cpu0"] for s in stats)
+            unique = ch.query("SELECT uniqExact(event_id), count() FROM telemetry_dynamics FINAL").result_rows[0]
+            stage = Stage(name, n, end[0] - first, cpu / n,
+                          f"{n_workers} worker process{'es' if n_workers > 1 else ''} + warehouse; stored unique {unique[0]:,} of {n:,}")
+            return stage, {"stored_unique": unique[0], "stored_final": unique[1]}, workers, wh, url
+
+        stage, check, workers, wh, url = full("full", 1)
+        stages.append(stage)
+        result["full_path_check"] = check
+        say(f"full path: {stage.eps:,} records/s")
+
+        live = []
+        for rate in cfg.live_rates:
+            live.append(_live(bootstrap, url, rate, cfg, rng))
+            say(f"live {rate:,}/s: score p99 {live[-1]['score_p99_ms']} ms, visible p99 {live[-1]['visible_p99_ms']} ms")
+        result["live"] = live
+        for w in workers:
+            w.stop()
+            procs.remove(w)
+        wh.stop()
+        procs.remove(wh)
+
+        if cfg.two_workers:
+            stage2, check2, workers, wh, _ = full("full-2-workers", 2)
+            stages.append(stage2)
+            result["two_workers_check"] = check2
+            result["two_worker_scaling"] = round(stage2.eps / next(s.eps for s in stages if s.name == "full"), 2)
+            say(f"two workers: {stage2.eps:,} records/s")
+            for w in workers:
+                w.stop()
+                procs.remove(w)
+            wh.stop()
+            procs.remove(wh)
+
+        if model is not None:
+            result["xgboost"] = xgboost_rows_per_s(model, book)
+            say(f"xgboost batch scoring: {result['xgboost']['rows_per_s']:,} rows/s")
+        result["warehouse_insert"] = warehouse_insert_rows_per_s(base, rows=300_000 if cfg.quick else 1_000_000)
+        say(f"warehouse insert: {result['warehouse_insert']['rows_per_s']:,} rows/s")
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        broker.stop()
+
+    by = {s.name: s for s in stages}
+    result["stages"] = [asdict(s) for s in stages]
+    result.update({
+        "raw_consume_eps": raw_eps,
+        "raw_consume_decode_eps": by["raw consume + msgspec decode"].eps,
+        "gate_eps": by["gate"].eps,
+        "features_eps": by["features"].eps,
+        "scoring_eps": by["scoring"].eps,
+        "full_path_eps": by["full"].eps,
+        "full_path_ratio_to_raw": round(by["full"].eps / raw_eps, 4),
+        "full_path_ratio_to_raw_decode": round(by["full"].eps / by["raw consume + msgspec decode"].eps, 4),
+        "xgboost_rows_per_s": result.get("xgboost", {}).get("rows_per_s"),
+        "warehouse_insert_rows_per_s": result["warehouse_insert"]["rows_per_s"],
+    })
+    return result
+
+
+def _live(bootstrap: str, url: str, rate: int, cfg: BenchConfig, rng: random.Random) -> dict:
+    """Produce at ``rate`` records/s for ``live_seconds`` with event time = now."""
+    from warehouse.client import http_client
+
+    tag = f"live{rate}"
+    vehicles = max(1, min(2_000, rate // 10))  # 10 Hz vehicles, each sending its last `batch` samples per message
+    msgs, n_live = make_batches(int(rate * cfg.live_seconds), vehicles, cfg.batch, tag, rng, 0)
+    since = int(time.time() * 1000)
+    done = {"produced": False}
+    ch = http_client(url)
+
+    async def both():
+        lat_task = asyncio.create_task(_score_latencies(bootstrap, None, since, lambda: done["produced"]))
+        await asyncio.sleep(1.0)  # the latency consumer has joined
+        dt = await produce(bootstrap, msgs, rate_msgs=rate / cfg.batch, live=True)
+        await asyncio.to_thread(wait_for, lambda: ch.query(
+            "SELECT count() FROM telemetry_dynamics WHERE event_id LIKE {p:String}", parameters={"p": f"{tag}-%"}
+        ).result_rows[0][0] >= n_live, 180, f"live {rate} rows")
+        await asyncio.sleep(2.0)  # the last scores
+        done["produced"] = True
+        return dt, await lat_task
+
+    dt, score_lat = asyncio.run(both())
+    q = ch.query("SELECT quantiles(0.5, 0.95, 0.99)(stored_ts_ms - sent_ts_ms) FROM telemetry_dynamics "
+                 "WHERE event_id LIKE {p:String}", parameters={"p": f"{tag}-%"}).result_rows[0][0]
+    s50, s95, s99 = _quantiles(score_lat)
+    return {"rate": rate, "achieved_rate": round(n_live / dt), "records": n_live, "scores": len(score_lat),
+            "score_p50_ms": round(s50), "score_p95_ms": round(s95), "score_p99_ms": round(s99),
+            "visible_p50_ms": round(q[0]), "visible_p95_ms": round(q[1]), "visible_p99_ms": round(q[2])}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    load = os.getloadavg()[0]
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}, "
+            f"load average {load:.1f} at start")
+
+
+def markdown(r: dict) -> str:
+    raw = r["raw_consume_eps"]
+    lines = [f"Command: `voltrisk bench{' --quick' if r['config']['quick'] else ''}` — {r['date_utc']}, commit {r['commit']}, "
+             f"{r['machine']}. {r['records']:,} records in {r['messages']:,} messages of {r['config']['batch']} "
+             f"(one vehicle's samples), {r['config']['vehicles']} vehicles; scorer {r['config']['scorer']}.",
+             "", "| stage | records/s | ratio to raw consume | CPU µs per record | note |", "| --- | ---: | ---: | ---: | --- |"]
+    for s in r["stages"]:
+        cpu = f"{s['cpu_s_per_record'] * 1e6:.1f}" if s["cpu_s_per_record"] is not None else "–"
+        lines.append(f"| {s['name']} | {s['eps']:,} | {s['eps'] / raw:.3f} | {cpu} | {s['note']} |")
+    lines += ["", "| live rate (records/s) | achieved | event → score p50 | p95 | p99 | event → visible p50 | p95 | p99 |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for x in r["live"]:
+        lines.append(f"| {x['rate']:,} | {x['achieved_rate']:,} | {x['score_p50_ms']} ms | {x['score_p95_ms']} ms | "
+                     f"{x['score_p99_ms']} ms | {x['visible_p50_ms']} ms | {x['visible_p95_ms']} ms | {x['visible_p99_ms']} ms |")
+    lines += ["", f"XGBoost batch scoring: {r['xgboost_rows_per_s'] or 0:,} rows/s; warehouse insert "
+              f"({r['warehouse_insert']['format']}, {r['warehouse_insert']['batch_rows']:,} rows per insert): "
+              f"{r['warehouse_insert_rows_per_s']:,} rows/s."]
+    if "two_worker_scaling" in r:
+        lines.append(f"Two worker processes: {r['two_worker_scaling']}× one worker on the full path.")
+    return "\n".join(lines)
