@@ -89,17 +89,41 @@ def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
     of its records in arrival order, at most ``MAX_RECORDS_PER_MESSAGE``; a lone
     record stays a JSON object), refusals to the dead-letter topic (one message per
     refused record). Merging a vehicle's messages cuts the per-message costs of
-    every consumer downstream; the carried ``sent_ts_ms`` is the earliest of them."""
-    items, where, refused = explode(topic, msgs)
-    outs = [_dead_letter(gate, verdict, topic, msgs[mi], -1) for mi, verdict in refused.items()]
+    every consumer downstream; the carried ``sent_ts_ms`` is the earliest of them.
+
+    Telemetry batch messages are decided in one pass where they can be
+    (``Gate.check_arrays``); the rest, record by record (``Gate.check_batch``)."""
+    fast = gate.check_arrays(topic, msgs, MAX_RECORDS_PER_MESSAGE)
+    slow = [mi for mi in range(len(msgs)) if mi not in fast]
+    items, where, refused = explode(topic, [msgs[mi] for mi in slow])
+    outs = [_dead_letter(gate, verdict, topic, msgs[slow[smi]], -1) for smi, verdict in refused.items()]
+    per_message: dict[int, list[tuple[int, Accepted | Rejected, tuple | None]]] = {}
+    for item, (smi, ri), verdict in zip(items, where, gate.check_batch(topic, items) if items else ()):
+        per_message.setdefault(slow[smi], []).append((ri, verdict, item))
+    for mi, verdicts in fast.items():
+        per_message[mi] = [(ri, v, None) for ri, v in enumerate(verdicts)]
     accepted: dict[bytes, tuple[list[Accepted], int]] = {}
-    for item, (mi, ri), verdict in zip(items, where, gate.check_batch(topic, items)):
-        if type(verdict) is Accepted:
-            group = accepted.get(verdict.key)
-            if group is None:
-                group = accepted[verdict.key] = ([], mi)
-            group[0].append(verdict)
-        else:
+    for mi in sorted(per_message):
+        raws, ids = None, set()
+        for ri, verdict, item in per_message[mi]:
+            if type(verdict) is Accepted:
+                if verdict.record.event_id in ids:  # the same event twice in one batch message
+                    key, _, _, partition, offset = msgs[mi]
+                    verdict = reject("duplicate", f"{topic} partition {partition} offset {offset}: event_id "
+                                     f"{verdict.record.event_id!r} is repeated in this batch", verdict.key, gate.origin)
+                else:
+                    ids.add(verdict.record.event_id)
+            if type(verdict) is Accepted:
+                group = accepted.get(verdict.key)
+                if group is None:
+                    group = accepted[verdict.key] = ([], mi)
+                group[0].append(verdict)
+                continue
+            if item is None:  # decided on the fast path: the record's own bytes for the dead letter
+                if raws is None:
+                    raws = _batch_decoder.decode(msgs[mi][1])
+                key, _, headers, partition, offset = msgs[mi]
+                item = (key, bytes(raws[ri]), headers, partition, offset)
             outs.append(_dead_letter(gate, verdict, topic, item, ri))
     for good, mi in accepted.values():
         carried = [(k, v) for k, v in msgs[mi][2] if k in PASS_THROUGH_HEADERS]
@@ -111,6 +135,15 @@ def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
             part = good[i:i + MAX_RECORDS_PER_MESSAGE]
             outs.append(Out(part[0].topic, part[0].key, b"[" + b",".join(a.value for a in part) + b"]", headers))
     return outs
+
+
+def _log_resumed(topic: str, msgs: Sequence[tuple], seen: set[int]) -> None:
+    """Log the first offset this process reads from each partition: where it resumed
+    (the group's committed offset) after a start, a crash or a broker outage."""
+    for *_, partition, offset in msgs:
+        if partition not in seen:
+            seen.add(partition)
+            log.info("gate %s[%d]: resumed from offset %d (the group's committed offset)", topic, partition, offset)
 
 
 def _raw(event) -> tuple:
@@ -168,10 +201,15 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
 
     def gate_agent(spec: T.TopicSpec):
         topic = app.topic(spec.name, key_type=bytes, value_type=bytes, allow_empty=True)
+        n_partitions = T.partitions_for(spec, k.telemetry_partitions, k.other_partitions)
 
         async def agent(stream):
+            resumed: set[int] = set()
             async for events in stream.take_events(w.take_batch, w.take_within_s):
-                await send(gate_batch(gate, spec.name, [_raw(e) for e in events]))
+                raw = [_raw(e) for e in events]
+                if len(resumed) < n_partitions:
+                    _log_resumed(spec.name, raw, resumed)
+                await send(gate_batch(gate, spec.name, raw))
                 app.stats.mark("gate", len(events))
 
         agent.__name__ = f"gate_{spec.name.replace('.', '_')}"
@@ -278,7 +316,7 @@ class WorkerStats:
                      "stages": {k: {"first_wall": a, "last_wall": b, "messages": n} for k, (a, b, n) in self._stages.items()}}
         if self.engine is not None:
             out["features"] = {"records": self.engine.records_in, "scores": self.engine.scores_out,
-                               "held": len(self.engine._held)}
+                               "held": self.engine.held_records}
         return out
 
 

@@ -44,18 +44,13 @@ _decoders = {
 _encode = msgspec.json.encode
 
 
-def decode_clean(msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, msgspec.Struct]]:
-    """(vehicle id, record) pairs from clean (topic, key, value) messages. The gate
-    wrote them, so a decode error here is a bug and is raised, not swallowed."""
-    pairs = []
+def decode_clean_grouped(msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, list[msgspec.Struct]]]:
+    """(vehicle id, its records) per clean (topic, key, value) message."""
+    out = []
     for topic, key, value in msgs:
         one, many = _decoders[topic]
-        vid = key.decode()
-        if value[:1] == b"[":
-            pairs.extend((vid, r) for r in many.decode(value))
-        else:
-            pairs.append((vid, one.decode(value)))
-    return pairs
+        out.append((key.decode(), many.decode(value) if value[:1] == b"[" else [one.decode(value)]))
+    return out
 
 
 class FeatureEngine:
@@ -80,8 +75,10 @@ class FeatureEngine:
         self.watermark_ms = 0
         self.open_trips: set[str] = set()
         self.reorder_ms, self.max_hold_s = reorder_ms, max_hold_s
-        self._held: list[tuple[int, float, str, msgspec.Struct]] = []
-        self._newest: dict[str, int] = {}  # per vehicle: its clock decides, not other vehicles'
+        # per vehicle: records waiting for release as (ts_ms, arrival, record), the
+        # newest dynamics time (its clock decides, not other vehicles') and the last arrival
+        self._held: dict[str, list[tuple[int, float, msgspec.Struct]]] = {}
+        self._newest: dict[str, int] = {}
         self._arrived: dict[str, float] = {}
         self.idle_wall_s = 120.0  # vehicles whose trip may need closing by the idle timer
 
@@ -123,30 +120,47 @@ class FeatureEngine:
         not catching up, so its topics are in step) wait only ``live_hold_ms`` after
         their arrival: what a score reflects is then at most that much older."""
         now = self.clock()
-        pairs = decode_clean(msgs)
-        self.records_in += len(pairs)
-        for vid, rec in pairs:
-            self._held.append((rec.ts_ms, now, vid, rec))
+        held, newest = self._held, self._newest
+        for vid, recs in decode_clean_grouped(msgs):
+            self.records_in += len(recs)
+            held.setdefault(vid, []).extend([(r.ts_ms, now, r) for r in recs])
             self._arrived[vid] = now
             # the dynamics stream sets the pace: a state topic running ahead must
             # not release the states before the dynamics they follow have arrived
-            if type(rec) is R.DynamicsV1 and rec.ts_ms > self._newest.get(vid, 0):
-                self._newest[vid] = rec.ts_ms
+            top = max((r.ts_ms for r in recs if type(r) is R.DynamicsV1), default=0)
+            if top > newest.get(vid, 0):
+                newest[vid] = top
         return self._process(self._release(now))
 
+    @property
+    def held_records(self) -> int:
+        return sum(map(len, self._held.values()))
+
     def _release(self, now: float) -> list[tuple[str, msgspec.Struct]]:
-        quiet, newest, arrived, lag = now - self.max_hold_s, self._newest, self._arrived, self.reorder_ms
+        quiet, lag = now - self.max_hold_s, self.reorder_ms
         live_from = int(now * 1000) - self.live_window_ms if self.live_window_ms else None
         settled = now - self.live_hold_s
-        ready, held = [], []
-        for h in self._held:
-            (ready if h[0] <= newest.get(h[2], 0) - lag or arrived[h[2]] <= quiet
-             or (live_from is not None and h[0] >= live_from and h[1] <= settled) else held).append(h)
+        ready: list[tuple[int, str, msgspec.Struct]] = []
+        for vid in list(self._held):
+            hs = self._held[vid]
+            if self._arrived[vid] <= quiet:  # nothing of this vehicle for a while: all of it
+                go, keep = hs, []
+            else:
+                cutoff = self._newest.get(vid, 0) - lag
+                go, keep = [], []
+                for h in hs:
+                    (go if h[0] <= cutoff or (live_from is not None and h[0] >= live_from and h[1] <= settled)
+                     else keep).append(h)
+            if go:
+                ready.extend((h[0], vid, h[2]) for h in go)
+                if keep:
+                    self._held[vid] = keep
+                else:
+                    del self._held[vid]
         if not ready:
             return []
-        self._held = held
         ready.sort(key=lambda h: h[0])
-        return [(vid, rec) for _, _, vid, rec in ready]
+        return [(vid, rec) for _, vid, rec in ready]
 
     def _process(self, pairs: list[tuple[str, msgspec.Struct]]) -> list[tuple[str, str, bytes]]:
         if not pairs:
@@ -203,4 +217,4 @@ def pack(rows: list[tuple[str, str, bytes]]) -> list[tuple[str, bytes, bytes]]:
     return [(topic, vid.encode(), b"[" + b",".join(vals) + b"]") for (topic, vid), vals in grouped.items()]
 
 
-__all__ = ["FEATURE_INPUTS", "FeatureEngine", "decode_clean", "pack"]
+__all__ = ["FEATURE_INPUTS", "FeatureEngine", "decode_clean_grouped", "pack"]

@@ -171,7 +171,7 @@ class _TopicGate:
     __slots__ = (
         "spec", "out_topic", "telemetry", "code", "decoder", "encoder", "purpose", "pseudo",
         "store", "max_bytes", "lateness_ms", "header_cache", "key_version", "vehicles", "claims_state", "inconsistency",
-        "origin",
+        "origin", "list_decoder",
     )
 
     def __init__(self, spec: topics.TopicSpec, code: int, gate: Gate) -> None:
@@ -180,6 +180,7 @@ class _TopicGate:
         self.telemetry = spec.kind == "telemetry"
         self.code = bytes([code])
         self.decoder = msgspec.json.Decoder(spec.record)
+        self.list_decoder = msgspec.json.Decoder(list[spec.record])
         self.inconsistency = _INCONSISTENCY.get(spec.record)
         self.origin = gate._origin
         self.encoder = gate._encoder
@@ -295,8 +296,7 @@ class _TopicGate:
                 vehicle = self.vehicle(key)
                 if vehicle is None:
                     return "bad_vin", "the Kafka key is not a 17-character VIN", self.dlq_key(key)
-            vin, out_key, event_prefix, water_key = vehicle
-            dlq_key = out_key
+            dlq_key = vehicle[1]
         else:
             try:
                 claim_id = key.decode("utf-8")
@@ -315,32 +315,75 @@ class _TopicGate:
             return (*(broken or _explain(err)), dlq_key)
         except (msgspec.DecodeError, UnicodeDecodeError) as err:
             return (*(_syntax_error(value) or ("malformed_json", f"the value is not valid JSON ({err})")), dlq_key)
+        if self.telemetry:
+            return self.judge(record, parsed, vehicle, now_ms, ingest, partition, offset)
         if record.ts_ms > now_ms + MAX_FUTURE_MS:
             return "future_ts", f"ts_ms {record.ts_ms} is more than {MAX_FUTURE_MS // 60_000} min in the future", dlq_key
-        if self.telemetry:
-            problem = (self.inconsistency and self.inconsistency(record)) or _vin_in_event_id(record, vin)
-        else:
-            if record.claim_id != claim_id:
-                return "key_mismatch", "the Kafka key differs from claim_id", dlq_key
-            problem = self.inconsistency(record)
-            if problem is None:
-                record, problem = _pseudonymise_parties(record, self.pseudo)
-            event_prefix, water_key = self.claims_state
+        if record.claim_id != claim_id:
+            return "key_mismatch", "the Kafka key differs from claim_id", dlq_key
+        problem = self.inconsistency(record)
+        if problem is None:
+            record, problem = _pseudonymise_parties(record, self.pseudo)
         if problem is not None:
             return (*problem, dlq_key)
         if parsed.coord_sys == "GCJ02":
             lat, lon = gcj02_to_wgs84(record.lat, record.lon)
             record = msgspec.structs.replace(record, lat=lat, lon=lon)
+        event_prefix, water_key = self.claims_state
         problem = self.seen(event_prefix, water_key, record.event_id, record.ts_ms, partition, offset)
         if problem is not None:
             return (*problem, dlq_key)
-        return Accepted(
-            self.out_topic,
-            out_key,
-            self.encoder.encode(record),
-            [*parsed.out, ingest],
-            record,
-        )
+        return Accepted(self.out_topic, out_key, self.encoder.encode(record), [*parsed.out, ingest], record)
+
+    def judge(self, record, parsed: _Headers, vehicle: tuple[str, bytes, bytes, bytes], now_ms: int, ingest,
+              partition: int, offset: int) -> Accepted | tuple[str, str, bytes | None]:
+        """The record-level checks of a decoded telemetry record (its envelope passed)."""
+        vin, out_key, event_prefix, water_key = vehicle
+        if record.ts_ms > now_ms + MAX_FUTURE_MS:
+            return "future_ts", f"ts_ms {record.ts_ms} is more than {MAX_FUTURE_MS // 60_000} min in the future", out_key
+        problem = (self.inconsistency and self.inconsistency(record)) or _vin_in_event_id(record, vin)
+        if problem is not None:
+            return (*problem, out_key)
+        if parsed.coord_sys == "GCJ02":
+            lat, lon = gcj02_to_wgs84(record.lat, record.lon)
+            record = msgspec.structs.replace(record, lat=lat, lon=lon)
+        problem = self.seen(event_prefix, water_key, record.event_id, record.ts_ms, partition, offset)
+        if problem is not None:
+            return (*problem, out_key)
+        return Accepted(self.out_topic, out_key, self.encoder.encode(record), [*parsed.out, ingest], record)
+
+    def check_array(self, key, value: bytes, headers, partition: int, offset: int, now_ms: int, ingest,
+                    max_records: int) -> list[Accepted | Rejected] | None:
+        """Verdicts for a telemetry batch message (a JSON array of one vehicle's
+        records) in one pass: headers and key once, one typed decode of the whole
+        array, then the record-level checks. None when the message needs the
+        per-record path to name what is wrong (its envelope is refused, or any
+        record fails to decode): both paths give the same verdicts."""
+        if not self.telemetry or not key or len(value) > self.max_bytes:
+            return None
+        parsed = self.headers(headers)
+        if type(parsed) is tuple:
+            return None
+        if type(key) is not bytes:
+            key = bytes(key)
+        vehicle = self.vehicles.get(key) or self.vehicle(key)
+        if vehicle is None:
+            return None
+        try:
+            records = self.list_decoder.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return None
+        if not records or len(records) > max_records:
+            return None
+        where = f"{self.spec.name} partition {partition} offset {offset}: "
+        out: list[Accepted | Rejected] = []
+        for record in records:
+            try:
+                verdict = self.judge(record, parsed, vehicle, now_ms, ingest, partition, offset)
+            except Exception as err:  # a gate bug must cost one record, never the worker
+                verdict = ("internal_error", f"the gate failed on this record ({type(err).__name__})", vehicle[1])
+            out.append(verdict if type(verdict) is Accepted else reject(verdict[0], where + verdict[1], verdict[2], self.origin))
+        return out
 
     def vehicle(self, key: bytes) -> tuple[str, bytes, bytes, bytes] | None:
         """Parse and pseudonymise a telemetry key once; None when not a VIN."""
@@ -474,6 +517,10 @@ class Gate:
     def max_payload_bytes(self) -> int:
         return self._max_bytes
 
+    @property
+    def origin(self) -> tuple[str, str]:
+        return self._origin
+
     def check(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]],
         partition: int, offset: int,
@@ -497,6 +544,29 @@ class Gate:
         ingest = ("ingest_ts_ms", str(now_ms).encode())
         out = [gate.check(key, value, headers, partition, offset, now_ms, ingest)
                for key, value, headers, partition, offset in msgs]
+        self._after_batch(out)
+        return out
+
+    def check_arrays(self, topic: str, msgs: Sequence[tuple], max_records: int) -> dict[int, list[Accepted | Rejected]]:
+        """The fast path for telemetry batch messages: {message index: verdict per
+        record} for those decided in one pass (see ``_TopicGate.check_array``); the
+        others go through ``check_batch`` record by record."""
+        gate = self._topics.get(topic)
+        if gate is None or not gate.telemetry:
+            return {}
+        now_ms = int(self._clock() * 1000)
+        ingest = ("ingest_ts_ms", str(now_ms).encode())
+        decided = {}
+        for mi, (key, value, headers, partition, offset) in enumerate(msgs):
+            if value and value[:1] == b"[":
+                verdicts = gate.check_array(key, value, headers, partition, offset, now_ms, ingest, max_records)
+                if verdicts is not None:
+                    decided[mi] = verdicts
+        if decided:
+            self._after_batch([v for vs in decided.values() for v in vs])
+        return decided
+
+    def _after_batch(self, out: list) -> None:
         flush = getattr(self._store, "flush", None)
         if flush is not None:  # a write-back store: this batch's ids are durable before its outputs leave
             flush()
@@ -507,7 +577,6 @@ class Gate:
             elif newest >= self._next_sweep_ms:
                 self.sweep()
                 self._next_sweep_ms = newest + self._sweep_every_ms
-        return out
 
     def sweep(self) -> int:
         """Forget event ids older than their vehicle's newest event minus the
