@@ -245,6 +245,12 @@ def _records(stats: list[dict], key: str) -> int:
     return sum(s.get("features", {}).get(key, 0) for s in stats)
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_warehouse(env: dict[str, str], base: Path) -> tuple[ServiceProcess, str]:
     svc = ServiceProcess("warehouse", ["warehouse", "serve"], env, base / "warehouse.log").start()
     url = f"http://127.0.0.1:{env['VOLTRISK_WAREHOUSE_HTTP_PORT']}"
@@ -316,11 +322,24 @@ def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 
         client.raw_insert("telemetry_dynamics", None, body, fmt="JSONEachRow",
                           settings=dict(INSERT_SETTINGS, insert_deduplication_token=f"bench:{i}"))
     wall = time.perf_counter() - t0
+    # the same rows as Arrow tables (parsed before the clock starts): what a columnar sink would send
+    import io
+
+    import pyarrow.json as pj
+
+    schema = client.query("SELECT * FROM telemetry_dynamics LIMIT 1").column_names
+    tables = [pj.read_json(io.BytesIO(body)).select([c for c in schema if c != "ts"]) for body in bodies]
+    client.command("TRUNCATE TABLE telemetry_dynamics")
+    t0 = time.perf_counter()
+    for i, table in enumerate(tables):
+        client.insert_arrow("telemetry_dynamics", table, settings=dict(INSERT_SETTINGS, insert_deduplication_token=f"arrow:{i}"))
+    arrow_wall = time.perf_counter() - t0
     stored = client.query("SELECT count() FROM telemetry_dynamics").result_rows[0][0]
     client.close()
     if stored != rows:
         raise RuntimeError(f"warehouse insert benchmark: {stored} rows stored of {rows}")
-    return {"rows": rows, "batch_rows": batch, "rows_per_s": round(rows / wall), "format": "JSONEachRow"}
+    return {"rows": rows, "batch_rows": batch, "rows_per_s": round(rows / wall), "format": "JSONEachRow (the sink's)",
+            "arrow_rows_per_s": round(rows / arrow_wall)}
 
 
 # --- the run ------------------------------------------------------------------
@@ -433,12 +452,21 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
                     end.append(time.time())
                 return bool(end)
 
+            wh_cpu0 = _proc_cpu_s(wh.proc.pid)
             stats = _drain(workers, all_stored, "every row in ClickHouse")
+            wh_cpu = _proc_cpu_s(wh.proc.pid) - wh_cpu0
             first = min(st["first_wall"] for s in stats for st in s["stages"].values())
             cpu = sum(s["cpu_s"] - s["_cpu0"] for s in stats)
             unique = ch.query("SELECT uniqExact(event_id), count() FROM telemetry_dynamics FINAL").result_rows[0]
+            result["storage"] = {t: {"rows": r, "compressed_bytes_per_row": round(c / max(r, 1), 1),
+                                     "compression_ratio": round(u / max(c, 1), 2)}
+                                 for t, r, c, u in ch.query(
+                                     "SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) "
+                                     "FROM system.parts WHERE active AND database = currentDatabase() AND rows > 0 "
+                                     "GROUP BY table ORDER BY table").result_rows}
             stage = Stage(name, n, end[0] - first, cpu / n,
-                          f"{n_workers} worker process{'es' if n_workers > 1 else ''} + warehouse; stored unique {unique[0]:,} of {n:,}")
+                          f"{n_workers} worker process{'es' if n_workers > 1 else ''} + warehouse "
+                          f"({wh_cpu / n * 1e6:.1f} µs CPU per record in the warehouse process); stored unique {unique[0]:,} of {n:,}")
             return stage, {"stored_unique": unique[0], "stored_final": unique[1]}, workers, wh, url
 
         stage, check, workers, wh, url = full("full", 1)
@@ -492,6 +520,7 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
         "full_path_ratio_to_raw_decode": round(by["full"].eps / by["raw consume + msgspec decode"].eps, 4),
         "xgboost_rows_per_s": result.get("xgboost", {}).get("rows_per_s"),
         "warehouse_insert_rows_per_s": result["warehouse_insert"]["rows_per_s"],
+        "warehouse_insert_arrow_rows_per_s": result["warehouse_insert"]["arrow_rows_per_s"],
     })
     return result
 
@@ -558,7 +587,8 @@ def markdown(r: dict) -> str:
                      f"{x['score_p99_ms']} ms | {x['visible_p50_ms']} ms | {x['visible_p95_ms']} ms | {x['visible_p99_ms']} ms |")
     lines += ["", f"XGBoost batch scoring: {r['xgboost_rows_per_s'] or 0:,} rows/s; warehouse insert "
               f"({r['warehouse_insert']['format']}, {r['warehouse_insert']['batch_rows']:,} rows per insert): "
-              f"{r['warehouse_insert_rows_per_s']:,} rows/s."]
+              f"{r['warehouse_insert_rows_per_s']:,} rows/s; the same rows as Arrow tables: "
+              f"{r['warehouse_insert_arrow_rows_per_s']:,} rows/s."]
     if "two_worker_scaling" in r:
         lines.append(f"Two worker processes: {r['two_worker_scaling']}× one worker on the full path.")
     return "\n".join(lines)

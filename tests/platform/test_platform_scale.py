@@ -1,0 +1,65 @@
+"""Scale-out: a second worker joins the group while the fleet produces, then the
+first one leaves. The partitions move twice; every event lands once (count with
+FINAL equals what was produced), none is dead-lettered, and the features keep
+flowing from both workers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from platform_helpers import batched, dynamics_messages, produce, random_vin
+from voltrisk.harness import ServiceProcess, wait_for
+from warehouse.client import http_client
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_worker_joining_and_one_leaving_lose_nothing(kafka_bootstrap, warehouse_proc, worker_proc, platform_env, tmp_path):
+    rng = random.Random()
+    tag = f"sc{rng.randrange(10**9)}"
+    vins = [random_vin(rng) for _ in range(40)]
+    records = dynamics_messages(vins, per_vehicle=1_000, start_ts_ms=int(time.time() * 1000) - 3_600_000, tag=tag)
+    n = len(records)
+    msgs = batched(records, 10)
+    msgs.sort(key=lambda m: int(m[1].split(b'"ts_ms":')[1].split(b",")[0]))
+
+    def producer():
+        for i in range(0, len(msgs), 200):  # ~20 s of traffic, so the group changes while data flows
+            asyncio.run(produce(kafka_bootstrap, "ev.dynamics.v1", msgs[i:i + 200]))
+            time.sleep(1.0)
+
+    t = threading.Thread(target=producer)
+    t.start()
+    ch = http_client(warehouse_proc.url)
+    stored = lambda final="": ch.query(  # noqa: E731
+        f"SELECT count() FROM telemetry_dynamics {final} WHERE event_id LIKE {{p:String}}", parameters={"p": f"{tag}-%"}
+    ).result_rows[0][0]
+
+    wait_for(lambda: stored() > 4_000, 90, "first rows", worker_proc)
+    # a second worker of the same app (its own state directory) joins: the partitions are shared
+    second_env = dict(platform_env, VOLTRISK_HOME=str(tmp_path / "second-home"))
+    second = ServiceProcess("worker-2", ["worker", "run", "--loglevel", "info"], second_env, tmp_path / "worker2.log").start()
+    try:
+        wait_for((Path(second_env["VOLTRISK_HOME"]) / "run" / "worker.ready").exists, 90, "the second worker", second)
+        stats = Path(second_env["VOLTRISK_HOME"]) / "run" / "worker.stats.json"
+        wait_for(lambda: stats.exists() and '"gate"' in stats.read_text(), 120, "the second worker's first batch", second)
+        # then the first one leaves (a graceful stop, as in a rolling deploy): all partitions go to the second
+        worker_proc.stop()
+        t.join(180)
+        wait_for(lambda: stored("FINAL") == n, 180, f"{n} unique rows", second)
+    finally:
+        second.stop()
+    assert stored("FINAL") == n
+    dead = ch.query("SELECT count() FROM dlq WHERE payload LIKE {p:String}", parameters={"p": f"%{tag}-%"}).result_rows[0][0]
+    assert dead == 0
+    # the second worker produced features for vehicles it took over
+    features_rows = ch.query("SELECT count() FROM vehicle_daily FINAL").result_rows[0][0]
+    assert features_rows > 0
+    raw = stored()
+    print(f"produced={n} stored_final={stored('FINAL')} stored_raw={raw} duplicates_before_final={raw - n}")
