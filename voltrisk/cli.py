@@ -285,7 +285,61 @@ def bench(
 
         with open(REPO / "bench" / "RESULTS.md", "a") as f:
             f.write(f"\n\n## voltrisk bench ({result['date_utc']})\n\n{table}\n")
+        from voltrisk import capacity
+
+        cap = capacity.model(result)
+        result["capacity"] = cap
+        doc = REPO / "docs" / "scaling.md"
+        text = doc.read_text()
+        begin, end = "<!-- capacity:begin -->", "<!-- capacity:end -->"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            doc.write_text(f"{head}{begin}\n{capacity.markdown(result, cap)}\n{end}{rest.split(end, 1)[1]}")
     typer.echo(json.dumps(result) if as_json else table)
+
+
+@app.command()
+def chaos(
+    quick: bool = typer.Option(False, "--quick", help="Every scenario briefly (under 10 minutes in all)"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout"),
+    scenario: list[str] = typer.Option([], "--scenario", help="Run only this scenario (repeatable); default all"),
+    rate: float = typer.Option(1_000.0, min=50.0, help="Load generator events/s during every scenario"),
+    doc: bool = typer.Option(True, help="Write the results to docs/reliability.md"),
+) -> None:
+    """Inject faults into a real temp broker, warehouse and worker while the load generator
+    produces; reconcile each scenario (lost and duplicates must be 0). Exit status 1 if not.
+
+    Scenarios: worker_sigkill, sink_sigkill, broker_restart, warehouse_unavailable, poison_pill,
+    duplicate_storm, out_of_order_late, slow_consumer, disk_full, catch_up.
+
+    Example: voltrisk chaos --quick --json
+    """
+    import signal
+
+    from voltrisk import chaos as C
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # clean up what the runner started on `kill` too
+    cfg = C.ChaosConfig(quick=quick, rate=rate, scenarios=tuple(scenario) or C.SCENARIOS)
+    try:
+        result = C.run(cfg, say=err.print)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scenario")
+    command = "voltrisk chaos" + (" --quick" if quick else "") + "".join(f" --scenario {s}" for s in scenario) + \
+        (f" --rate {rate:g}" if rate != 1_000.0 else "")
+    table = C.markdown(result, command)
+    if doc:
+        from voltrisk.harness import REPO
+
+        (REPO / "docs" / "reliability.md").write_text(table + "\n")
+    if as_json:
+        keys = C.RESULT_KEYS + ("skipped", "error")
+        typer.echo(json.dumps({"scenarios": [{k: s[k] for k in keys if k in s} for s in result["scenarios"]]}))
+    else:
+        typer.echo(table)
+    raise typer.Exit(0 if C.ok(result) else 1)
 
 
 def main() -> None:
