@@ -66,3 +66,34 @@ def batched(messages: list[tuple[bytes, bytes, list]], per_message: int) -> list
     if run:
         out.append((run[0][0], b"[" + b",".join(v for _, v, _ in run) + b"]", run[0][2]))
     return out
+
+
+def paced_producer(bootstrap: str, msgs: list[tuple[bytes, bytes, list]], chunk: int, pause_s: float):
+    """A started thread producing ``msgs`` to ev.dynamics.v1 in chunks with pauses,
+    so faults land while data is flowing."""
+    import threading
+    import time
+
+    def run():
+        for i in range(0, len(msgs), chunk):
+            asyncio.run(produce(bootstrap, "ev.dynamics.v1", msgs[i:i + chunk]))
+            time.sleep(pause_s)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def stored_counter(ch, tag: str):
+    """count() of this run's dynamics rows, with ``final="FINAL"`` after merging duplicates."""
+    def stored(final: str = "") -> int:
+        return ch.query(f"SELECT count() FROM telemetry_dynamics {final} WHERE event_id LIKE {{p:String}}",
+                        parameters={"p": f"{tag}-%"}).result_rows[0][0]
+    return stored
+
+
+def time_ordered_batches(records: list[tuple[bytes, bytes, list]], per_message: int) -> list[tuple[bytes, bytes, list]]:
+    """Batch messages of ``per_message`` records, vehicles interleaved in event time."""
+    msgs = batched(records, per_message)
+    msgs.sort(key=lambda m: int(m[1].split(b'"ts_ms":')[1].split(b",")[0]))
+    return msgs

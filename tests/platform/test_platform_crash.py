@@ -4,15 +4,13 @@ as a false duplicate), and the sink's own replays add no duplicate rows."""
 
 from __future__ import annotations
 
-import asyncio
 import random
-import threading
 import time
 
 import pytest
 
 from voltrisk.harness import wait_for
-from platform_helpers import batched, dynamics_messages, produce, random_vin
+from platform_helpers import dynamics_messages, paced_producer, random_vin, stored_counter, time_ordered_batches
 from warehouse.client import http_client
 
 pytestmark = pytest.mark.integration
@@ -25,20 +23,10 @@ def test_sigkill_worker_and_sink_mid_run_loses_nothing(kafka_bootstrap, warehous
     records = dynamics_messages(vins, per_vehicle=2_000, start_ts_ms=int(time.time() * 1000) - 3_600_000, tag=tag)
     n = len(records)
     # 10 s of 1 Hz samples per message, as a gateway sends them; vehicles interleaved in time
-    msgs = batched(records, 10)
-    msgs.sort(key=lambda m: int(m[1].split(b'"ts_ms":')[1].split(b",")[0]))
-
-    def producer():
-        for i in range(0, len(msgs), 400):  # paced so the kills land while data is flowing
-            asyncio.run(produce(kafka_bootstrap, "ev.dynamics.v1", msgs[i:i + 400]))
-            time.sleep(0.5)
-
-    t = threading.Thread(target=producer)
-    t.start()
+    msgs = time_ordered_batches(records, 10)
+    t = paced_producer(kafka_bootstrap, msgs, 400, 0.5)
     ch = http_client(warehouse_proc.url)
-    stored = lambda final="": ch.query(  # noqa: E731
-        f"SELECT count() FROM telemetry_dynamics {final} WHERE event_id LIKE {{p:String}}", parameters={"p": f"{tag}-%"}
-    ).result_rows[0][0]
+    stored = stored_counter(ch, tag)
 
     wait_for(lambda: stored() > 2_000, 60, "first rows", worker_proc)
     worker_proc.kill()
@@ -49,6 +37,7 @@ def test_sigkill_worker_and_sink_mid_run_loses_nothing(kafka_bootstrap, warehous
     wait_for(warehouse_proc.ping, 60, "warehouse back", warehouse_proc)
     t.join(120)
     ch = http_client(warehouse_proc.url)
+    stored = stored_counter(ch, tag)
     wait_for(lambda: stored("FINAL") == n, 120, f"{n} unique rows", worker_proc)
     assert stored("FINAL") == n
     false_duplicates = ch.query(

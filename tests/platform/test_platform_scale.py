@@ -5,15 +5,13 @@ flowing from both workers."""
 
 from __future__ import annotations
 
-import asyncio
 import random
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from platform_helpers import batched, dynamics_messages, produce, random_vin
+from platform_helpers import dynamics_messages, paced_producer, random_vin, stored_counter, time_ordered_batches
 from voltrisk.harness import ServiceProcess, wait_for
 from warehouse.client import http_client
 
@@ -26,20 +24,11 @@ def test_a_worker_joining_and_one_leaving_lose_nothing(kafka_bootstrap, warehous
     vins = [random_vin(rng) for _ in range(40)]
     records = dynamics_messages(vins, per_vehicle=1_000, start_ts_ms=int(time.time() * 1000) - 3_600_000, tag=tag)
     n = len(records)
-    msgs = batched(records, 10)
-    msgs.sort(key=lambda m: int(m[1].split(b'"ts_ms":')[1].split(b",")[0]))
-
-    def producer():
-        for i in range(0, len(msgs), 200):  # ~20 s of traffic, so the group changes while data flows
-            asyncio.run(produce(kafka_bootstrap, "ev.dynamics.v1", msgs[i:i + 200]))
-            time.sleep(1.0)
-
-    t = threading.Thread(target=producer)
-    t.start()
+    # 10 s of 1 Hz samples per message, as a gateway sends them; vehicles interleaved in time
+    msgs = time_ordered_batches(records, 10)
+    t = paced_producer(kafka_bootstrap, msgs, 200, 1.0)
     ch = http_client(warehouse_proc.url)
-    stored = lambda final="": ch.query(  # noqa: E731
-        f"SELECT count() FROM telemetry_dynamics {final} WHERE event_id LIKE {{p:String}}", parameters={"p": f"{tag}-%"}
-    ).result_rows[0][0]
+    stored = stored_counter(ch, tag)
 
     wait_for(lambda: stored() > 4_000, 90, "first rows", worker_proc)
     # a second worker of the same app (its own state directory) joins: the partitions are shared
