@@ -58,7 +58,7 @@ class BenchConfig:
 
     @classmethod
     def quick_config(cls) -> BenchConfig:
-        return cls(records=150_000, vehicles=300, live_rates=(1_000, 5_000, 10_000, 20_000), live_seconds=8.0, quick=True)
+        return cls(records=120_000, vehicles=300, live_rates=(1_000, 5_000, 10_000, 20_000), live_seconds=6.0, quick=True)
 
 
 @dataclass
