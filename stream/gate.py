@@ -453,6 +453,8 @@ _INCONSISTENCY = {rec.StateV1: _state_inconsistency, rec.FnolV1: _claim_inconsis
 def _vin_in_event_id(record: msgspec.Struct, vin: str) -> tuple[str, str] | None:
     if vin in record.event_id.upper():
         return "vin_in_value", "event_id contains the vehicle's VIN, which would leave the gate in clear"
+    if contains_vin(record.event_id):  # another vehicle's VIN would leak just the same
+        return "vin_in_value", "event_id contains a VIN, which would leave the gate in clear"
     return None
 
 
