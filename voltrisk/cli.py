@@ -253,7 +253,7 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Fewer records and shorter live runs (under 5 minutes)"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout"),
     append: bool = typer.Option(False, "--append", help="Append the Markdown table to bench/RESULTS.md"),
-    records: int = typer.Option(0, help="Pre-filled records (default 400,000; 150,000 with --quick)"),
+    records: int = typer.Option(0, help="Pre-filled records (default 400,000; 120,000 with --quick)"),
     live_rates: str = typer.Option("", help="Comma-separated live rates in records/s (default 1000,5000,10000,20000)"),
     two_workers: bool = typer.Option(True, help="Also run the full path with two worker processes"),
     batch: int = typer.Option(10, min=1, max=1000, help="Records per message (one vehicle's samples)"),
@@ -333,7 +333,7 @@ def chaos(
     if doc:
         from voltrisk.harness import REPO
 
-        (REPO / "docs" / "reliability.md").write_text(table + "\n")
+        C.write_doc(REPO / "docs" / "reliability.md", result, command)
     if as_json:
         keys = C.RESULT_KEYS + ("skipped", "error")
         typer.echo(json.dumps({"scenarios": [{k: s[k] for k in keys if k in s} for s in result["scenarios"]]}))

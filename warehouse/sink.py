@@ -200,6 +200,7 @@ class Sink:
                    f"WHERE {r.partition_col} = {int(partition)} AND {r.own_rows}")
             top, n = (await asyncio.to_thread(self.client.query, sql)).result_rows[0]
             self._stored[key] = int(top) if n else -1
+            log.info("%s[%d]: resuming; highest offset already in %s is %d", topic, partition, r.table, self._stored[key])
         return self._stored[key]
 
     def stop(self) -> None:
