@@ -52,6 +52,11 @@ def publish(rec: DecisionV1, kafka: KafkaClientSettings, timeout_s: float = 10.0
     except Exception as exc:
         if not _is_kafka_failure(exc):
             raise
+        from voltrisk.security import refusal
+
+        why = asyncio.run(refusal(exc, kafka, timeout_s))
+        if why:
+            raise ConnectionError(f"the decision on alert {rec.alert_id} was not sent: {why}") from None
         raise _unavailable(kafka, exc, f"the decision on alert {rec.alert_id} was not sent") from None
 
 

@@ -134,18 +134,24 @@ class KafkaSink(_Started):
 
         try:
             await self.producer.start()
-        except KafkaConnectionError:
+        except KafkaConnectionError as exc:
             await self.producer.stop()
-            raise UserError(
+            from voltrisk.security import refusal
+
+            raise UserError(await refusal(exc, self.settings) or (
                 f"cannot reach Kafka at {self.settings.kafka_bootstrap}: start the broker "
-                "(`voltrisk broker start`) or set VOLTRISK_KAFKA_BOOTSTRAP"
-            ) from None
+                "(`voltrisk broker start`) or set VOLTRISK_KAFKA_BOOTSTRAP")) from None
 
     async def _partition(self, topic: str, key: str) -> int:
         p = self._pcache.get((topic, key))
         if p is None:
             if topic not in self._partitions:
-                parts = await self.producer.partitions_for(topic)
+                from aiokafka.errors import TopicAuthorizationFailedError
+
+                try:
+                    parts = await self.producer.partitions_for(topic)
+                except TopicAuthorizationFailedError as exc:
+                    self._refused(exc)
                 if not parts:
                     from voltrisk.errors import UserError
 
@@ -224,7 +230,18 @@ class KafkaSink(_Started):
             elif f.exception() is not None:
                 self.errors += n
                 self.last_error = repr(f.exception())
+                self._refused(f.exception())
         self._futures = pending
+
+    def _refused(self, exc: BaseException) -> None:
+        """An ACL refusal repeats for every batch: stop with the reason instead of counting errors."""
+        from voltrisk.security import explain
+
+        why = explain(exc, self.settings)
+        if why:
+            from voltrisk.errors import UserError
+
+            raise UserError(why)
 
     async def flush(self) -> None:
         for tp in list(self._builders):

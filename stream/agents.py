@@ -155,24 +155,15 @@ def _raw(event) -> tuple:
 def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None = None) -> faust.App:
     """The worker app with one gate agent per raw topic."""
     datadir = (w.home / "worker").resolve()
-    credentials = None
-    if k.kafka_security_protocol.startswith("SASL"):
-        import ssl
-
-        credentials = faust.SASLCredentials(
-            username=k.kafka_sasl_username,
-            password=k.kafka_sasl_password.get_secret_value() if k.kafka_sasl_password else None,
-            mechanism=k.kafka_sasl_mechanism,
-            ssl_context=ssl.create_default_context(cafile=str(k.kafka_ssl_cafile)) if k.kafka_security_protocol == "SASL_SSL" else None,
-        )
     app = faust.App(
         w.worker_app_id,
         broker=f"kafka://{k.kafka_bootstrap}",
-        broker_credentials=credentials,
+        broker_credentials=k.faust_credentials(),
         datadir=str(datadir),
         # the web server serves tables: off, or on localhost only
         web_enabled=w.worker_web_enabled,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",  # Faust binds every interface unless told
         web_port=w.worker_web_port,
         # topics are created by `voltrisk topics create` from stream/topics.py
         topic_allow_declare=False,

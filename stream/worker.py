@@ -14,6 +14,12 @@ def ready_file(w: WorkerSettings):
     return w.home.resolve() / "run" / "worker.ready"
 
 
+def worker_argv(w: WorkerSettings, loglevel: str) -> list[str]:
+    """Faust's command line: the web server (it serves tables) only when enabled, then on
+    127.0.0.1:worker_web_port (make_app)."""
+    return ["voltrisk-worker", "worker", "-l", loglevel, *([] if w.worker_web_enabled else ["--without-web"])]
+
+
 def main(loglevel: str = "info") -> None:
     w = WorkerSettings()
     app = make_app(w, KafkaClientSettings())
@@ -33,7 +39,7 @@ def main(loglevel: str = "info") -> None:
         tmp.write_text(json.dumps(app.stats.snapshot()))
         tmp.replace(stats)  # readers never see a half-written file
 
-    sys.argv = ["voltrisk-worker", "worker", "-l", loglevel, "--without-web"]
+    sys.argv = worker_argv(w, loglevel)
     try:
         app.main()
     finally:

@@ -64,16 +64,26 @@ def _write_config(s: BrokerSettings) -> Path:
     logs = s.home.resolve() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     props = kd / "server.properties"
-    props.write_text(
-        "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{s.broker_controller_port}",
+    if s.broker_security == "sasl_ssl":
+        from voltrisk import security
+
+        listeners = security.broker_properties(s.home, s.broker_port, s.broker_controller_port)
+    else:
+        listeners = [
             f"listeners=PLAINTEXT://127.0.0.1:{s.broker_port},CONTROLLER://127.0.0.1:{s.broker_controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.broker_port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
+    props.touch()
+    props.chmod(0o600)  # holds the admin's SCRAM password in sasl_ssl mode
+    props.write_text(
+        "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{s.broker_controller_port}",
+            *listeners,
             f"log.dirs={kd / 'data'}",
             "num.partitions=1",
             # topics are created explicitly from stream/topics.py
@@ -122,23 +132,38 @@ def _java(s: BrokerSettings) -> str:
 
 
 def _format_storage(s: BrokerSettings, props: Path) -> None:
-    if (kafka_dir(s) / "data" / "meta.properties").exists():
+    data = kafka_dir(s) / "data"
+    mode_file = data / "voltrisk-security"  # the mode the storage was formatted in
+    if (data / "meta.properties").exists():
+        formatted = mode_file.read_text().strip() if mode_file.exists() else "plaintext"
+        if formatted != s.broker_security:
+            raise UserError(
+                f"the Kafka storage in {data} was formatted for {formatted}, not {s.broker_security} (SCRAM users are "
+                "created when the storage is formatted): stop the broker and delete that directory, or use another VOLTRISK_HOME")
         return
+    scram = []
+    if s.broker_security == "sasl_ssl":
+        from voltrisk import security
+
+        scram = security.scram_format_args(s.home)
     cp = f"{lib_dir(s)}/*"
     res = subprocess.run(
-        [_java(s), "-cp", cp, "kafka.tools.StorageTool", "format", "-t", uuid.uuid4().hex[:22], "-c", str(props)],
+        [_java(s), "-cp", cp, "kafka.tools.StorageTool", "format", "-t", uuid.uuid4().hex[:22], "-c", str(props), *scram],
         capture_output=True, text=True,
     )
     if res.returncode != 0:
-        raise UserError(f"formatting the Kafka storage in {kafka_dir(s) / 'data'} failed: {res.stdout.strip()} {res.stderr.strip()[-300:]}")
+        raise UserError(f"formatting the Kafka storage in {data} failed: {res.stdout.strip()} {res.stderr.strip()[-300:]}")
+    mode_file.write_text(s.broker_security)
 
 
-def answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when a Kafka broker answers a metadata request at BOOTSTRAP."""
+def answers(bootstrap: str, timeout_s: float = 3.0, client: KafkaClientSettings | None = None) -> bool:
+    """True when a Kafka broker answers a metadata request at BOOTSTRAP (as ``client`` when given)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
+    kw = client.aiokafka_kwargs() if client else {"bootstrap_servers": bootstrap}
+
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+        admin = AIOKafkaAdminClient(request_timeout_ms=int(timeout_s * 1000), **kw)
         try:
             await asyncio.wait_for(admin.start(), timeout_s)
             await asyncio.wait_for(admin.describe_cluster(), timeout_s)
@@ -160,8 +185,19 @@ def service(s: BrokerSettings) -> procs.Service:
         "-cp", f"{lib_dir(s)}/*", MARKER, str(props),
     ]
     bootstrap = f"127.0.0.1:{s.broker_port}"
-    return procs.Service("kafka", argv, lambda: procs.port_open("127.0.0.1", s.broker_port) and answers(bootstrap),
+    client = admin_client(s)
+    return procs.Service("kafka", argv, lambda: procs.port_open("127.0.0.1", s.broker_port) and answers(bootstrap, client=client),
                          marker=str(props), start_timeout_s=s.broker_start_timeout_s)
+
+
+def admin_client(s: BrokerSettings) -> KafkaClientSettings | None:
+    """How this checkout's own tools (health probe, topic creation, ACLs) reach the broker: as the
+    admin principal in sasl_ssl mode, None (the default PLAINTEXT client) otherwise."""
+    if s.broker_security != "sasl_ssl":
+        return None
+    from voltrisk import security
+
+    return security.client_settings(s.home, "admin", f"127.0.0.1:{s.broker_port}")
 
 
 def start(s: BrokerSettings) -> tuple[int, bool]:
@@ -178,6 +214,10 @@ def start(s: BrokerSettings) -> tuple[int, bool]:
             )
     _java(s)
     fetch(s)
+    if s.broker_security == "sasl_ssl":
+        from voltrisk import security
+
+        security.material(s.home).passwords()  # a clear error when `voltrisk security init` has not run
     props = _write_config(s)
     _format_storage(s, props)
     return procs.start(s.home, service(s))
@@ -193,7 +233,8 @@ def status(s: BrokerSettings) -> dict:
     return {
         "pid": pid,
         "bootstrap": bootstrap,
-        "answers": procs.port_open("127.0.0.1", s.broker_port) and answers(bootstrap),
+        "answers": procs.port_open("127.0.0.1", s.broker_port) and answers(bootstrap, client=admin_client(s)),
+        "security": s.broker_security,
         "log": str(s.home.resolve() / "logs" / "kafka-server.log"),
     }
 

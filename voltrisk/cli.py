@@ -22,6 +22,7 @@ from simulators.cli import app as simulate_app
 from simulators.cli import load_app
 from voltrisk import __version__
 from voltrisk.errors import UserError
+from voltrisk.security_cli import app as security_app
 
 err = Console(stderr=True)
 
@@ -47,6 +48,7 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(pricing_app, name="pricing")
 app.add_typer(fraud_app, name="fraud")
 app.add_typer(dashboard_app, name="dashboard")
+app.add_typer(security_app, name="security")
 
 
 def _logging(level: str = "INFO") -> None:
@@ -129,9 +131,9 @@ def topics_create() -> None:
     Example: VOLTRISK_TELEMETRY_PARTITIONS=24 voltrisk topics create
     """
     from voltrisk.broker import create_topics
-    from voltrisk.settings import KafkaClientSettings
+    from voltrisk.security import admin_settings
 
-    created = asyncio.run(create_topics(KafkaClientSettings()))
+    created = asyncio.run(create_topics(admin_settings()))
     err.print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else " (all existed)"))
 
 

@@ -79,28 +79,53 @@ def http_ok(url: str) -> bool:
 
 class TempBroker:
     """A Kafka broker on free ports in a temp directory, with the platform's
-    topics, sharing the jars fetched into the checkout's .voltrisk."""
+    topics, sharing the jars fetched into the checkout's .voltrisk.
 
-    def __init__(self, home: Path, heap: str = "512m"):
+    ``secure=True``: SASL/SCRAM over TLS with ACLs (voltrisk.security): fresh
+    certificates and passwords in the temp directory, the topics created and the
+    ACLs applied as the admin principal; ``client(principal)`` and
+    ``env(principal)`` say how a voltrisk client connects as a principal."""
+
+    def __init__(self, home: Path, heap: str = "512m", secure: bool = False):
         from voltrisk.settings import BrokerSettings
 
-        self.home = home
-        self.settings = BrokerSettings(home=home, broker_port=free_port(), broker_controller_port=free_port(), broker_heap=heap)
+        self.home, self.secure = home, secure
+        self.settings = BrokerSettings(home=home, broker_port=free_port(), broker_controller_port=free_port(), broker_heap=heap,
+                                       broker_security="sasl_ssl" if secure else "plaintext")
         self.bootstrap = f"127.0.0.1:{self.settings.broker_port}"
+
+    def client(self, principal: str = "admin", **overrides):
+        """KafkaClientSettings of ``principal`` (plain settings when not secure)."""
+        from voltrisk import security
+        from voltrisk.settings import KafkaClientSettings
+
+        if not self.secure:
+            return KafkaClientSettings(kafka_bootstrap=self.bootstrap, **overrides)
+        return security.client_settings(self.home, principal, self.bootstrap, **overrides)
+
+    def env(self, principal: str) -> dict[str, str]:
+        """VOLTRISK_KAFKA_* variables of a child process connecting as ``principal``."""
+        from voltrisk import security
+
+        return security.client_env(self.home, principal) if self.secure else {}
 
     def start(self) -> TempBroker:
         import asyncio
 
-        from voltrisk import broker
-        from voltrisk.settings import BrokerSettings, KafkaClientSettings
+        from voltrisk import broker, security
+        from voltrisk.settings import BrokerSettings
 
         lib = broker.fetch(BrokerSettings(home=REPO / ".voltrisk"))
         (self.home / "kafka").mkdir(parents=True, exist_ok=True)
         link = self.home / "kafka" / "lib"
         if not link.exists():
             link.symlink_to(lib)
+        if self.secure:
+            security.init(self.home)
         broker.start(self.settings)
-        asyncio.run(broker.create_topics(KafkaClientSettings(kafka_bootstrap=self.bootstrap)))
+        asyncio.run(broker.create_topics(self.client()))
+        if self.secure:
+            asyncio.run(security.apply_acls(self.client(), security.grants()))
         return self
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from voltrisk import broker, procs
 from voltrisk.errors import UserError
 from voltrisk.harness import http_ok
-from voltrisk.settings import BrokerSettings, DashboardSettings, KafkaClientSettings, WarehouseSettings, WorkerSettings
+from voltrisk.settings import BrokerSettings, DashboardSettings, WarehouseSettings, WorkerSettings
 
 PY = sys.executable
 
@@ -32,15 +32,25 @@ def services(simulate: bool = True) -> list[procs.Service]:
     from dashboard.cli import streamlit_argv
     from stream.worker import ready_file
 
+    b = BrokerSettings()
+
+    def login(principal: str) -> dict[str, str] | None:
+        # with the broker in sasl_ssl mode each service logs in as its own principal (docs/security.md)
+        if b.broker_security != "sasl_ssl":
+            return None
+        from voltrisk import security
+
+        return security.client_env(b.home, principal)
+
     out = [
         procs.Service(
             "warehouse", [PY, "-m", "voltrisk", "warehouse", "serve"],
             lambda: http_ok(f"http://{w.warehouse_http_host}:{w.warehouse_http_port}/ping"),
-            marker="voltrisk warehouse serve", start_timeout_s=90,
+            marker="voltrisk warehouse serve", start_timeout_s=90, env=login("sink"),
         ),
         procs.Service(
             "worker", [PY, "-m", "voltrisk", "worker", "run"], lambda: ready_file(wk).exists(),
-            marker="voltrisk worker run", start_timeout_s=120,
+            marker="voltrisk worker run", start_timeout_s=120, env=login("worker"),
         ),
     ]
     if simulate:
@@ -48,12 +58,12 @@ def services(simulate: bool = True) -> list[procs.Service]:
             # two days of history at once (so every page has data), then live at wall-clock pace
             "simulator", [PY, "-m", "voltrisk", "simulate", "--vehicles", "20", "--days", "30", "--realtime", "--seed", "7",
                           "--start", _days_ago_shanghai(2)],
-            lambda: True, marker="voltrisk simulate", start_timeout_s=5,
+            lambda: True, marker="voltrisk simulate", start_timeout_s=5, env=login("simulator"),
         ))
     out.append(procs.Service(
         "dashboard", streamlit_argv(d.dashboard_host, d.dashboard_port),
         lambda: http_ok(f"http://{d.dashboard_host}:{d.dashboard_port}/_stcore/health"),
-        marker="streamlit run", start_timeout_s=90,
+        marker="streamlit run", start_timeout_s=90, env=login("dashboard"),
     ))
     return out
 
@@ -86,11 +96,18 @@ def ensure_fraud_model(home) -> str:
 
 
 def up(simulate: bool = True, say: Callable[[str], None] = print) -> str:
+    from voltrisk import security
+
     b = BrokerSettings()
+    if b.broker_security == "sasl_ssl":
+        say(f"security   certificates and SCRAM users in {security.init(b.home).dir}")
     pid, started = broker.start(b)
-    say(f"kafka      pid {pid} {'started' if started else 'already running'} on 127.0.0.1:{b.broker_port}")
-    created = asyncio.run(broker.create_topics(KafkaClientSettings()))
+    say(f"kafka      pid {pid} {'started' if started else 'already running'} on 127.0.0.1:{b.broker_port} ({b.broker_security})")
+    admin = security.admin_settings()
+    created = asyncio.run(broker.create_topics(admin))
     say(f"topics     {len(created)} created")
+    if b.broker_security == "sasl_ssl":
+        say(f"acls       {asyncio.run(security.apply_acls(admin, security.grants()))} bindings for {', '.join(security.PRINCIPALS[1:])}")
     say(f"models     {ensure_fraud_model(b.home)}")
     for svc in services(simulate):
         pid, started = procs.start(b.home, svc)

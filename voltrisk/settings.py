@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CONFIG = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True, env_nested_delimiter="__")
@@ -33,18 +33,40 @@ class KafkaClientSettings(BaseSettings):
     other_partitions: int = Field(3, ge=1)
     replication_factor: int = Field(1, ge=1)
 
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaClientSettings:
+        if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"kafka_security_protocol={self.kafka_security_protocol} needs VOLTRISK_KAFKA_SASL_USERNAME "
+                             "and VOLTRISK_KAFKA_SASL_PASSWORD")
+        if self.kafka_ssl_cafile is not None and not self.kafka_ssl_cafile.is_file():
+            raise ValueError(f"VOLTRISK_KAFKA_SSL_CAFILE {self.kafka_ssl_cafile} is not a file; "
+                             "`voltrisk security init` writes the local CA to $VOLTRISK_HOME/security/ca.pem")
+        return self
+
     def aiokafka_kwargs(self) -> dict:
-        """Connection keyword arguments for aiokafka producers, consumers and admin."""
+        """Connection keyword arguments of every voltrisk Kafka client: aiokafka producers,
+        consumers and admin clients take them as they are, Faust through ``faust_credentials``."""
         kw: dict = {"bootstrap_servers": self.kafka_bootstrap, "security_protocol": self.kafka_security_protocol}
         if self.kafka_security_protocol.startswith("SASL"):
             kw["sasl_mechanism"] = self.kafka_sasl_mechanism
             kw["sasl_plain_username"] = self.kafka_sasl_username
-            kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         if self.kafka_security_protocol == "SASL_SSL":
             from aiokafka.helpers import create_ssl_context
 
+            # the system's trusted CAs unless a CA file is given; host names are checked either way
             kw["ssl_context"] = create_ssl_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
         return kw
+
+    def faust_credentials(self):
+        """The same connection options as ``aiokafka_kwargs``, as Faust's ``broker_credentials`` (None for PLAINTEXT)."""
+        kw = self.aiokafka_kwargs()
+        if "sasl_mechanism" not in kw:
+            return None
+        import faust
+
+        return faust.SASLCredentials(username=kw["sasl_plain_username"], password=kw["sasl_plain_password"],
+                                     mechanism=kw["sasl_mechanism"], ssl_context=kw.get("ssl_context"))
 
 
 class BrokerSettings(BaseSettings):
@@ -56,6 +78,8 @@ class BrokerSettings(BaseSettings):
     broker_port: int = 9092
     broker_controller_port: int = 9093
     broker_heap: str = "1g"
+    # plaintext (local default) or sasl_ssl: SCRAM-SHA-512 over TLS with ACLs (docs/security.md)
+    broker_security: Literal["plaintext", "sasl_ssl"] = "plaintext"
     broker_start_timeout_s: float = 90.0
     java: str = "java"
     mvn: str = "mvn"

@@ -74,6 +74,11 @@ async def serve(w: WarehouseSettings, k: KafkaClientSettings, *, with_sink: bool
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
             if t.exception():
+                from voltrisk.security import refusal
+
+                why = await refusal(t.exception(), k)
+                if why:
+                    raise UserError(f"the warehouse sink stopped: {why}") from None
                 raise t.exception()
     finally:
         sink.stop()
