@@ -195,14 +195,18 @@ async def reset_downstream_topics(bootstrap: str) -> None:
 class Worker:
     """One worker process with its own home; its stats file says what it did."""
 
-    def __init__(self, env: dict[str, str], base: Path, name: str):
+    def __init__(self, env: dict[str, str], base: Path, name: str, wait: bool = True):
         self.env, self.name = env, name
         self.home = Path(env["VOLTRISK_HOME"])
         self.stats_file = self.home / "run" / "worker.stats.json"
-        ready = self.home / "run" / "worker.ready"
-        ready.unlink(missing_ok=True)
+        self.ready = self.home / "run" / "worker.ready"
+        self.ready.unlink(missing_ok=True)
         self.svc = ServiceProcess(name, ["worker", "run", "--loglevel", "warn"], env, base / f"{name}.log").start()
-        wait_for(ready.exists, 180, f"{name} ready", self.svc)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        wait_for(self.ready.exists, 180, f"{self.name} ready", self.svc)
 
     def stats(self) -> dict:
         try:
@@ -440,18 +444,19 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
 
             ch = http_client(url)
             workers = []
+            # all workers start together, so the group forms once with all of them
             for i in range(n_workers):
                 wenv = dict(env, VOLTRISK_HOME=str(base / name / f"home{i}"))
-                workers.append(Worker(wenv, base, f"worker-{name}-{i}"))
+                workers.append(Worker(wenv, base, f"worker-{name}-{i}", wait=False))
                 procs.append(workers[-1])
+            for w in workers:
+                w.wait_ready()
             # from the workers' first batch until the last row is visible in ClickHouse
             end: list[float] = []
-            seen: list[tuple[float, int]] = []  # (time, rows visible)
 
             def all_stored(stats) -> bool:
                 # every record a row in ClickHouse, and every record through the features and scoring
                 rows = ch.query("SELECT count() FROM telemetry_dynamics").result_rows[0][0]
-                seen.append((time.time(), rows))
                 if _records(stats, "records") >= n and rows >= n:
                     end.append(time.time())
                 return bool(end)
@@ -459,12 +464,8 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
             wh_cpu0 = _proc_cpu_s(wh.proc.pid)
             stats = _drain(workers, all_stored, "every row in ClickHouse and through the features")
             wh_cpu = _proc_cpu_s(wh.proc.pid) - wh_cpu0
-            # with several workers, time from when all of them work (the group has settled),
-            # counting only the rows that became visible after that
-            first = max(min(st["first_wall"] for st in s["stages"].values()) for s in stats)
-            before = [(t, r) for t, r in seen if t <= first]
-            first, done_before = before[-1] if before else seen[0]
-            first = max(first, min(st["first_wall"] for s in stats for st in s["stages"].values()))
+            # from the first batch of any worker (a group that re-balances pays for it here)
+            first = min(st["first_wall"] for s in stats for st in s["stages"].values())
             cpu = sum(s["cpu_s"] - s["_cpu0"] for s in stats)
             unique = ch.query("SELECT uniqExact(event_id), count() FROM telemetry_dynamics FINAL").result_rows[0]
             result["storage"] = {t: {"rows": r, "compressed_bytes_per_row": round(c / max(r, 1), 1),
@@ -473,7 +474,7 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
                                      "SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) "
                                      "FROM system.parts WHERE active AND database = currentDatabase() AND rows > 0 "
                                      "GROUP BY table ORDER BY table").result_rows}
-            stage = Stage(name, n - done_before, end[0] - first, cpu / n,
+            stage = Stage(name, n, end[0] - first, cpu / n,
                           f"{n_workers} worker process{'es' if n_workers > 1 else ''} + warehouse "
                           f"({wh_cpu / n * 1e6:.1f} µs CPU per record in the warehouse process); stored unique {unique[0]:,} of {n:,}")
             return stage, {"stored_unique": unique[0], "stored_final": unique[1]}, workers, wh, url
