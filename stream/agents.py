@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import faust
 import msgspec
@@ -208,9 +209,9 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
 
     stages = w.stages
     app.gate_agents = {spec.name: gate_agent(spec) for spec in T.RAW} if "gate" in stages else {}
-    app.stats = WorkerStats(gate)
+    app.stats = WorkerStats()
     if "features" in stages:
-        app.stats.engine = _features_agent(app, w, send)
+        app.stats.engine = _features_agent(app, w, send, datadir)
     if "fraud" in stages:
         _fraud_agent(app, w, send)
     return app
@@ -230,11 +231,11 @@ def _scorer(w: WorkerSettings):
     return scorer, w.worker_scorer
 
 
-def _features_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> FeatureEngine:
+def _features_agent(app: faust.App, w: WorkerSettings, send: Outbox, datadir: Path) -> FeatureEngine:
     """One agent over the four clean telemetry topics (co-partitioned by vehicle), so
     park states and SOC readings meet the dynamics they belong to."""
     scorer, scorer_name = _scorer(w) if "scoring" in w.stages else (None, "reference")
-    engine = FeatureEngine(_open_store((w.home / "worker").resolve() / "features"), scorer, scorer_name,
+    engine = FeatureEngine(_open_store(datadir / "features"), scorer, scorer_name,
                            score_every_ms=w.score_every_ms, reorder_ms=w.reorder_ms, live_hold_ms=w.live_hold_ms,
                            live_window_ms=w.live_window_ms, scoring="scoring" in w.stages)
     inputs = app.topic(*FEATURE_INPUTS, key_type=bytes, value_type=bytes)
@@ -291,8 +292,7 @@ class WorkerStats:
     """What this worker process did, for `voltrisk status` and the benchmark: per
     stage the messages taken and the wall time of its first and latest batch."""
 
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
+    def __init__(self) -> None:
         self.engine: FeatureEngine | None = None
         self._stages: dict[str, list[float]] = {}
 

@@ -318,8 +318,9 @@ class _TopicGate:
             return (*(_syntax_error(value) or ("malformed_json", f"the value is not valid JSON ({err})")), dlq_key)
         if self.telemetry:
             return self.judge(record, parsed, vehicle, now_ms, ingest, partition, offset)
-        if record.ts_ms > now_ms + MAX_FUTURE_MS:
-            return "future_ts", f"ts_ms {record.ts_ms} is more than {MAX_FUTURE_MS // 60_000} min in the future", dlq_key
+        problem = _future_ts(record, now_ms)
+        if problem is not None:
+            return (*problem, dlq_key)
         if record.claim_id != claim_id:
             return "key_mismatch", "the Kafka key differs from claim_id", dlq_key
         problem = self.inconsistency(record)
@@ -327,9 +328,7 @@ class _TopicGate:
             record, problem = _pseudonymise_parties(record, self.pseudo)
         if problem is not None:
             return (*problem, dlq_key)
-        if parsed.coord_sys == "GCJ02":
-            lat, lon = gcj02_to_wgs84(record.lat, record.lon)
-            record = msgspec.structs.replace(record, lat=lat, lon=lon)
+        record = _to_wgs84(record, parsed.coord_sys)
         event_prefix, water_key = self.claims_state
         problem = self.seen(event_prefix, water_key, record.event_id, record.ts_ms, partition, offset)
         if problem is not None:
@@ -341,14 +340,11 @@ class _TopicGate:
         """The record-level checks of a decoded telemetry record (its envelope passed);
         ``out_headers`` is the clean headers list, shared by a batch message's records."""
         vin, out_key, event_prefix, water_key = vehicle
-        if record.ts_ms > now_ms + MAX_FUTURE_MS:
-            return "future_ts", f"ts_ms {record.ts_ms} is more than {MAX_FUTURE_MS // 60_000} min in the future", out_key
-        problem = (self.inconsistency and self.inconsistency(record)) or _vin_in_event_id(record, vin)
+        problem = (_future_ts(record, now_ms) or (self.inconsistency and self.inconsistency(record))
+                   or _vin_in_event_id(record, vin))
         if problem is not None:
             return (*problem, out_key)
-        if parsed.coord_sys == "GCJ02":
-            lat, lon = gcj02_to_wgs84(record.lat, record.lon)
-            record = msgspec.structs.replace(record, lat=lat, lon=lon)
+        record = _to_wgs84(record, parsed.coord_sys)
         problem = self.seen(event_prefix, water_key, record.event_id, record.ts_ms, partition, offset)
         if problem is not None:
             return (*problem, out_key)
@@ -450,6 +446,20 @@ def _claim_inconsistency(record: rec.FnolV1) -> tuple[str, str] | None:
 _INCONSISTENCY = {rec.StateV1: _state_inconsistency, rec.FnolV1: _claim_inconsistency}
 
 
+def _future_ts(record: msgspec.Struct, now_ms: int) -> tuple[str, str] | None:
+    if record.ts_ms > now_ms + MAX_FUTURE_MS:
+        return "future_ts", f"ts_ms {record.ts_ms} is more than {MAX_FUTURE_MS // 60_000} min in the future"
+    return None
+
+
+def _to_wgs84(record: msgspec.Struct, coord_sys: str) -> msgspec.Struct:
+    """The record with its position in WGS-84 (converted when the carmaker sent GCJ-02)."""
+    if coord_sys != "GCJ02":
+        return record
+    lat, lon = gcj02_to_wgs84(record.lat, record.lon)
+    return msgspec.structs.replace(record, lat=lat, lon=lon)
+
+
 def _vin_in_event_id(record: msgspec.Struct, vin: str) -> tuple[str, str] | None:
     if vin in record.event_id.upper():
         return "vin_in_value", "event_id contains the vehicle's VIN, which would leave the gate in clear"
@@ -546,8 +556,7 @@ class Gate:
                        self._pseudo.opaque(key).encode() if key else None, self._origin)
                 for key, _, _, _, _ in msgs
             ]
-        now_ms = int(self._clock() * 1000)
-        ingest = ("ingest_ts_ms", str(now_ms).encode())
+        now_ms, ingest = self._stamp()
         out = [gate.check(key, value, headers, partition, offset, now_ms, ingest)
                for key, value, headers, partition, offset in msgs]
         self._after_batch(out)
@@ -560,8 +569,7 @@ class Gate:
         gate = self._topics.get(topic)
         if gate is None or not gate.telemetry:
             return {}
-        now_ms = int(self._clock() * 1000)
-        ingest = ("ingest_ts_ms", str(now_ms).encode())
+        now_ms, ingest = self._stamp()
         decided = {}
         for mi, (key, value, headers, partition, offset) in enumerate(msgs):
             if value and value[:1] == b"[":
@@ -571,6 +579,11 @@ class Gate:
         if decided:
             self._after_batch([v for vs in decided.values() for v in vs])
         return decided
+
+    def _stamp(self) -> tuple[int, tuple[str, bytes]]:
+        """The batch's clock and its ingest_ts_ms header, made once per batch."""
+        now_ms = int(self._clock() * 1000)
+        return now_ms, ("ingest_ts_ms", str(now_ms).encode())
 
     def _after_batch(self, out: list) -> None:
         flush = getattr(self._store, "flush", None)

@@ -357,7 +357,7 @@ def _quantiles(values: list[float]) -> tuple[float, float, float]:
     return float(q[0]), float(q[1]), float(q[2])
 
 
-async def _score_latencies(bootstrap: str, vehicles: set[str] | None, since_ms: int, until: Callable[[], bool]) -> list[float]:
+async def _score_latencies(bootstrap: str, since_ms: int, until: Callable[[], bool]) -> list[float]:
     """event -> score: for each score of the live run, the time its message was
     written to ``scores.ubi.v1`` minus the newest event time it reflects."""
     from aiokafka import AIOKafkaConsumer
@@ -386,7 +386,7 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
     rng = random.Random(7)
     base = Path(tempfile.mkdtemp(prefix="voltrisk-bench-"))
     result: dict = {"date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
-                    "machine": _machine(), "config": {k: v for k, v in asdict(cfg).items()}}
+                    "machine": _machine(), "config": asdict(cfg)}
     broker = TempBroker(base / "kafka-home", heap="1g").start()
     bootstrap = broker.bootstrap
     procs: list = []
@@ -550,7 +550,7 @@ def _live(bootstrap: str, url: str, rate: int, cfg: BenchConfig, rng: random.Ran
     ch = http_client(url)
 
     async def both():
-        lat_task = asyncio.create_task(_score_latencies(bootstrap, None, since, lambda: done["produced"]))
+        lat_task = asyncio.create_task(_score_latencies(bootstrap, since, lambda: done["produced"]))
         await asyncio.sleep(1.0)  # the latency consumer has joined
         dt = await produce(bootstrap, msgs, rate_msgs=rate / cfg.batch, live=True)
         await asyncio.to_thread(wait_for, lambda: ch.query(
