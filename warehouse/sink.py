@@ -7,9 +7,12 @@ commits the offsets only after every insert of the poll succeeded. Tables are
 ReplacingMergeTree on ``event_id`` so a batch re-cut differently after a crash
 still collapses on merge and under ``FINAL``.
 
-Rows are JSONEachRow: the gate already produced the record as a JSON object, so
-the sink only prepends its own columns (vehicle id, partition, offset, H3 cell,
-timestamps) — no Python-side decode of the whole record.
+Telemetry rows go in as Arrow tables: the clean records are decoded into their
+msgspec types, turned into columns, and the sink's own columns (vehicle id,
+partition, offset, H3 cell, timestamps) are added per message, not per record.
+ClickHouse takes Arrow at about twice the rate it parses JSONEachRow, and the
+sink spends less CPU shaping columns than splicing JSON. Claims and derived rows
+stay JSONEachRow (nested values, few rows).
 """
 
 from __future__ import annotations
@@ -18,13 +21,19 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Callable
 
 import h3
 import msgspec
+import numpy as np
+import pyarrow as pa
+from msgspec import inspect as mi
 
 from fraudring.rows import alert_row, decision_row
+from stream import records as R
 from stream import topics as T
+from stream.features.cells import cells_of
 
 log = logging.getLogger("voltrisk.sink")
 
@@ -104,6 +113,75 @@ def _prefix(msg, now_ms: int, pos: _Position) -> bytes:
     return _encode(extra)[:-1] + b","
 
 
+def _arrow_type(t: mi.Type) -> pa.DataType:
+    """The Arrow type of a record field (ClickHouse casts it to the column's type)."""
+    if isinstance(t, mi.Metadata):  # constraints and descriptions around the type
+        return _arrow_type(t.type)
+    if isinstance(t, mi.UnionType):  # Optional[X]: X with nulls
+        inner = [a for a in t.types if not isinstance(a, mi.NoneType)]
+        if len(inner) == 1:
+            return _arrow_type(inner[0])
+    if isinstance(t, (mi.StrType, mi.LiteralType)):
+        return pa.string()
+    if isinstance(t, mi.BoolType):
+        return pa.bool_()
+    if isinstance(t, mi.IntType):
+        return pa.int64()
+    if isinstance(t, mi.FloatType):
+        return pa.float64()
+    if isinstance(t, (mi.ListType, mi.TupleType, mi.VarTupleType)):
+        return pa.list_(_arrow_type(t.item_type))
+    raise TypeError(f"no Arrow column for a field of type {t!r}")
+
+
+class Columnar:
+    """Clean telemetry messages (one record or a vehicle's batch) of one record type
+    collected for one Arrow insert: the records, and per message the sink's own
+    columns, which are the same for each of its records."""
+
+    SINK = (("vehicle_id", pa.string()), ("key_version", pa.int64()), ("carmaker", pa.string()),
+            ("kafka_partition", pa.int64()), ("kafka_offset", pa.int64()), ("sent_ts_ms", pa.int64()),
+            ("ingest_ts_ms", pa.int64()), ("stored_ts_ms", pa.int64()))
+
+    def __init__(self, record_type: type[msgspec.Struct]):
+        self.one = msgspec.json.Decoder(record_type)
+        self.many = msgspec.json.Decoder(list[record_type])
+        self.fields = [(f.name, _arrow_type(f.type)) for f in mi.type_info(record_type).fields]
+
+    @staticmethod
+    def new() -> tuple[list, list, list]:
+        """(records, per-message sink columns, records per message)"""
+        return [], [], []
+
+    def add(self, acc: tuple[list, list, list], msg, now_ms: int) -> None:
+        """Decode ``msg`` and add its records; raises (and adds nothing) if it does not decode."""
+        v = msg.value
+        recs = self.many.decode(v) if v[:1] == b"[" else [self.one.decode(v)]
+        if not recs:
+            return
+        h = _headers(msg)
+        acc[0].extend(recs)
+        acc[1].append(((msg.key or b"").decode("utf-8", "replace"), _int_header(h, "key_version"),
+                       h.get("carmaker", b"").decode("utf-8", "replace"), msg.partition, msg.offset,
+                       _int_header(h, "sent_ts_ms"), _int_header(h, "ingest_ts_ms"), now_ms))
+        acc[2].append(len(recs))
+
+    def table(self, acc: tuple[list, list, list]) -> pa.Table:
+        recs, per_message, counts = acc
+        names, arrays = [], []
+        for name, t in self.fields:
+            names.append(name)
+            arrays.append(pa.array(list(map(attrgetter(name), recs)), t))
+        counts = np.asarray(counts)
+        for (name, t), values in zip(self.SINK, zip(*per_message)):
+            names.append(name)
+            arrays.append(pa.array(np.repeat(np.asarray(values, dtype=object if t == pa.string() else np.int64), counts), t))
+        lat, lon = arrays[names.index("lat")].to_numpy(), arrays[names.index("lon")].to_numpy()
+        cells = cells_of(lat, lon)
+        cells[(lat == 0.0) & (lon == 0.0)] = 0  # no fix
+        return pa.Table.from_arrays(arrays + [pa.array(cells, pa.uint64())], names=names + ["h3_r8"])
+
+
 def dlq_row(msg, now_ms: int) -> bytes:
     """One row of the ``dlq`` table from a dead-letter message's headers."""
     h = _headers(msg)
@@ -135,19 +213,20 @@ def plain_rows(msg, now_ms: int) -> bytes:
 @dataclass(frozen=True)
 class Route:
     table: str
-    row: Callable[[object, int], bytes]
+    row: Callable[[object, int], bytes] | None
     # columns holding the Kafka partition/offset a row came from, so a restarted sink
     # skips what an earlier run already inserted (an insert is atomic: all or nothing)
     partition_col: str | None = "kafka_partition"
     offset_col: str = "kafka_offset"
     own_rows: str = "1"
+    columnar: Columnar | None = None  # Arrow insert of typed records instead of ``row``
 
 
 ROUTES: dict[str, Route] = {
-    T.clean_name(T.DYNAMICS.name): Route("telemetry_dynamics", record_row),
-    T.clean_name(T.STATE.name): Route("telemetry_state", record_row),
-    T.clean_name(T.ALARM.name): Route("telemetry_alarm", record_row),
-    T.clean_name(T.CRASH.name): Route("telemetry_crash", record_row),
+    T.clean_name(T.DYNAMICS.name): Route("telemetry_dynamics", None, columnar=Columnar(R.DynamicsV1)),
+    T.clean_name(T.STATE.name): Route("telemetry_state", None, columnar=Columnar(R.StateV1)),
+    T.clean_name(T.ALARM.name): Route("telemetry_alarm", None, columnar=Columnar(R.AlarmV1)),
+    T.clean_name(T.CRASH.name): Route("telemetry_crash", None, columnar=Columnar(R.CrashV1)),
     T.clean_name(T.FNOL.name): Route("claims_fnol", record_row),
     T.DLQ.name: Route("dlq", dlq_row, "dlq_partition", "dlq_offset", "reason != 'sink_rejected'"),
     # derived rows are versioned (ReplacingMergeTree on their natural key): a replay collapses
@@ -254,6 +333,7 @@ class Sink:
         route = self.routes[topic]
         now_ms = int(time.time() * 1000)
         lines, rejected, ranges = [], [], []
+        cols = route.columnar.new() if route.columnar else None
         for partition, msgs in parts:
             stored = await self._watermark(topic, partition)
             if msgs[0].offset <= stored:
@@ -267,14 +347,20 @@ class Sink:
             ranges.append((partition, msgs[0].offset, msgs[-1].offset))
             for m in msgs:
                 try:
-                    lines.append(route.row(m, now_ms))
+                    if cols is not None:
+                        route.columnar.add(cols, m, now_ms)
+                    else:
+                        lines.append(route.row(m, now_ms))
                 except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError) as exc:
                     rejected.append((partition, m, exc))
         if not ranges:
             return
         # one atomic insert covers every partition's range: all of it is stored, or none
         token = topic + ":" + ",".join(f"{p}:{a}-{b}" for p, a, b in ranges)
-        if lines:
+        if cols is not None and cols[0]:
+            table = route.columnar.table(cols)
+            await self._insert_with_retry(route.table, table, token, table.num_rows)
+        elif lines:
             body = b"\n".join(lines)
             await self._insert_with_retry(route.table, body, token, body.count(b"\n") + 1)
         if rejected:
@@ -283,7 +369,7 @@ class Sink:
             self._stored[(topic, p)] = last
         self.stats.batches += 1
 
-    async def _insert_with_retry(self, table: str, body: bytes, token: str, n: int) -> None:
+    async def _insert_with_retry(self, table: str, body: bytes | pa.Table, token: str, n: int) -> None:
         delay = 0.2
         attempt = 0
         while True:
@@ -304,9 +390,12 @@ class Sink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _insert(self, table: str, body: bytes, token: str) -> None:
+    def _insert(self, table: str, body: bytes | pa.Table, token: str) -> None:
         settings = dict(INSERT_SETTINGS, insert_deduplication_token=token)
-        self.client.raw_insert(table, None, body, settings=settings, fmt="JSONEachRow")
+        if isinstance(body, pa.Table):
+            self.client.insert_arrow(table, body, settings=settings)
+        else:
+            self.client.raw_insert(table, None, body, settings=settings, fmt="JSONEachRow")
 
     async def _reject(self, topic: str, rejected: list, now_ms: int) -> None:
         """Rows the sink cannot even shape are stored in the dlq table, never dropped."""
