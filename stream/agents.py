@@ -173,6 +173,10 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         consumer_auto_offset_reset="earliest",
+        # a killed worker's partitions move after this much silence (Faust's default is 60 s);
+        # heartbeats come from the consumer thread, so a long batch does not count as silence
+        broker_session_timeout=w.worker_session_timeout_s,
+        broker_heartbeat_interval=w.worker_session_timeout_s / 5,
         # Faust's per-message cost is the ceiling of a worker: fetch and buffer generously
         stream_buffer_maxsize=max(16 * w.take_batch, 32768),
         broker_max_poll_records=max(w.take_batch, 10_000),
