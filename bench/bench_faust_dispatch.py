@@ -29,10 +29,11 @@ def faust_child(bootstrap: str, n_msgs: int, datadir: str) -> None:
     """Runs in a child process (Faust owns its process): prints messages/s and exits."""
     import faust
 
+    conf = dict(stream_buffer_maxsize=32768, broker_max_poll_records=10_000, consumer_max_fetch_size=16 * 1024 * 1024)
+    conf.update(json.loads(os.environ.get("DISPATCH_FAUST_CONF", "{}")))  # to try other settings
     app = faust.App("dispatch-bench", broker=f"kafka://{bootstrap}", datadir=datadir, web_enabled=False,
                     topic_allow_declare=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
-                    key_serializer="raw", value_serializer="raw", stream_buffer_maxsize=32768,
-                    broker_max_poll_records=10_000, consumer_max_fetch_size=16 * 1024 * 1024)
+                    key_serializer="raw", value_serializer="raw", **conf)
     topic = app.topic("ev.dynamics.v1", key_type=bytes, value_type=bytes)
     seen = {"n": 0, "t0": 0.0}
 
