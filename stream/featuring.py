@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, MutableMapping, Sequence
+from itertools import repeat
 
 import msgspec
 
@@ -75,9 +76,10 @@ class FeatureEngine:
         self.watermark_ms = 0
         self.open_trips: set[str] = set()
         self.reorder_ms, self.max_hold_s = reorder_ms, max_hold_s
-        # per vehicle: records waiting for release as (ts_ms, arrival, record), the
-        # newest dynamics time (its clock decides, not other vehicles') and the last arrival
-        self._held: dict[str, list[tuple[int, float, msgspec.Struct]]] = {}
+        # per vehicle: chunks of records waiting for release, one per clean message, as
+        # (oldest ts_ms, newest ts_ms, arrival, records); the newest dynamics time (its
+        # clock decides, not other vehicles') and the last arrival
+        self._held: dict[str, list[tuple[int, int, float, list[msgspec.Struct]]]] = {}
         self._newest: dict[str, int] = {}
         self._arrived: dict[str, float] = {}
         self.idle_wall_s = 120.0  # vehicles whose trip may need closing by the idle timer
@@ -121,46 +123,59 @@ class FeatureEngine:
         their arrival: what a score reflects is then at most that much older."""
         now = self.clock()
         held, newest = self._held, self._newest
-        for vid, recs in decode_clean_grouped(msgs):
+        dynamics = T.clean_name(T.DYNAMICS.name)
+        for (vid, recs), (topic, _, _) in zip(decode_clean_grouped(msgs), msgs):
+            if not recs:
+                continue
             self.records_in += len(recs)
-            held.setdefault(vid, []).extend([(r.ts_ms, now, r) for r in recs])
+            ts = [r.ts_ms for r in recs]
+            lo, hi = min(ts), max(ts)
+            held.setdefault(vid, []).append((lo, hi, now, recs))
             self._arrived[vid] = now
             # the dynamics stream sets the pace: a state topic running ahead must
             # not release the states before the dynamics they follow have arrived
-            top = max((r.ts_ms for r in recs if type(r) is R.DynamicsV1), default=0)
-            if top > newest.get(vid, 0):
-                newest[vid] = top
+            if topic == dynamics and hi > newest.get(vid, 0):
+                newest[vid] = hi
         return self._process(self._release(now))
 
     @property
     def held_records(self) -> int:
-        return sum(map(len, self._held.values()))
+        return sum(len(c[3]) for chunks in self._held.values() for c in chunks)
 
     def _release(self, now: float) -> list[tuple[str, msgspec.Struct]]:
+        """(vehicle, record) pairs free to go, in no particular order (``update`` sorts
+        each vehicle's rows by event time). Whole chunks are decided at once; a chunk
+        is split record by record only when the cutoff falls inside it."""
         quiet, lag = now - self.max_hold_s, self.reorder_ms
         live_from = int(now * 1000) - self.live_window_ms if self.live_window_ms else None
         settled = now - self.live_hold_s
-        ready: list[tuple[int, str, msgspec.Struct]] = []
+        ready: list[tuple[str, msgspec.Struct]] = []
         for vid in list(self._held):
-            hs = self._held[vid]
+            chunks = self._held[vid]
             if self._arrived[vid] <= quiet:  # nothing of this vehicle for a while: all of it
-                go, keep = hs, []
+                for c in chunks:
+                    ready.extend(zip(repeat(vid), c[3]))
+                del self._held[vid]
+                continue
+            cutoff = self._newest.get(vid, 0) - lag
+            keep = []
+            for c in chunks:
+                lo, hi, arrival, recs = c
+                live = live_from is not None and arrival <= settled
+                if hi <= cutoff or (live and lo >= live_from):
+                    ready.extend(zip(repeat(vid), recs))
+                elif lo > cutoff and not (live and hi >= live_from):
+                    keep.append(c)
+                else:  # the cutoff or the live window's edge falls inside the chunk
+                    go = [r for r in recs if r.ts_ms <= cutoff or (live and r.ts_ms >= live_from)]
+                    stay = [r for r in recs if not (r.ts_ms <= cutoff or (live and r.ts_ms >= live_from))]
+                    ready.extend(zip(repeat(vid), go))
+                    keep.append((min(r.ts_ms for r in stay), max(r.ts_ms for r in stay), arrival, stay))
+            if keep:
+                self._held[vid] = keep
             else:
-                cutoff = self._newest.get(vid, 0) - lag
-                go, keep = [], []
-                for h in hs:
-                    (go if h[0] <= cutoff or (live_from is not None and h[0] >= live_from and h[1] <= settled)
-                     else keep).append(h)
-            if go:
-                ready.extend((h[0], vid, h[2]) for h in go)
-                if keep:
-                    self._held[vid] = keep
-                else:
-                    del self._held[vid]
-        if not ready:
-            return []
-        ready.sort(key=lambda h: h[0])
-        return [(vid, rec) for _, vid, rec in ready]
+                del self._held[vid]
+        return ready
 
     def _process(self, pairs: list[tuple[str, msgspec.Struct]]) -> list[tuple[str, str, bytes]]:
         if not pairs:
