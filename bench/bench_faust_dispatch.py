@@ -29,6 +29,9 @@ def faust_child(bootstrap: str, n_msgs: int, datadir: str) -> None:
     """Runs in a child process (Faust owns its process): prints messages/s and exits."""
     import faust
 
+    if os.environ.get("DISPATCH_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["DISPATCH_SWITCH_INTERVAL"]))
+
     conf = dict(stream_buffer_maxsize=32768, broker_max_poll_records=10_000, consumer_max_fetch_size=16 * 1024 * 1024)
     conf.update(json.loads(os.environ.get("DISPATCH_FAUST_CONF", "{}")))  # to try other settings
     app = faust.App("dispatch-bench", broker=f"kafka://{bootstrap}", datadir=datadir, web_enabled=False,
