@@ -166,13 +166,25 @@ def _explain(err: msgspec.ValidationError) -> tuple[str, str]:
     return "schema", f"{where}: {what}"
 
 
+def _gate_items(headers: tuple) -> tuple | None:
+    """The gate's own (name, value) pairs of ``headers`` in order, or None when any
+    header is not a (str, value) pair (those are parsed, never looked up)."""
+    ours = []
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str:
+            return None
+        if item[0] in _GATE_HEADERS:
+            ours.append(item)
+    return tuple(ours)
+
+
 class _TopicGate:
     """The checks for one raw topic: a cached typed decoder and header parse."""
 
     __slots__ = (
         "spec", "out_topic", "telemetry", "code", "decoder", "encoder", "purpose", "pseudo",
         "store", "max_bytes", "lateness_ms", "header_cache", "key_version", "vehicles", "claims_state", "inconsistency",
-        "origin", "list_decoder",
+        "origin", "list_decoder", "gate_header_cache",
     )
 
     def __init__(self, spec: topics.TopicSpec, code: int, gate: Gate) -> None:
@@ -192,6 +204,7 @@ class _TopicGate:
         self.lateness_ms = gate._lateness_ms
         self.key_version = gate._key_version
         self.header_cache: dict[tuple, _Headers | tuple[str, str]] = {}
+        self.gate_header_cache: dict[tuple, _Headers | tuple[str, str]] = {}  # keyed by _gate_items
         # raw key -> (VIN, pseudonym, de-duplication key prefix, watermark key):
         # a fleet sends the same VINs all day, so each is parsed and hashed once
         self.vehicles: dict[bytes, tuple[str, bytes, bytes, bytes]] = {}
@@ -213,7 +226,16 @@ class _TopicGate:
         except TypeError:  # unhashable header values: parse without caching
             return self._parse_headers(headers)
         if hit is None:
-            hit = self._parse_headers(headers)
+            # a producer's own headers (a send timestamp, a trace id) change from message to
+            # message; the verdict depends only on ours, so look those up before parsing
+            ours = _gate_items(cache_key)
+            hit = self.gate_header_cache.get(ours) if ours is not None else None
+            if hit is None:
+                hit = self._parse_headers(headers)
+                if ours is not None:
+                    if len(self.gate_header_cache) >= _HEADER_CACHE_LIMIT:
+                        self.gate_header_cache.clear()
+                    self.gate_header_cache[ours] = hit
             if len(self.header_cache) >= _HEADER_CACHE_LIMIT:
                 self.header_cache.clear()
             self.header_cache[cache_key] = hit
@@ -340,11 +362,16 @@ class _TopicGate:
         """The record-level checks of a decoded telemetry record (its envelope passed);
         ``out_headers`` is the clean headers list, shared by a batch message's records."""
         vin, out_key, event_prefix, water_key = vehicle
-        problem = (_future_ts(record, now_ms) or (self.inconsistency and self.inconsistency(record))
-                   or _vin_in_event_id(record, vin))
+        # the helpers' conditions tested inline first: this runs once per record
+        problem = _future_ts(record, now_ms) if record.ts_ms > now_ms + MAX_FUTURE_MS else None
+        if problem is None and self.inconsistency is not None:
+            problem = self.inconsistency(record)
+        if problem is None and (vin in record.event_id.upper() or contains_vin(record.event_id)):
+            problem = _vin_in_event_id(record, vin)
         if problem is not None:
             return (*problem, out_key)
-        record = _to_wgs84(record, parsed.coord_sys)
+        if parsed.coord_sys == "GCJ02":
+            record = _to_wgs84(record, parsed.coord_sys)
         problem = self.seen(event_prefix, water_key, record.event_id, record.ts_ms, partition, offset)
         if problem is not None:
             return (*problem, out_key)

@@ -29,11 +29,21 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
         self._cache: dict[bytes, bytes] = {}
 
     @classmethod
-    def open(cls, path: Path, cache_limit: int = 200_000) -> WriteBackStore:
-        from rocksdict import Options, Rdict
+    def open(cls, path: Path, cache_limit: int = 200_000, *, bloom: bool = False) -> WriteBackStore:
+        """``bloom``: for stores mostly asked about keys they do not hold (the gate's
+        event ids): bloom filters in the memtable and the table files answer those
+        misses without searching either."""
+        from rocksdict import BlockBasedOptions, Options, Rdict
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(Rdict(str(path), options=Options(raw_mode=True)), cache_limit)
+        options = Options(raw_mode=True)
+        if bloom:
+            table = BlockBasedOptions()
+            table.set_bloom_filter(10, False)
+            options.set_block_based_table_factory(table)
+            options.set_memtable_prefix_bloom_ratio(0.02)
+            options.set_memtable_whole_key_filtering(True)
+        return cls(Rdict(str(path), options=options), cache_limit)
 
     def get(self, key: bytes, default=None):
         v = self._pending.get(key)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
 
 from stream.agents import make_app
+from voltrisk.errors import UserError
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 
@@ -20,9 +22,43 @@ def worker_argv(w: WorkerSettings, loglevel: str) -> list[str]:
     return ["voltrisk-worker", "worker", "-l", loglevel, *([] if w.worker_web_enabled else ["--without-web"])]
 
 
+async def login_refusal(k: KafkaClientSettings, timeout_s: float = 15.0) -> str | None:
+    """Why the broker refuses this worker's connection (wrong SCRAM password or user,
+    untrusted certificate, another protocol), or None when it lets it in or does not
+    answer within ``timeout_s``."""
+    from aiokafka.client import AIOKafkaClient
+
+    from voltrisk.security import refusal
+
+    client = AIOKafkaClient(request_timeout_ms=int(timeout_s * 1000), **k.aiokafka_kwargs())
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        return None
+    except asyncio.TimeoutError:
+        return None
+    except Exception as exc:
+        return await refusal(exc, k, timeout_s)
+    finally:
+        await client.close()
+
+
+def check_login(k: KafkaClientSettings) -> None:
+    """Stop with a sentence (exit status 2, as every voltrisk service) when the broker refuses
+    the worker's login. Faust alone stops too, with status 1 and a traceback that ends in
+    "Unable to bootstrap", the reason in one aiokafka log line above it. A broker that does
+    not answer is left to Faust."""
+    if not k.kafka_security_protocol.startswith("SASL"):
+        return
+    why = asyncio.run(login_refusal(k))
+    if why:
+        raise UserError(f"the worker did not start: {why}")
+
+
 def main(loglevel: str = "info") -> None:
     w = WorkerSettings()
-    app = make_app(w, KafkaClientSettings())
+    k = KafkaClientSettings()
+    check_login(k)
+    app = make_app(w, k)
     marker = ready_file(w)
     marker.unlink(missing_ok=True)
 

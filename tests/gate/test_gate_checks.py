@@ -254,6 +254,24 @@ def test_unknown_headers_are_ignored_and_header_values_are_normalised():
     assert dict(verdict.headers)["source_protocol"] == b"oem-json"
 
 
+def test_headers_are_judged_by_the_gate_headers_whatever_else_changes_per_message():
+    """The parse is cached by the gate's own headers, since a producer's header (here a
+    send timestamp) may change on every message: each message still gets the verdict
+    of its gate headers, and a malformed header list is still refused."""
+    key, _, _ = example_msg(DYN)
+
+    def msg(i, headers):
+        value = msgspec.json.encode(value_dict(DYN, f"hc-{i}", ts_ms=EXAMPLE_TS_MS + i))
+        return key, value, [*headers, ("sent_ts_ms", str(1_000 + i).encode())], 0, i
+
+    msgs = [msg(i, header_list(DYN, consent_scope="fraud" if i % 3 == 2 else "pricing")) for i in range(6)]
+    msgs.append(msg(6, [*header_list(DYN), ("broken",)]))
+    msgs.append(msg(7, [(name.encode(), v) for name, v in header_list(DYN)]))
+    verdicts = make_gate().check_batch(DYN, msgs)
+    assert [getattr(v, "reason", None) for v in verdicts] == [None, None, "no_consent", None, None, "no_consent",
+                                                              "bad_header", None]
+
+
 def _rdict(path):
     from rocksdict import Options, Rdict
 
@@ -266,7 +284,13 @@ def _write_back(path):
     return WriteBackStore.open(path)
 
 
-@pytest.mark.parametrize("open_store", [_rdict, _write_back], ids=["rocksdb", "write-back"])
+def _write_back_bloom(path):
+    from stream.kvstore import WriteBackStore
+
+    return WriteBackStore.open(path, bloom=True)  # as the worker opens the gate's store
+
+
+@pytest.mark.parametrize("open_store", [_rdict, _write_back, _write_back_bloom], ids=["rocksdb", "write-back", "bloom"])
 def test_dedupe_state_survives_a_restart_in_rocksdb(tmp_path, open_store):
     """The worker's store: a resend after a restart is still a duplicate, a late
     event still late, and the sweep works on RocksDB as on a dict."""

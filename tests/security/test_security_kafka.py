@@ -158,6 +158,26 @@ def test_a_warehouse_sink_without_read_acls_stops_with_a_sentence(secure_broker,
     assert env["VOLTRISK_KAFKA_SASL_PASSWORD"] not in out
 
 
+def test_a_worker_with_a_wrong_password_stops_with_a_sentence(secure_broker, tmp_path):
+    """`voltrisk worker run` as the worker principal with a wrong password exits at once with
+    the broker's refusal in one sentence, before it announces it is ready (Faust alone ends
+    in a traceback saying "Unable to bootstrap")."""
+    run = uuid.uuid4().hex[:6]
+    wrong = "not-" + uuid.uuid4().hex
+    env = {**platform_env(tmp_path, secure_broker.bootstrap, run, VOLTRISK_WORKER_APP_ID=f"voltrisk-worker-{run}"),
+           **secure_broker.env("worker"), "VOLTRISK_KAFKA_SASL_PASSWORD": wrong}
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "voltrisk", "worker", "run"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out[-3000:]
+    assert (f"the worker did not start: Kafka at {secure_broker.bootstrap} refused the SCRAM-SHA-512 login of user "
+            "'worker': wrong user name or password") in " ".join(out.split())
+    assert time.monotonic() - t0 < 60
+    assert wrong not in out
+    assert not (tmp_path / "home" / "run" / "worker.ready").exists()
+
+
 def test_the_broker_serves_no_plaintext_listener(secure_broker):
     props = (secure_broker.home / "kafka" / "server.properties").read_text()
     listeners = next(line for line in props.splitlines() if line.startswith("listeners="))
