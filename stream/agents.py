@@ -1,7 +1,7 @@
 """Faust worker: thin agents over the pure stream logic.
 
-Each agent consumes raw bytes in batches (``take_events``), calls a pure function
-on the batch and emits. Faust acks a ``take_events`` batch only when the agent
+Each agent consumes raw bytes in batches (``stream.batching.take_batches``), calls a
+pure function on the batch and emits. A batch is acked only when the agent
 asks for the next one, and ``emit`` waits until Kafka acknowledged every output
 record (acks=all), so an event is committed only after its downstream write —
 at-least-once; de-duplication downstream makes it effectively once.
@@ -25,6 +25,7 @@ import numpy as np
 
 from stream import records
 from stream import topics as T
+from stream.batching import take_batches
 from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack
 from stream.gate import Accepted, Gate, Rejected, dlq_message, reject
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
@@ -93,20 +94,29 @@ def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
     every consumer downstream; the carried ``sent_ts_ms`` is the earliest of them.
 
     Telemetry batch messages are decided in one pass where they can be
-    (``Gate.check_arrays``); the rest, record by record (``Gate.check_batch``)."""
+    (``Gate.check_arrays``); the rest, record by record (``Gate.check_batch``).
+    A take of single-record messages only (what most fleets send) skips the
+    splitting and goes to ``check_batch`` as it is."""
+    if not any(m[1] and m[1][:1] == b"[" for m in msgs):
+        return _gate_singles(gate, topic, msgs)
     fast = gate.check_arrays(topic, msgs, MAX_RECORDS_PER_MESSAGE)
     slow = [mi for mi in range(len(msgs)) if mi not in fast]
     items, where, refused = explode(topic, [msgs[mi] for mi in slow])
     outs = [_dead_letter(gate, verdict, topic, msgs[slow[smi]], -1) for smi, verdict in refused.items()]
-    per_message: dict[int, list[tuple[int, Accepted | Rejected, tuple | None]]] = {}
+    per_message: list[list[tuple[int, Accepted | Rejected, tuple | None]] | None] = [None] * len(msgs)
     for item, (smi, ri), verdict in zip(items, where, gate.check_batch(topic, items) if items else ()):
-        per_message.setdefault(slow[smi], []).append((ri, verdict, item))
+        mi = slow[smi]
+        if per_message[mi] is None:
+            per_message[mi] = []
+        per_message[mi].append((ri, verdict, item))
     for mi, verdicts in fast.items():
         per_message[mi] = [(ri, v, None) for ri, v in enumerate(verdicts)]
     accepted: dict[bytes, tuple[list[Accepted], int]] = {}
-    for mi in sorted(per_message):
+    for mi, decided in enumerate(per_message):
+        if decided is None:
+            continue
         raws, ids = None, set()
-        for ri, verdict, item in per_message[mi]:
+        for ri, verdict, item in decided:
             if type(verdict) is Accepted:
                 if verdict.record.event_id in ids:  # the same event twice in one batch message
                     key, _, _, partition, offset = msgs[mi]
@@ -126,6 +136,30 @@ def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
                 key, _, headers, partition, offset = msgs[mi]
                 item = (key, bytes(raws[ri]), headers, partition, offset)
             outs.append(_dead_letter(gate, verdict, topic, item, ri))
+    return outs + _clean_messages(msgs, accepted)
+
+
+def _gate_singles(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
+    """``gate_batch`` for a take without batch messages: the same verdicts and outputs,
+    without splitting messages into records (one record each)."""
+    outs: list[Out] = []
+    accepted: dict[bytes, tuple[list[Accepted], int]] = {}
+    for mi, verdict in enumerate(gate.check_batch(topic, msgs)):
+        if type(verdict) is Accepted:
+            group = accepted.get(verdict.key)
+            if group is None:
+                accepted[verdict.key] = ([verdict], mi)
+            else:
+                group[0].append(verdict)
+        else:
+            outs.append(_dead_letter(gate, verdict, topic, msgs[mi], -1))
+    return outs + _clean_messages(msgs, accepted)
+
+
+def _clean_messages(msgs: Sequence[tuple], accepted: dict[bytes, tuple[list[Accepted], int]]) -> list[Out]:
+    """One clean message per vehicle (split at ``MAX_RECORDS_PER_MESSAGE``), carrying the
+    pass-through headers of its first source message."""
+    outs = []
     for good, mi in accepted.values():
         carried = [(k, v) for k, v in msgs[mi][2] if k in PASS_THROUGH_HEADERS]
         headers = good[0].headers + carried
@@ -192,7 +226,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         await asyncio.gather(*futures)
 
     send = outbox or kafka_outbox
-    dedupe = _open_store(datadir / "dedupe")
+    dedupe = _open_store(datadir / "dedupe", bloom=True)  # nearly every lookup is of a new event id
     gate = Gate(w, purpose="pricing", dedupe_store=dedupe)
 
     def gate_agent(spec: T.TopicSpec):
@@ -201,7 +235,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
 
         async def agent(stream):
             resumed: set[int] = set()
-            async for events in stream.take_events(w.take_batch, w.take_within_s):
+            async for events in take_batches(stream, w.take_batch, w.take_within_s):
                 raw = [_raw(e) for e in events]
                 if len(resumed) < n_partitions:
                     _log_resumed(spec.name, raw, resumed)
@@ -249,7 +283,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, send: Outbox, datadir: Pa
 
     @app.agent(inputs, name="features")
     async def features(stream):
-        async for events in stream.take_events(w.take_batch, w.take_within_s):
+        async for events in take_batches(stream, w.take_batch, w.take_within_s):
             await send(as_out(engine.step([(e.message.topic, e.message.key, e.message.value) for e in events])))
             app.stats.mark("features", len(events))
 
@@ -282,7 +316,7 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
 
     @app.agent(claims_topic, name="fraud")
     async def fraud(stream):
-        async for events in stream.take_events(500, w.take_within_s):
+        async for events in take_batches(stream, 500, w.take_within_s):
             claims = []
             for e in events:
                 v = e.message.value
@@ -315,9 +349,9 @@ class WorkerStats:
         return out
 
 
-def _open_store(path):
+def _open_store(path, *, bloom: bool = False):
     """A persistent key-value store (RocksDB): the gate's watermarks and recent
     event ids, the features' per-vehicle state; a restart resumes from it."""
     from stream.kvstore import WriteBackStore
 
-    return WriteBackStore.open(path)
+    return WriteBackStore.open(path, bloom=bloom)

@@ -123,7 +123,8 @@ class WorkerSettings(BaseSettings):
     max_payload_bytes: int = Field(64 * 1024, ge=1024)
     lateness_ms: int = Field(6 * 3600 * 1000, ge=0, description="Events older than this behind the vehicle's newest are late")
     take_batch: int = Field(2_000, ge=1)
-    take_within_s: float = Field(0.05, gt=0, description="A batch waits at most this long to fill (latency bound)")
+    take_within_s: float = Field(
+        0.02, gt=0, description="Once the agent is free, a batch waits at most this long after its first event (latency bound)")
     worker_clickhouse_url: str = Field("http://127.0.0.1:8124", description="Where the worker reads telemetry around claims")
     score_every_ms: int = Field(5_000, ge=0, description="Re-score a vehicle at most this often (processing time)")
     worker_stages: str = Field(
@@ -137,7 +138,7 @@ class WorkerSettings(BaseSettings):
     )
     reorder_ms: int = Field(120_000, ge=0, description="Event-time reorder window of the features in catch-up")
     live_hold_ms: int = Field(
-        100, ge=0, description="Live records (event time within live_window_ms of the clock) wait this long for their siblings")
+        50, ge=0, description="Live records (event time within live_window_ms of the clock) wait this long for their siblings")
     live_window_ms: int = Field(30_000, ge=0, description="Records this close to the wall clock count as live")
     worker_session_timeout_s: float = Field(
         10.0, ge=6.0, le=300.0,
