@@ -335,10 +335,17 @@ def chaos(
     if doc:
         from voltrisk.harness import REPO
 
-        C.write_doc(REPO / "docs" / "reliability.md", result, command)
+        C.write_doc(REPO / "docs" / "reliability.md", result, command, partial=list(scenario) or None)
     if as_json:
         keys = C.RESULT_KEYS + ("skipped", "error")
-        typer.echo(json.dumps({"scenarios": [{k: s[k] for k in keys if k in s} for s in result["scenarios"]]}))
+
+        def entry(s: dict) -> dict:
+            out = {k: s[k] for k in keys if k in s}
+            if "drain_x_realtime" in s.get("details", {}):  # catch-up: drain speed in multiples of real time
+                out["catch_up_x"] = s["details"]["drain_x_realtime"]
+            return out
+
+        typer.echo(json.dumps({"scenarios": [entry(s) for s in result["scenarios"]]}))
     else:
         typer.echo(table)
     raise typer.Exit(0 if C.ok(result) else 1)
