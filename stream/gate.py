@@ -1,7 +1,7 @@
 """The ingest gate: raw carmaker/claims bytes in, a clean record or a reason out.
 
 Pure and synchronous: no Kafka, no I/O beyond the injected de-duplication store.
-The Faust agent calls ``Gate.check_batch`` on each ``take()`` batch of raw
+The Faust agent calls ``Gate.check_batch`` on each batch (``take_batches``) of raw
 messages, produces every ``Accepted`` to its ``clean.*`` topic and every
 ``Rejected`` to ``voltrisk.dlq.v1`` via ``dlq_message``; ``voltrisk contracts
 validate`` runs the same gate over a file, so a carmaker sees exactly the
