@@ -191,11 +191,15 @@ class QuietWorker(faust.Worker):
     """Faust's worker without its terminal spinner. At log levels of WARN and above the
     spinner sets the root logger to DEBUG so that it can spin on every record: every
     debug call of aiokafka and Faust then builds a log record, about a tenth of a
-    worker's CPU in a profile. Without it the root logger keeps the level asked for."""
+    worker's CPU in a profile. Without it the root logger keeps the level asked for.
+    Repeated client warnings are held back (``voltrisk.logfilter``)."""
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        from voltrisk.logfilter import quiet_repeats
+
         self.spinner = None
         super().on_setup_root_logger(logger, level)
+        quiet_repeats(logger)  # a broker outage must not bury the log in client retries
 
 
 def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None = None) -> faust.App:

@@ -52,7 +52,10 @@ app.add_typer(security_app, name="security")
 
 
 def _logging(level: str = "INFO") -> None:
+    from voltrisk.logfilter import quiet_repeats
+
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    quiet_repeats()
 
 
 @app.command()
