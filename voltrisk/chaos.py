@@ -1132,14 +1132,24 @@ def _merge_section(old: str, new: str, names: list[str]) -> str:
         new_row, old_row = row(new, name), row(out, name)
         if new_row and old_row:
             out = out.replace(old_row, new_row)
+        elif new_row:  # a scenario the section has no row for yet: after the last row
+            lines = out.splitlines()
+            last = max(i for i, ln in enumerate(lines) if ln.startswith("| "))
+            out = "\n".join(lines[:last + 1] + [new_row] + lines[last + 1:])
         for head in (f"#### {name}",) + (("### Catch-up",) if name == "catch_up" else ()):
             nb, ob = block(new, head), block(out, head)
             if nb and ob:
                 out = out[:ob.start()] + nb.group(0) + out[ob.end():]
+            elif nb and head.startswith("### "):  # section-level paragraph: before the per-fault texts
+                at = out.find("### What voltrisk did")
+                out = out[:at] + nb.group(0) + out[at:] if at >= 0 else out + "\n" + nb.group(0)
+            elif nb:
+                out = out.rstrip("\n") + "\n\n" + nb.group(0).rstrip("\n")
     header = {k: v for k, v in re.findall(r"^- (date|commit|command): (.*)$", new, re.M)}
     note = (f"- re-run of {', '.join(names)} only: {header.get('date', '?')}, commit {header.get('commit', '?')}, "
             f"`{header.get('command', '?').strip('`')}` (the other rows are from the date above)")
-    lines = out.splitlines()
+    earlier = f"- re-run of {', '.join(names)} only: "  # a newer re-run of the same scenarios replaces its line
+    lines = [ln for ln in out.splitlines() if not ln.startswith(earlier)]
     at = max(i for i, ln in enumerate(lines) if ln.startswith("- ")
              and i < next(j for j, x in enumerate(lines) if x.startswith("| scenario |")))
     lines.insert(at + 1, note)
@@ -1148,8 +1158,8 @@ def _merge_section(old: str, new: str, names: list[str]) -> str:
 
 def write_doc(path: Path, result: dict, command: str, partial: list[str] | None = None) -> None:
     """Replace this run's section (quick or full) of PATH, keeping the other one. With
-    ``partial`` (a run of some scenarios only), replace just those scenarios' rows and
-    texts in the existing section, if it has them."""
+    ``partial`` (a run of some scenarios only), replace or add just those scenarios'
+    rows and texts in the existing section, keeping the others."""
     sections = {}
     if path.exists():
         for mode in ("quick", "full"):
@@ -1158,7 +1168,7 @@ def write_doc(path: Path, result: dict, command: str, partial: list[str] | None 
                 sections[mode] = m.group(1)
     mode = "quick" if result["quick"] else "full"
     text = markdown(result, command)
-    if partial and mode in sections and all(f"| {n} |" in sections[mode] for n in partial):
+    if partial and mode in sections and "| scenario |" in sections[mode]:
         text = _merge_section(sections[mode], text, partial)
     sections[mode] = text
     body = "\n\n".join(f"<!-- chaos:{m} -->\n{sections[m]}\n<!-- /chaos:{m} -->" for m in ("full", "quick") if m in sections)

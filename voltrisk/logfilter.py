@@ -4,7 +4,9 @@ While the broker is down, aiokafka logs "Unable connect to node …" and "Unable
 metadata …" on every retry: about 1,900 lines a second in a worker, which buries what
 voltrisk itself says about the outage. ``RepeatFilter`` lets the first of a run of the
 same message (same logger, same message template) through, holds back the repeats for
-``window_s`` seconds, and then lets the next one through with the count it held back.
+``window_s`` seconds, and then lets the next one through with the count it held back. The count of a run's last
+window is only told if the message comes again: when the outage ends inside a window,
+that window's repeats go unreported (the first line of the run and the recovery are logged).
 """
 
 from __future__ import annotations

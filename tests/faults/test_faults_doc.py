@@ -40,10 +40,15 @@ def test_a_single_scenario_run_replaces_only_its_rows_and_texts(tmp_path):
     assert "| poison_pill | 5 |" in re.search(r"<!-- chaos:quick -->(.*?)<!-- /chaos:quick -->", text, re.S).group(1)
 
 
-def test_a_scenario_the_section_does_not_have_yet_rewrites_the_section(tmp_path):
+def test_a_new_scenario_is_added_and_a_newer_rerun_replaces_the_older_note(tmp_path):
     doc = tmp_path / "reliability.md"
     C.write_doc(doc, _result("2026-01-01 00:00 UTC", [_scenario("worker_sigkill", 111)]), "voltrisk chaos")
-    C.write_doc(doc, _result("2026-01-03 00:00 UTC", [_scenario("catch_up", 333, 3.5)]), "voltrisk chaos --scenario catch_up",
-                partial=["catch_up"])
+    for day, n in (("02", 333), ("03", 444)):
+        C.write_doc(doc, _result(f"2026-01-{day} 00:00 UTC", [_scenario("catch_up", n, 3.5)]),
+                    "voltrisk chaos --scenario catch_up", partial=["catch_up"])
     text = doc.read_text()
-    assert "| catch_up | 333 |" in text and "worker_sigkill" not in text and "re-run of" not in text
+    assert "| worker_sigkill | 111 |" in text and "| catch_up | 444 |" in text and "| catch_up | 333 |" not in text
+    assert text.index("| worker_sigkill | 111 |") < text.index("| catch_up | 444 |") < text.index("Columns:")
+    assert text.count("re-run of catch_up only") == 1 and "re-run of catch_up only: 2026-01-03" in text
+    assert text.count("### Catch-up") == 1 and text.index("### Catch-up") < text.index("### What voltrisk did")
+    assert text.count("#### catch_up") == 1 and "#### worker_sigkill" in text
