@@ -125,10 +125,7 @@ def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
                 else:
                     ids.add(verdict.record.event_id)
             if type(verdict) is Accepted:
-                group = accepted.get(verdict.key)
-                if group is None:
-                    group = accepted[verdict.key] = ([], mi)
-                group[0].append(verdict)
+                _accept(accepted, verdict, mi)
                 continue
             if item is None:  # decided on the fast path: the record's own bytes for the dead letter
                 if raws is None:
@@ -146,14 +143,18 @@ def _gate_singles(gate: Gate, topic: str, msgs: Sequence[tuple]) -> list[Out]:
     accepted: dict[bytes, tuple[list[Accepted], int]] = {}
     for mi, verdict in enumerate(gate.check_batch(topic, msgs)):
         if type(verdict) is Accepted:
-            group = accepted.get(verdict.key)
-            if group is None:
-                accepted[verdict.key] = ([verdict], mi)
-            else:
-                group[0].append(verdict)
+            _accept(accepted, verdict, mi)
         else:
             outs.append(_dead_letter(gate, verdict, topic, msgs[mi], -1))
     return outs + _clean_messages(msgs, accepted)
+
+
+def _accept(accepted: dict[bytes, tuple[list[Accepted], int]], verdict: Accepted, mi: int) -> None:
+    """Group an accepted record with its vehicle's, remembering the first source message."""
+    group = accepted.get(verdict.key)
+    if group is None:
+        group = accepted[verdict.key] = ([], mi)
+    group[0].append(verdict)
 
 
 def _clean_messages(msgs: Sequence[tuple], accepted: dict[bytes, tuple[list[Accepted], int]]) -> list[Out]:

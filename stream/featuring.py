@@ -167,9 +167,12 @@ class FeatureEngine:
                 elif lo > cutoff and not (live and hi >= live_from):
                     keep.append(c)
                 else:  # the cutoff or the live window's edge falls inside the chunk
-                    go = [r for r in recs if r.ts_ms <= cutoff or (live and r.ts_ms >= live_from)]
-                    stay = [r for r in recs if not (r.ts_ms <= cutoff or (live and r.ts_ms >= live_from))]
-                    ready.extend(zip(repeat(vid), go))
+                    stay = []
+                    for r in recs:
+                        if r.ts_ms <= cutoff or (live and r.ts_ms >= live_from):
+                            ready.append((vid, r))
+                        else:
+                            stay.append(r)
                     keep.append((min(r.ts_ms for r in stay), max(r.ts_ms for r in stay), arrival, stay))
             if keep:
                 self._held[vid] = keep

@@ -362,16 +362,11 @@ class _TopicGate:
         """The record-level checks of a decoded telemetry record (its envelope passed);
         ``out_headers`` is the clean headers list, shared by a batch message's records."""
         vin, out_key, event_prefix, water_key = vehicle
-        # the helpers' conditions tested inline first: this runs once per record
-        problem = _future_ts(record, now_ms) if record.ts_ms > now_ms + MAX_FUTURE_MS else None
-        if problem is None and self.inconsistency is not None:
-            problem = self.inconsistency(record)
-        if problem is None and (vin in record.event_id.upper() or contains_vin(record.event_id)):
-            problem = _vin_in_event_id(record, vin)
+        problem = (_future_ts(record, now_ms) or (self.inconsistency and self.inconsistency(record))
+                   or _vin_in_event_id(record, vin))
         if problem is not None:
             return (*problem, out_key)
-        if parsed.coord_sys == "GCJ02":
-            record = _to_wgs84(record, parsed.coord_sys)
+        record = _to_wgs84(record, parsed.coord_sys)
         problem = self.seen(event_prefix, water_key, record.event_id, record.ts_ms, partition, offset)
         if problem is not None:
             return (*problem, out_key)
