@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from voltrisk import broker
-from voltrisk.harness import ServiceProcess, TempBroker, http_ok, wait_for  # noqa: F401  (re-exported to tests)
+from voltrisk.harness import ServiceProcess, TempBroker, groups_at_head, http_ok, wait_for  # noqa: F401  (re-exported to tests)
 from voltrisk.harness import platform_env as make_platform_env
 from voltrisk.settings import BrokerSettings, KafkaClientSettings
 
@@ -63,8 +63,15 @@ def make_topics(kafka_bootstrap):
 
 @pytest.fixture
 def platform_env(kafka_bootstrap, tmp_path):
-    """Environment for processes of one isolated platform instance on the shared broker."""
-    env = make_platform_env(tmp_path, kafka_bootstrap, uuid.uuid4().hex[:8])
+    """Environment for processes of one isolated platform instance on the shared broker.
+
+    Its worker and sink groups start at the broker's current head: earlier tests'
+    records are not theirs to process (re-reading the whole suite's history made
+    late tests wait on a growing backlog)."""
+    run = uuid.uuid4().hex[:8]
+    env = make_platform_env(tmp_path, kafka_bootstrap, run)
+    asyncio.run(groups_at_head(KafkaClientSettings(kafka_bootstrap=kafka_bootstrap),
+                               [env["VOLTRISK_SINK_GROUP"], env["VOLTRISK_WORKER_APP_ID"]]))
     return env
 
 

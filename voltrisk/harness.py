@@ -152,3 +152,30 @@ def platform_env(base: Path, bootstrap: str, run: str, **extra: str) -> dict[str
         "VOLTRISK_SINK_BATCH_MS": "200",
         **extra,
     }
+
+
+async def groups_at_head(settings, groups: list[str]) -> int:
+    """Commit each consumer group at the current end of every topic on the broker,
+    so a fresh platform instance on a shared broker starts where the broker is now
+    instead of re-reading what earlier instances produced (its own records come
+    after). Returns the number of partitions committed per group."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    probe = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False)
+    await probe.start()
+    try:
+        topics = [t for t in await probe.topics() if not t.startswith("__")]
+        parts = [TopicPartition(t, p) for t in topics for p in (probe.partitions_for_topic(t) or ())]
+        ends = await probe.end_offsets(parts) if parts else {}
+    finally:
+        await probe.stop()
+    for group in groups:
+        c = AIOKafkaConsumer(**settings.aiokafka_kwargs(), group_id=group, enable_auto_commit=False)
+        await c.start()
+        try:
+            if ends:
+                c.assign(list(ends))
+                await c.commit({tp: off for tp, off in ends.items()})
+        finally:
+            await c.stop()
+    return len(ends)
