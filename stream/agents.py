@@ -42,6 +42,7 @@ class Out:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    partition: int | None = None  # None: the key's partition
 
 
 Outbox = Callable[[list[Out]], Awaitable[None]]
@@ -239,7 +240,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     )
 
     async def kafka_outbox(outs: list[Out]) -> None:
-        futures = [await app.producer.send(o.topic, o.key, o.value, None, None, o.headers) for o in outs]
+        futures = [await app.producer.send(o.topic, o.key, o.value, o.partition, None, o.headers) for o in outs]
         await asyncio.gather(*futures)
 
     send = outbox or kafka_outbox
@@ -266,7 +267,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     app.gate_agents = {spec.name: gate_agent(spec) for spec in T.RAW} if "gate" in stages else {}
     app.stats = WorkerStats()
     if "features" in stages:
-        app.stats.engine = _features_agent(app, w, send, datadir)
+        app.stats.engine = _features_agent(app, w, k, send, datadir)
     if "fraud" in stages:
         _fraud_agent(app, w, send)
     return app
@@ -286,7 +287,7 @@ def _scorer(w: WorkerSettings):
     return scorer, w.worker_scorer
 
 
-def _features_agent(app: faust.App, w: WorkerSettings, send: Outbox, datadir: Path) -> FeatureEngine:
+def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, send: Outbox, datadir: Path) -> FeatureEngine:
     """One agent over the four clean telemetry topics (co-partitioned by vehicle), so
     park states and SOC readings meet the dynamics they belong to."""
     scorer, scorer_name = _scorer(w) if "scoring" in w.stages else (None, "reference")
@@ -294,21 +295,93 @@ def _features_agent(app: faust.App, w: WorkerSettings, send: Outbox, datadir: Pa
                            score_every_ms=w.score_every_ms, reorder_ms=w.reorder_ms, live_hold_ms=w.live_hold_ms,
                            live_window_ms=w.live_window_ms, scoring="scoring" in w.stages)
     inputs = app.topic(*FEATURE_INPUTS, key_type=bytes, value_type=bytes)
+    n_partitions = k.telemetry_partitions
+    # no batch while a rebalance moves vehicles: the new owner first reads their state
+    ready = asyncio.Event()
+    ready.set()
 
     def as_out(rows) -> list[Out]:
-        return [Out(topic, key, value, []) for topic, key, value in pack(rows)]
+        outs = [Out(topic, key, value, []) for topic, key, value in pack(rows)]
+        if w.state_changelog:
+            outs += [Out(T.FEATURE_STATE.name, key, value, [], T.partition_of(vid.encode(), n_partitions))
+                     for vid, key, value in engine.take_changes()]
+        return outs
 
     @app.agent(inputs, name="features")
     async def features(stream):
         async for events in take_batches(stream, w.take_batch, w.take_within_s):
+            await ready.wait()
             await send(as_out(engine.step([(e.message.topic, e.message.key, e.message.value) for e in events])))
             app.stats.mark("features", len(events))
 
     @app.timer(interval=min(1.0, max(0.05, w.live_hold_ms / 1000)))
     async def release_held_and_close_idle_trips():
-        await send(as_out(engine.flush()))
+        if ready.is_set():
+            await send(as_out(engine.flush()))
+
+    owned: set[int] = set()
+
+    async def hand_over(sender, *args, **kwargs):
+        """On a rebalance or a stop, once Faust has waited for the agents' batches: what
+        the reorder buffer holds is acked, so it is processed now and the state written,
+        before another worker takes the vehicles over."""
+        ready.clear()
+        held = engine.held_records
+        await send(as_out(engine.drain()))
+        if held:
+            log.info("features: processed the %d held records before handing the partitions over", held)
+
+    app.on_partitions_revoked.connect(hand_over)
+    app.on_before_shutdown.connect(hand_over)
+
+    @app.on_partitions_assigned.connect
+    async def take_over(sender, assigned, **kwargs):
+        mine = {tp.partition for tp in assigned if tp.topic in FEATURE_INPUTS}
+        new = mine - owned
+        owned.clear()
+        owned.update(mine)
+        try:
+            if new and w.state_changelog:
+                t0 = time.monotonic()
+                taken, read = await _read_state(k, sorted(new), engine)
+                log.info("features: took over %d vehicles of partitions %s from %s (%d records, %.1f s)",
+                         taken, sorted(new), T.FEATURE_STATE.name, read, time.monotonic() - t0)
+        finally:
+            ready.set()
 
     return engine
+
+
+async def _read_state(k: KafkaClientSettings, partitions: list[int], engine: FeatureEngine,
+                      timeout_s: float = 60.0) -> tuple[int, int]:
+    """Read the state changelog's ``partitions`` to their current end into the engine;
+    (vehicles taken over, records read)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tps = [TopicPartition(T.FEATURE_STATE.name, p) for p in partitions]
+    consumer = AIOKafkaConsumer(**k.aiokafka_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        items: list[tuple[bytes, bytes]] = []
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                log.warning("features: %s partitions %s not read to their end within %.0f s: their vehicles "
+                            "continue from this worker's local state", T.FEATURE_STATE.name,
+                            sorted(tp.partition for tp in pending), timeout_s)
+                break
+            for tp, msgs in (await consumer.getmany(*pending, timeout_ms=500, max_records=50_000)).items():
+                items.extend((m.key, m.value) for m in msgs if m.key is not None and m.value is not None)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return engine.restore(items), len(items)
 
 
 def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:

@@ -10,7 +10,7 @@ features and its score. Kept apart from Faust so tests and replays call it direc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from itertools import repeat
 
 import msgspec
@@ -43,6 +43,7 @@ _decoders = {
     for t in (T.STATE, T.DYNAMICS, T.ALARM, T.CRASH)
 }
 _encode = msgspec.json.encode
+_KIND_INDEX = {R.DynamicsV1: 0, R.StateV1: 1, R.AlarmV1: 2, R.CrashV1: 3}
 
 
 def decode_clean_grouped(msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, list[msgspec.Struct]]]:
@@ -69,6 +70,7 @@ class FeatureEngine:
         self.live_hold_s, self.live_window_ms = live_hold_ms / 1000, live_window_ms
         self.records_in = 0  # records taken in (for the worker's stats)
         self.scores_out = 0
+        self.redelivered = 0  # records skipped as already in their vehicle's state
         self.cells = cells
         self.score_every_ms = score_every_ms
         self.clock = clock
@@ -83,6 +85,7 @@ class FeatureEngine:
         self._newest: dict[str, int] = {}
         self._arrived: dict[str, float] = {}
         self.idle_wall_s = 120.0  # vehicles whose trip may need closing by the idle timer
+        self._changes: dict[bytes, bytes] = {}  # store writes not yet taken for the changelog
 
     def _load(self, vids: Sequence[str]) -> tuple[dict, dict]:
         states, history = {}, {}
@@ -96,11 +99,12 @@ class FeatureEngine:
         return states, history
 
     def _emit_update(self, up, history: dict) -> list[tuple[str, str, bytes]]:
+        store, changes = self.store, self._changes
         for v, s in up.states.items():
-            self.store[b"s" + v.encode()] = encode_state(s)
+            store[b"s" + v.encode()] = changes[b"s" + v.encode()] = encode_state(s)
         for v, closed in up.closed_days.items():
             history[v] = merge_history(history.get(v, []), closed)
-            self.store[b"h" + v.encode()] = encode_history(history[v])
+            store[b"h" + v.encode()] = changes[b"h" + v.encode()] = encode_history(history[v])
         flush = getattr(self.store, "flush", None)
         if flush is not None:
             flush()
@@ -183,16 +187,53 @@ class FeatureEngine:
     def _process(self, pairs: list[tuple[str, msgspec.Struct]]) -> list[tuple[str, str, bytes]]:
         if not pairs:
             return []
-        batch = Batch.from_records(pairs)
-        vids = batch.vehicle_ids()
-        states, history = self._load(vids)
-        up = update(states, batch, self.cells)
+        states, history = self._load(sorted({v for v, _ in pairs}))
+        pairs = self._unseen(pairs, states)
+        if not pairs:
+            return []
+        up = update(states, Batch.from_records(pairs), self.cells)
+        self._mark_taken(pairs, up.states)
         self.watermark_ms = max(self.watermark_ms, max(s.seen_ts_ms for s in up.states.values()))
         self.open_trips.update(v for v, s in up.states.items() if s.trip is not None)
         out = self._emit_update(up, history)
         if self.scoring:
             out.extend(self._score(up.states, history))
         return out
+
+    def _unseen(self, pairs: list[tuple[str, msgspec.Struct]], states: dict) -> list[tuple[str, msgspec.Struct]]:
+        """The records not already in their vehicle's state: after a restart or a partition
+        move the consumer resumes from the committed offset, behind what the state holds,
+        and a gate that took a raw partition over may clean a record a second time."""
+        out, ids = [], set()
+        kind_of = _KIND_INDEX
+        for vid, r in pairs:
+            key = (vid, r.event_id)
+            if key in ids:
+                self.redelivered += 1
+                continue
+            ids.add(key)
+            s = states.get(vid)
+            if s is not None and s.taken:
+                last_ts, last_ids = s.taken[kind_of[type(r)]]
+                if r.ts_ms < last_ts or (r.ts_ms == last_ts and r.event_id in last_ids):
+                    self.redelivered += 1
+                    continue
+            out.append((vid, r))
+        return out
+
+    @staticmethod
+    def _mark_taken(pairs: list[tuple[str, msgspec.Struct]], states: dict) -> None:
+        kind_of = _KIND_INDEX
+        for vid, r in pairs:
+            s = states[vid]
+            if not s.taken:
+                s.taken = [(-1, []) for _ in kind_of]
+            k = kind_of[type(r)]
+            last_ts, last_ids = s.taken[k]
+            if r.ts_ms > last_ts:
+                s.taken[k] = (r.ts_ms, [r.event_id])
+            elif r.ts_ms == last_ts:
+                last_ids.append(r.event_id)
 
     def flush(self) -> list[tuple[str, str, bytes]]:
         """Release records held too long, then close trips idle for more than 5 min
@@ -206,6 +247,54 @@ class FeatureEngine:
         up = flush_idle(states, self.watermark_ms, self.cells)
         self.open_trips.difference_update(v for v, s in up.states.items() if s.trip is None)
         return out + self._emit_update(up, history)
+
+    def drain(self) -> list[tuple[str, str, bytes]]:
+        """Release and process every held record now (the worker is giving up its
+        partitions: the records are acked, so their next owner would not see them)."""
+        pairs = [(vid, r) for vid, chunks in self._held.items() for c in chunks for r in c[3]]
+        self._held.clear()
+        return self._process(pairs)
+
+    def take_changes(self) -> list[tuple[str, bytes, bytes]]:
+        """(vehicle id, store key, value) of the state written since the last call: the
+        changelog that lets another worker take a vehicle over where this one left it."""
+        out = [(k[1:].decode(), k, v) for k, v in self._changes.items()]
+        self._changes.clear()
+        return out
+
+    def restore(self, changelog: Iterable[tuple[bytes, bytes]]) -> int:
+        """Take over vehicles from the changelog's (store key, value) records, oldest
+        first. Per vehicle the newer of the local and the changelog state wins, with
+        its own history (state and history go together: a closed day moves from one
+        to the other). Returns the number of vehicles taken from the changelog."""
+        latest: dict[bytes, bytes] = {}
+        for key, value in changelog:
+            latest[key] = value  # compaction semantics: the last value of a key counts
+        taken = 0
+        for key, value in latest.items():
+            if key[:1] != b"s":
+                continue
+            vid = key[1:]
+            state = decode_state(value)
+            local_raw = self.store.get(key)
+            local = decode_state(local_raw) if local_raw is not None else None
+            if local is None or local.seen_ts_ms < state.seen_ts_ms:
+                self.store[key] = value
+                h = latest.get(b"h" + vid)
+                if h is not None:
+                    self.store[b"h" + vid] = h
+                elif b"h" + vid in self.store:
+                    del self.store[b"h" + vid]
+                taken += 1
+            else:
+                state = local
+            if state.trip is not None:
+                self.open_trips.add(vid.decode())
+            self.watermark_ms = max(self.watermark_ms, state.seen_ts_ms)
+        flush = getattr(self.store, "flush", None)
+        if flush is not None:
+            flush()
+        return taken
 
     def _score(self, states: dict, history: dict) -> list[tuple[str, str, bytes]]:
         now_ms = int(self.clock() * 1000)

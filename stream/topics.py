@@ -19,6 +19,7 @@ class TopicSpec:
     kind: Literal["telemetry", "other"]
     doc: str
     retention_ms: int | None = None
+    compact: bool = False  # a changelog: the broker keeps the last value of each key
 
 
 # Raw topics: written by carmakers and the claims system.
@@ -54,11 +55,23 @@ DERIVED = (
     TopicSpec("features.crash.v1", f.CellCrashV1, "pseudonymous vehicle id", "telemetry", "Crashes located to H3 cells"),
     TopicSpec("scores.ubi.v1", f.ScoreV1, "pseudonymous vehicle id", "telemetry", "Usage-based pricing scores"),
 )
+# The features' per-vehicle state, written by the worker with the outputs of each batch
+# to the partition of the vehicle's telemetry: a worker taking the partition over reads it.
+FEATURE_STATE = TopicSpec("features.state.v1", None, "store key: s|h + pseudonymous vehicle id", "telemetry",
+                          "Changelog of the features' per-vehicle state and closed-day history", compact=True)
 ALERTS = TopicSpec("fraud.alerts.v1", None, "alert id", "other", "Fraud ring alerts with evidence")
 
-ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED + (ALERTS,)
+ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED + (FEATURE_STATE, ALERTS)
 BY_NAME = {t.name: t for t in ALL}
 
 
 def partitions_for(spec: TopicSpec, telemetry_partitions: int, other_partitions: int) -> int:
     return telemetry_partitions if spec.kind == "telemetry" else other_partitions
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition a keyed message goes to: the Kafka clients' default (murmur2 of the
+    key), which the gate relies on to co-partition a vehicle's clean topics."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -239,6 +239,13 @@ def status(s: BrokerSettings) -> dict:
     }
 
 
+def _topic_configs(t) -> dict[str, str]:
+    configs = {"retention.ms": str(t.retention_ms)} if t.retention_ms else {}
+    if t.compact:
+        configs["cleanup.policy"] = "compact"
+    return configs
+
+
 async def create_topics(k: KafkaClientSettings) -> list[str]:
     """Create every topic of stream/topics.py that does not exist yet; return those created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -254,7 +261,7 @@ async def create_topics(k: KafkaClientSettings) -> list[str]:
                 t.name,
                 T.partitions_for(t, k.telemetry_partitions, k.other_partitions),
                 k.replication_factor,
-                topic_configs={"retention.ms": str(t.retention_ms)} if t.retention_ms else {},
+                topic_configs=_topic_configs(t),
             )
             for t in T.ALL
             if t.name not in existing

@@ -160,12 +160,19 @@ async def groups_at_head(settings, groups: list[str]) -> int:
     instead of re-reading what earlier instances produced (its own records come
     after). Returns the number of partitions committed per group."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
 
+    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if not t.startswith("__")]
+        described = await admin.describe_topics(topics) if topics else []
+    finally:
+        await admin.close()
+    parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
     probe = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False)
     await probe.start()
     try:
-        topics = [t for t in await probe.topics() if not t.startswith("__")]
-        parts = [TopicPartition(t, p) for t in topics for p in (probe.partitions_for_topic(t) or ())]
         ends = await probe.end_offsets(parts) if parts else {}
     finally:
         await probe.stop()

@@ -238,13 +238,13 @@ def grants(worker_group_prefix: str = WORKER_GROUP_PREFIX, sink_group_prefix: st
 
     raw = [t.name for t in T.RAW]
     clean = [t.name for t in T.CLEAN]
-    written_by_worker = clean + [T.DLQ.name, T.ALERTS.name] + [t.name for t in T.DERIVED]
+    written_by_worker = clean + [T.DLQ.name, T.ALERTS.name, T.FEATURE_STATE.name] + [t.name for t in T.DERIVED]
     out: list[Grant] = []
 
     def topics(principal: str, names, *ops: str) -> None:
         out.extend(Grant(principal, "topic", n, "literal", ops) for n in dict.fromkeys(names))
 
-    topics("worker", raw + clean, "read", "describe")
+    topics("worker", raw + clean + [T.FEATURE_STATE.name], "read", "describe")
     topics("worker", written_by_worker, "write", "describe")
     out.append(Grant("worker", "group", worker_group_prefix, "prefixed", ("read", "describe")))
     topics("sink", ROUTES, "read", "describe")

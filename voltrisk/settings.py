@@ -140,6 +140,9 @@ class WorkerSettings(BaseSettings):
     live_hold_ms: int = Field(
         50, ge=0, description="Live records (event time within live_window_ms of the clock) wait this long for their siblings")
     live_window_ms: int = Field(30_000, ge=0, description="Records this close to the wall clock count as live")
+    state_changelog: bool = Field(
+        True, description="Write the features' per-vehicle state to features.state.v1, so a worker taking a partition "
+                          "over continues its vehicles' trips and windows (off: each worker's state is its own)")
     worker_session_timeout_s: float = Field(
         10.0, ge=6.0, le=300.0,
         description="A worker silent this long leaves the consumer group and its partitions move (crash recovery time)")

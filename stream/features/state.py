@@ -52,6 +52,10 @@ class VehicleState(Struct, array_like=True):
     soc_ts_ms: int = 0
     days: list[list[float]] = []  # hot daily rows [day, *windows.DAILY_SUMS], oldest first
     shipped_day: int = -1  # newest day handed over in Update.closed_days; it and older days are final
+    # per record kind (dynamics, state, alarm, crash): the newest event time taken and the
+    # event ids taken at that time; a record at or before it is a redelivery (a consumer
+    # resumed behind the state, or a gate re-sent after a partition move) and is skipped
+    taken: list[tuple[int, list[str]]] = []
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -1,7 +1,8 @@
 """Scale-out: a second worker joins the group while the fleet produces, then the
-first one leaves. The partitions move twice; every event lands once (count with
-FINAL equals what was produced), none is dead-lettered, and the features keep
-flowing from both workers."""
+first one leaves. The partitions move twice, in the middle of every vehicle's trip;
+every event lands once (count with FINAL equals what was produced), none is
+dead-lettered, and each vehicle's trip comes out whole: the new owner of a partition
+continues its vehicles' open trips from the state changelog."""
 
 from __future__ import annotations
 
@@ -16,17 +17,23 @@ from voltrisk.harness import ServiceProcess, wait_for
 from warehouse.client import http_client
 
 pytestmark = pytest.mark.integration
+TRIP_SAMPLES = 1_000
 
 
 def test_a_worker_joining_and_one_leaving_lose_nothing(kafka_bootstrap, warehouse_proc, worker_proc, platform_env, tmp_path):
     rng = random.Random()
     tag = f"sc{rng.randrange(10**9)}"
     vins = [random_vin(rng) for _ in range(40)]
-    records = dynamics_messages(vins, per_vehicle=1_000, start_ts_ms=int(time.time() * 1000) - 3_600_000, tag=tag)
+    start_ms = int(time.time() * 1000) - 3_600_000
+    records = dynamics_messages(vins, per_vehicle=TRIP_SAMPLES, start_ts_ms=start_ms, tag=tag)
+    # one more sample per vehicle 6 min after its trip: the gap closes the trip
+    records += [(k, v.replace(b'"ts_ms":%d' % (start_ms + (TRIP_SAMPLES - 1) * 1000),
+                              b'"ts_ms":%d' % (start_ms + (TRIP_SAMPLES + 359) * 1000)).replace(b"-%d\"" % (TRIP_SAMPLES - 1), b"-close\""), h)
+                for k, v, h in records[TRIP_SAMPLES - 1::TRIP_SAMPLES]]
     n = len(records)
     # 10 s of 1 Hz samples per message, as a gateway sends them; vehicles interleaved in time
     msgs = time_ordered_batches(records, 10)
-    t = paced_producer(kafka_bootstrap, msgs, 200, 1.0)
+    t = paced_producer(kafka_bootstrap, msgs, 100, 1.0)
     ch = http_client(warehouse_proc.url)
     stored = stored_counter(ch, tag)
 
@@ -42,6 +49,8 @@ def test_a_worker_joining_and_one_leaving_lose_nothing(kafka_bootstrap, warehous
         worker_proc.stop()
         t.join(180)
         wait_for(lambda: stored("FINAL") == n, 180, f"{n} unique rows", second)
+        # every vehicle's trip is one trip of all its samples, though its partition moved mid-trip
+        trips = wait_for(lambda: _trips(ch) if len(_trips(ch)) == len(vins) else None, 90, "a closed trip per vehicle", second)
     finally:
         second.stop()
     assert stored("FINAL") == n
@@ -51,4 +60,10 @@ def test_a_worker_joining_and_one_leaving_lose_nothing(kafka_bootstrap, warehous
     features_rows = ch.query("SELECT count() FROM vehicle_daily FINAL").result_rows[0][0]
     assert features_rows > 0
     raw = stored()
-    print(f"produced={n} stored_final={stored('FINAL')} stored_raw={raw} duplicates_before_final={raw - n}")
+    assert sorted(samples for _, samples in trips) == [TRIP_SAMPLES] * len(vins), trips
+    print(f"produced={n} stored_final={stored('FINAL')} stored_raw={raw} duplicates_before_final={raw - n} trips={len(trips)}")
+
+
+def _trips(ch) -> list[tuple[int, int]]:
+    """(trips, samples) per vehicle of this warehouse (the test's own)."""
+    return ch.query("SELECT count(), sum(samples_n) FROM trips FINAL GROUP BY vehicle_id").result_rows

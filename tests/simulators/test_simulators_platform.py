@@ -54,7 +54,8 @@ def test_simulated_fleet_and_claims_land_in_the_warehouse(kafka_bootstrap, wareh
     try:
         wait_for(all_stored, 180, f"{dyn} dynamics and {claims_n} claims stored", worker_proc)
     except AssertionError as e:
-        raise AssertionError(f"stored (dynamics, claims) = {seen[0]}; {e}") from None
+        dead = ch.query("SELECT source_topic, reason, any(message), count() FROM dlq GROUP BY source_topic, reason").result_rows
+        raise AssertionError(f"stored (dynamics, claims) = {seen[0]}; dead-lettered: {dead}; {e}") from None
     refused = ch.query("SELECT reason, count() FROM dlq WHERE arrayExists(p -> position(payload, p) > 0, {p:Array(String)}) "
                        "GROUP BY reason", parameters={"p": [*vehicles, scen.fac.prefix]}).result_rows
     assert refused == []

@@ -1,0 +1,152 @@
+"""Handing vehicles from one worker to another: the features engine writes its
+per-vehicle state to a changelog, the next owner restores it and continues the open
+trips, so a partition move in the middle of trips leaves the same trips as one
+uninterrupted run (the pure offline functions)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from stream import records as R
+from stream import topics as T
+from stream.featuring import FeatureEngine
+from stream.features import Batch, decode_state, features_offline
+from stream.features.synthetic import synthetic_stream
+
+TOPIC_OF = {R.StateV1: T.STATE, R.DynamicsV1: T.DYNAMICS, R.AlarmV1: T.ALARM, R.CrashV1: T.CRASH}
+TRIP_FIELDS = ("vehicle_id", "start_ts_ms", "end_ts_ms", "end_reason", "samples_n", "distance_km", "hard_brake_n",
+               "harsh_accel_n", "harsh_turn_n", "fcw_n", "soc_start_pct")
+CATCHING_UP = 2_000_000_000.0  # wall clock far past the 2026 records: not live
+
+
+class Clock:
+    def __init__(self, t: float):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _messages(pairs) -> list[tuple[str, bytes, bytes]]:
+    """One clean message per record, in event-time order."""
+    return [(T.clean_name(TOPIC_OF[type(r)].name), vid.encode(), msgspec.json.encode(r))
+            for vid, r in sorted(pairs, key=lambda p: p[1].ts_ms)]
+
+
+def _row(t) -> tuple:
+    get = t.get if isinstance(t, dict) else lambda f: getattr(t, f)
+    return tuple(round(get(f), 6) if isinstance(get(f), float) else get(f) for f in TRIP_FIELDS)
+
+
+def _final_trips(rows) -> list[tuple]:
+    """The newest version of each emitted trip."""
+    latest = {}
+    for topic, _, v in rows:
+        if topic == "trips.v1":
+            t = msgspec.json.decode(v)
+            key = (t["vehicle_id"], t["start_ts_ms"])
+            if key not in latest or t["version_ts_ms"] >= latest[key]["version_ts_ms"]:
+                latest[key] = t
+    return sorted(_row(t) for t in latest.values())
+
+
+def _run(engine: FeatureEngine, clock: Clock, msgs) -> list:
+    rows = []
+    for i in range(0, len(msgs), 20):
+        rows += engine.step(msgs[i:i + 20])
+        clock.t += 0.01
+    return rows
+
+
+def _finish(engine: FeatureEngine, clock: Clock) -> list:
+    clock.t += 11.0  # nothing more arrives: the reorder buffer lets go
+    rows = engine.flush()
+    clock.t += 200.0  # and the idle trips close
+    return rows + engine.flush()
+
+
+def _history():
+    pairs = synthetic_stream(vehicles=4, trips_per_vehicle=3, seed=5, max_trip_s=600, max_gap_h=1.0)
+    expected = sorted(_row(t) for t in features_offline(Batch.from_records(pairs)).trips.values())
+    msgs = _messages(pairs)
+    # cut where every vehicle is in the middle of a trip or has one behind it
+    return expected, msgs[: len(msgs) // 2], msgs[len(msgs) // 2:]
+
+
+def _engine(store, clock) -> FeatureEngine:
+    return FeatureEngine(store, reorder_ms=120_000, max_hold_s=10.0, live_hold_ms=50, live_window_ms=30_000,
+                         scoring=False, clock=clock)
+
+
+def test_a_vehicle_handed_over_mid_trip_continues_its_trip_on_the_new_owner():
+    expected, first, second = _history()
+    assert len(expected) >= 8
+    clock = Clock(CATCHING_UP)
+    old = _engine({}, clock)
+    rows = _run(old, clock, first)
+    assert old.held_records > 0  # the reorder buffer holds acked records at the hand-over
+    rows += old.drain()
+    assert old.held_records == 0
+    changelog = [(key, value) for _, key, value in old.take_changes()]
+    assert old.take_changes() == []  # taken once
+    open_at_handover = {k[1:].decode() for k, v in changelog if k[:1] == b"s" and decode_state(v).trip is not None}
+    assert open_at_handover  # the cut falls inside trips
+
+    new = _engine({}, clock)  # another worker: nothing local
+    assert new.restore(changelog) == len({k for k, _ in changelog if k[:1] == b"s"})
+    assert new.open_trips == open_at_handover
+    rows += _run(new, clock, second) + _finish(new, clock)
+    assert _final_trips(rows) == expected
+
+
+def test_without_the_changelog_the_new_owner_splits_the_open_trips():
+    """The failure the changelog prevents (and proof the test above can fail)."""
+    expected, first, second = _history()
+    clock = Clock(CATCHING_UP)
+    old = _engine({}, clock)
+    rows = _run(old, clock, first) + old.drain()
+    new = _engine({}, clock)
+    rows += _run(new, clock, second) + _finish(new, clock)
+    got = _final_trips(rows)
+    # the trips open at the cut restart on the new owner: their first part is missing
+    assert got != expected
+    assert sum(t[4] for t in got) < sum(t[4] for t in expected)
+
+
+def test_local_state_newer_than_the_changelog_wins():
+    """A worker killed between writing its local state and the changelog restarts
+    with local state ahead of the changelog: the restore keeps the local state."""
+    expected, first, second = _history()
+    clock = Clock(CATCHING_UP)
+    store: dict[bytes, bytes] = {}
+    engine = _engine(store, clock)
+    _run(engine, clock, first[: len(first) // 2])
+    stale = [(key, value) for _, key, value in engine.take_changes()]
+    _run(engine, clock, first[len(first) // 2:])
+    engine.take_changes()  # written locally; the changelog records are lost with the crash
+    ahead = dict(store)
+
+    restarted = _engine(store, clock)
+    assert restarted.restore(stale) == 0
+    assert store == ahead
+    # a vehicle the local store never saw is taken from the changelog
+    fresh = _engine({}, clock)
+    assert fresh.restore(stale) == len({k for k, _ in stale if k[:1] == b"s"})
+
+
+def test_records_redelivered_after_the_hand_over_are_not_counted_twice():
+    """The new owner resumes from the committed offset, behind the state it restored,
+    and a gate that took the raw partition over re-sends records it cannot know were
+    cleaned: both kinds of redelivery are skipped, and the trips stay exact."""
+    expected, first, second = _history()
+    clock = Clock(CATCHING_UP)
+    old = _engine({}, clock)
+    rows = _run(old, clock, first) + old.drain()
+    changelog = [(key, value) for _, key, value in old.take_changes()]
+    new = _engine({}, clock)
+    new.restore(changelog)
+    behind = first[-len(first) // 3:]  # redelivered from the last committed offset
+    resent = second[:50]  # and cleaned twice by the gate: each record twice in a row
+    rows += _run(new, clock, behind + [m for m in resent for _ in (0, 1)] + second[50:]) + _finish(new, clock)
+    assert new.redelivered == len(behind) + len(resent)
+    assert _final_trips(rows) == expected
