@@ -267,6 +267,7 @@ class FeatureEngine:
         first. Per vehicle the newer of the local and the changelog state wins, with
         its own history (state and history go together: a closed day moves from one
         to the other). Returns the number of vehicles taken from the changelog."""
+        now = self.clock()
         latest: dict[bytes, bytes] = {}
         for key, value in changelog:
             latest[key] = value  # compaction semantics: the last value of a key counts
@@ -288,8 +289,9 @@ class FeatureEngine:
                 taken += 1
             else:
                 state = local
-            if state.trip is not None:
+            if state.trip is not None:  # its idle timer starts now, not at this process's start
                 self.open_trips.add(vid.decode())
+                self._arrived.setdefault(vid.decode(), now)
             self.watermark_ms = max(self.watermark_ms, state.seen_ts_ms)
         flush = getattr(self.store, "flush", None)
         if flush is not None:

@@ -150,3 +150,32 @@ def test_records_redelivered_after_the_hand_over_are_not_counted_twice():
     rows += _run(new, clock, behind + [m for m in resent for _ in (0, 1)] + second[50:]) + _finish(new, clock)
     assert new.redelivered == len(behind) + len(resent)
     assert _final_trips(rows) == expected
+
+
+def test_a_taken_over_open_trip_is_not_closed_as_idle_before_its_vehicle_could_send():
+    """The new owner has never heard from the vehicles it took over; their open trips
+    wait the idle time in wall clock like any other, even if another vehicle's state
+    moved the event-time watermark far ahead."""
+    _, first, _ = _history()
+    clock = Clock(CATCHING_UP)
+    old = _engine({}, clock)
+    _run(old, clock, first)
+    old.drain()
+    changelog = [(key, value) for _, key, value in old.take_changes()]
+    ahead = _engine({}, clock)  # a vehicle far ahead in event time (another fleet's, a live one)
+    ahead.step([(T.clean_name(T.DYNAMICS.name), b"veh-live", msgspec.json.encode(
+        R.DynamicsV1(event_id="live-1", ts_ms=int(clock.t * 1000), speed_kmh=30.0, accel_long_mps2=0.0,
+                     accel_lat_mps2=0.0, yaw_rate_dps=0.0, heading_deg=0.0, motor_power_kw=5.0, adas_state="off",
+                     fcw=False, headway_s=None, seatbelt_driver=True, lat=31.2, lon=121.4)))])
+    ahead.drain()
+    changelog += [(key, value) for _, key, value in ahead.take_changes()]
+
+    new = _engine({}, clock)
+    new.restore(changelog)
+    open_before = set(new.open_trips)
+    assert len(open_before) >= 2 and new.watermark_ms >= int(clock.t * 1000)
+    clock.t += 60.0
+    assert [r for r in new.flush() if r[0] == "trips.v1"] == [] and new.open_trips == open_before
+    clock.t += 61.0  # 2 min without a word from them: idle, closed by the watermark
+    closed = [msgspec.json.decode(v)["vehicle_id"] for topic, _, v in new.flush() if topic == "trips.v1"]
+    assert set(closed) == open_before - {"veh-live"}  # whose last sample is the watermark itself
