@@ -204,10 +204,36 @@ class QuietWorker(faust.Worker):
         quiet_repeats(logger)  # a broker outage must not bury the log in client retries
 
 
+class WorkerApp(faust.App):
+    """Faust's app with a hook that runs before a rebalance or a stop waits for every
+    message taken to be acknowledged (Faust's own signals come after that wait): an
+    agent that holds messages back acknowledges them there."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_handover: list[Callable[[], Awaitable[None]]] = []
+
+    async def _handover(self) -> None:
+        for hook in self.before_handover:
+            try:
+                await hook()
+            except Exception:  # the rebalance must go on; the messages stay unacked and are redelivered
+                log.exception("features: handing over failed")
+
+    async def _on_partitions_revoked(self, revoked) -> None:
+        if not self.should_stop:
+            await self._handover()
+        await super()._on_partitions_revoked(revoked)
+
+    async def _stop_consumer(self) -> None:
+        await self._handover()
+        await super()._stop_consumer()
+
+
 def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None = None) -> faust.App:
     """The worker app with one gate agent per raw topic."""
     datadir = (w.home / "worker").resolve()
-    app = faust.App(
+    app = WorkerApp(
         w.worker_app_id,
         broker=f"kafka://{k.kafka_bootstrap}",
         broker_credentials=k.faust_credentials(),
@@ -307,30 +333,47 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, s
                      for vid, key, value in engine.take_changes()]
         return outs
 
+    async def send_and_ack(rows) -> None:
+        """Emit a step's rows, then acknowledge the messages it finished: a message is
+        acked (its offset may be committed) only once all its records are processed
+        and their rows sent, so what the reorder buffer holds is redelivered after a crash."""
+        done = engine.take_settled()
+        await send(as_out(rows))
+        for event in done:
+            await source[0].ack(event)
+
+    source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
+
     @app.agent(inputs, name="features")
     async def features(stream):
-        async for events in take_batches(stream, w.take_batch, w.take_within_s):
+        source[0] = stream
+        async for events in take_batches(stream, w.take_batch, w.take_within_s, ack=False):
             await ready.wait()
-            await send(as_out(engine.step([(e.message.topic, e.message.key, e.message.value) for e in events])))
+            await send_and_ack(engine.step([(e.message.topic, e.message.key, e.message.value) for e in events], events))
             app.stats.mark("features", len(events))
 
     @app.timer(interval=min(1.0, max(0.05, w.live_hold_ms / 1000)))
     async def release_held_and_close_idle_trips():
         if ready.is_set():
-            await send(as_out(engine.flush()))
+            await send_and_ack(engine.flush())
 
     owned: set[int] = set()
 
-    async def hand_over(sender, *args, **kwargs):
-        """On a rebalance or a stop, once Faust has waited for the agents' batches: what
-        the reorder buffer holds is acked, so it is processed now and the state written,
-        before another worker takes the vehicles over."""
-        ready.clear()
+    async def let_go() -> None:
+        """Before Faust waits for every message taken to be acked (a rebalance or a stop):
+        process what the reorder buffer holds, and hold nothing back until the partitions
+        are assigned again, so that wait ends."""
+        engine.handing_over = True
         held = engine.held_records
-        await send(as_out(engine.drain()))
+        await send_and_ack(engine.drain())
         if held:
             log.info("features: processed the %d held records before handing the partitions over", held)
 
+    async def hand_over(sender, *args, **kwargs):
+        ready.clear()  # no batch until the assignment's state is read
+        await send_and_ack(engine.drain())
+
+    app.before_handover.append(let_go)
     app.on_partitions_revoked.connect(hand_over)
     app.on_before_shutdown.connect(hand_over)
 
@@ -340,6 +383,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, s
         new = mine - owned
         owned.clear()
         owned.update(mine)
+        engine.handing_over = False
         try:
             if new and w.state_changelog:
                 t0 = time.monotonic()

@@ -79,13 +79,15 @@ class FeatureEngine:
         self.open_trips: set[str] = set()
         self.reorder_ms, self.max_hold_s = reorder_ms, max_hold_s
         # per vehicle: chunks of records waiting for release, one per clean message, as
-        # (oldest ts_ms, newest ts_ms, arrival, records); the newest dynamics time (its
+        # (oldest ts_ms, newest ts_ms, arrival, records, token); the newest dynamics time (its
         # clock decides, not other vehicles') and the last arrival
-        self._held: dict[str, list[tuple[int, int, float, list[msgspec.Struct]]]] = {}
+        self._held: dict[str, list[tuple[int, int, float, list[msgspec.Struct], object]]] = {}
         self._newest: dict[str, int] = {}
         self._arrived: dict[str, float] = {}
         self.idle_wall_s = 120.0  # vehicles whose trip may need closing by the idle timer
         self._changes: dict[bytes, bytes] = {}  # store writes not yet taken for the changelog
+        self._settled: list = []  # tokens of fully processed messages, not yet taken
+        self.handing_over = False  # partitions are being given up: hold nothing back
 
     def _load(self, vids: Sequence[str]) -> tuple[dict, dict]:
         states, history = {}, {}
@@ -113,7 +115,7 @@ class FeatureEngine:
             out.extend((topic, r.vehicle_id, _encode(r)) for r in rows)
         return out
 
-    def step(self, msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, str, bytes]]:
+    def step(self, msgs: Sequence[tuple[str, bytes, bytes]], tokens: Sequence | None = None) -> list[tuple[str, str, bytes]]:
         """(topic, vehicle id, JSON record) to emit for one batch of clean messages.
 
         The four input topics are fetched independently, so a vehicle's park state
@@ -128,19 +130,30 @@ class FeatureEngine:
         now = self.clock()
         held, newest = self._held, self._newest
         dynamics = T.clean_name(T.DYNAMICS.name)
-        for (vid, recs), (topic, _, _) in zip(decode_clean_grouped(msgs), msgs):
+        tokens = tokens if tokens is not None else repeat(None)
+        for (vid, recs), (topic, _, _), token in zip(decode_clean_grouped(msgs), msgs, tokens):
             if not recs:
+                if token is not None:
+                    self._settled.append(token)
                 continue
             self.records_in += len(recs)
             ts = [r.ts_ms for r in recs]
             lo, hi = min(ts), max(ts)
-            held.setdefault(vid, []).append((lo, hi, now, recs))
+            held.setdefault(vid, []).append((lo, hi, now, recs, token))
             self._arrived[vid] = now
             # the dynamics stream sets the pace: a state topic running ahead must
             # not release the states before the dynamics they follow have arrived
             if topic == dynamics and hi > newest.get(vid, 0):
                 newest[vid] = hi
         return self._process(self._release(now))
+
+    def take_settled(self) -> list:
+        """The tokens (the worker's Faust events) of the messages whose records have all
+        been processed since the last call: to acknowledge once the rows they produced
+        are sent. A message still partly in the reorder buffer stays unacknowledged, so
+        a crash redelivers it (and the state's redelivery check skips what was done)."""
+        out, self._settled = self._settled, []
+        return out
 
     @property
     def held_records(self) -> int:
@@ -154,20 +167,28 @@ class FeatureEngine:
         live_from = int(now * 1000) - self.live_window_ms if self.live_window_ms else None
         settled = now - self.live_hold_s
         ready: list[tuple[str, msgspec.Struct]] = []
+        tokens = self._settled
+
+        def settle(chunk) -> None:
+            if chunk[4] is not None:
+                tokens.append(chunk[4])
+
         for vid in list(self._held):
             chunks = self._held[vid]
-            if self._arrived[vid] <= quiet:  # nothing of this vehicle for a while: all of it
+            if self._arrived[vid] <= quiet or self.handing_over:  # quiet for a while, or leaving: all of it
                 for c in chunks:
                     ready.extend(zip(repeat(vid), c[3]))
+                    settle(c)
                 del self._held[vid]
                 continue
             cutoff = self._newest.get(vid, 0) - lag
             keep = []
             for c in chunks:
-                lo, hi, arrival, recs = c
+                lo, hi, arrival, recs, token = c
                 live = live_from is not None and arrival <= settled
                 if hi <= cutoff or (live and lo >= live_from):
                     ready.extend(zip(repeat(vid), recs))
+                    settle(c)
                 elif lo > cutoff and not (live and hi >= live_from):
                     keep.append(c)
                 else:  # the cutoff or the live window's edge falls inside the chunk
@@ -177,7 +198,10 @@ class FeatureEngine:
                             ready.append((vid, r))
                         else:
                             stay.append(r)
-                    keep.append((min(r.ts_ms for r in stay), max(r.ts_ms for r in stay), arrival, stay))
+                    if stay:
+                        keep.append((min(r.ts_ms for r in stay), max(r.ts_ms for r in stay), arrival, stay, token))
+                    else:
+                        settle(c)
             if keep:
                 self._held[vid] = keep
             else:
@@ -252,6 +276,7 @@ class FeatureEngine:
         """Release and process every held record now (the worker is giving up its
         partitions: the records are acked, so their next owner would not see them)."""
         pairs = [(vid, r) for vid, chunks in self._held.items() for c in chunks for r in c[3]]
+        self._settled.extend(c[4] for chunks in self._held.values() for c in chunks if c[4] is not None)
         self._held.clear()
         return self._process(pairs)
 

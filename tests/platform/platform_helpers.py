@@ -30,6 +30,21 @@ def dynamics_messages(vins: list[str], per_vehicle: int, start_ts_ms: int, tag: 
     return out
 
 
+def with_closing_samples(records: list[tuple[bytes, bytes, list]], per_vehicle: int, start_ts_ms: int):
+    """``dynamics_messages`` plus one sample per vehicle 6 min after its last: the gap
+    closes each vehicle's trip, so the trip is stored with all its samples."""
+    last, closing = b'"ts_ms":%d' % (start_ts_ms + (per_vehicle - 1) * 1000), b'"ts_ms":%d' % (start_ts_ms + (per_vehicle + 359) * 1000)
+    return records + [(k, v.replace(last, closing).replace(b"-%d\"" % (per_vehicle - 1), b"-close\""), h)
+                      for k, v, h in records[per_vehicle - 1::per_vehicle]]
+
+
+def trips_per_vehicle(ch, vehicles: int) -> list[tuple[int, int]] | None:
+    """(trips, samples) per vehicle in this warehouse (each test has its own), once
+    all ``vehicles`` have a stored trip; None before."""
+    rows = ch.query("SELECT count(), sum(samples_n) FROM trips FINAL GROUP BY vehicle_id").result_rows
+    return rows if len(rows) == vehicles else None
+
+
 async def produce_ordered(bootstrap: str, messages: list[tuple[str, tuple[bytes | None, bytes, list]]]) -> None:
     """Produce (topic, (key, value, headers)) in the given order, each acknowledged before the next."""
     from aiokafka import AIOKafkaProducer

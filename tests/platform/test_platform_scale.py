@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from platform_helpers import dynamics_messages, paced_producer, random_vin, stored_counter, time_ordered_batches
+from platform_helpers import (dynamics_messages, paced_producer, random_vin, stored_counter, time_ordered_batches,
+                              trips_per_vehicle, with_closing_samples)
 from voltrisk.harness import ServiceProcess, wait_for
 from warehouse.client import http_client
 
@@ -26,10 +27,7 @@ def test_a_worker_joining_and_one_leaving_lose_nothing(kafka_bootstrap, warehous
     vins = [random_vin(rng) for _ in range(40)]
     start_ms = int(time.time() * 1000) - 3_600_000
     records = dynamics_messages(vins, per_vehicle=TRIP_SAMPLES, start_ts_ms=start_ms, tag=tag)
-    # one more sample per vehicle 6 min after its trip: the gap closes the trip
-    records += [(k, v.replace(b'"ts_ms":%d' % (start_ms + (TRIP_SAMPLES - 1) * 1000),
-                              b'"ts_ms":%d' % (start_ms + (TRIP_SAMPLES + 359) * 1000)).replace(b"-%d\"" % (TRIP_SAMPLES - 1), b"-close\""), h)
-                for k, v, h in records[TRIP_SAMPLES - 1::TRIP_SAMPLES]]
+    records = with_closing_samples(records, TRIP_SAMPLES, start_ms)
     n = len(records)
     # 10 s of 1 Hz samples per message, as a gateway sends them; vehicles interleaved in time
     msgs = time_ordered_batches(records, 10)
@@ -50,7 +48,8 @@ def test_a_worker_joining_and_one_leaving_lose_nothing(kafka_bootstrap, warehous
         t.join(180)
         wait_for(lambda: stored("FINAL") == n, 180, f"{n} unique rows", second)
         # every vehicle's trip is one trip of all its samples, though its partition moved mid-trip
-        trips = wait_for(lambda: _trips(ch) if len(_trips(ch)) == len(vins) else None, 90, "a closed trip per vehicle", second)
+        trips = wait_for(lambda: trips_per_vehicle(ch, len(vins)), 90,
+                         "a closed trip per vehicle", second)
     finally:
         second.stop()
     assert stored("FINAL") == n
@@ -63,7 +62,3 @@ def test_a_worker_joining_and_one_leaving_lose_nothing(kafka_bootstrap, warehous
     assert sorted(samples for _, samples in trips) == [TRIP_SAMPLES] * len(vins), trips
     print(f"produced={n} stored_final={stored('FINAL')} stored_raw={raw} duplicates_before_final={raw - n} trips={len(trips)}")
 
-
-def _trips(ch) -> list[tuple[int, int]]:
-    """(trips, samples) per vehicle of this warehouse (the test's own)."""
-    return ch.query("SELECT count(), sum(samples_n) FROM trips FINAL GROUP BY vehicle_id").result_rows

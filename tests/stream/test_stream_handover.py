@@ -179,3 +179,36 @@ def test_a_taken_over_open_trip_is_not_closed_as_idle_before_its_vehicle_could_s
     clock.t += 61.0  # 2 min without a word from them: idle, closed by the watermark
     closed = [msgspec.json.decode(v)["vehicle_id"] for topic, _, v in new.flush() if topic == "trips.v1"]
     assert set(closed) == open_before - {"veh-live"}  # whose last sample is the watermark itself
+
+
+def test_a_message_is_settled_only_once_all_its_records_are_processed():
+    """Tokens (the worker's Faust events) come back from ``take_settled`` when every
+    record of their message has left the reorder buffer, never earlier: a crash then
+    redelivers what was held, and nothing held is acknowledged."""
+    expected, first, second = _history()
+    clock = Clock(CATCHING_UP)
+    engine = _engine({}, clock)
+    # several records per message, so that the reorder cutoff falls inside some
+    msgs, per = [], 7
+    for topic, key, value in first:
+        if msgs and msgs[-1][0] == topic and msgs[-1][1] == key and len(msgs[-1][2]) < per:
+            msgs[-1][2].append(msgspec.json.decode(value))
+        else:
+            msgs.append((topic, key, [msgspec.json.decode(value)]))
+    msgs = [(t, k, msgspec.json.encode(v)) for t, k, v in msgs]
+    tokens = list(range(len(msgs)))
+    settled: list[int] = []
+    for i in range(0, len(msgs), 20):
+        engine.step(msgs[i:i + 20], tokens[i:i + 20])
+        settled += engine.take_settled()
+        clock.t += 0.01
+    held_tokens = {c[4] for chunks in engine._held.values() for c in chunks}
+    assert held_tokens and not held_tokens & set(settled)
+    assert sorted(settled + sorted(held_tokens)) == tokens  # each token once: settled or still held
+    engine.handing_over = True  # leaving: nothing is held back any more
+    engine.step([], [])
+    assert sorted(settled + engine.take_settled()) == tokens and engine.held_records == 0
+    # a message without records (all refused upstream) is settled at once
+    engine.handing_over = False
+    engine.step([(T.clean_name(T.DYNAMICS.name), b"veh-0000", b"[]")], ["empty"])
+    assert engine.take_settled() == ["empty"]
