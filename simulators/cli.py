@@ -66,6 +66,9 @@ def simulate(
         help="First simulated day, YYYY-MM-DD Shanghai (default: so the run ends today; "
         "today when --realtime). Fix it for byte-identical reruns",
     ),
+    send_from_ms: int | None = typer.Option(
+        None, help="Simulate from --start but send only events from this time on (Unix ms): a restarted "
+        "simulator continues its fleet without re-sending what an earlier run sent"),
     hz: int = typer.Option(1, min=1, max=10, help="ev.dynamics.v1 rate while driving"),
     state_period_s: int = typer.Option(15, min=10, max=30, help="ev.state.v1 period while driving"),
     coord_sys: str | None = typer.Option(None, help="WGS84 or GCJ02 (default from VOLTRISK_SIM_COORD_SYS)"),
@@ -127,7 +130,7 @@ def simulate(
                         description=f"simulated {datetime.fromtimestamp(ts_ms / 1000, SHANGHAI):%Y-%m-%d %H:%M}",
                     )
 
-                return await runner.pump(scen.events(), target, realtime, progress)
+                return await runner.pump(scen.events(), target, realtime, progress, send_from_ms)
 
     t0 = time.perf_counter()
     try:

@@ -24,12 +24,16 @@ def local_midnight_ms(ts_ms: int) -> int:
     return (ts_ms + fleet.LOCAL_UTC_OFFSET_MS) // fleet.DAY_MS * fleet.DAY_MS - fleet.LOCAL_UTC_OFFSET_MS
 
 
-async def pump(events: Iterator[fleet.Event], sink, realtime: bool, on_progress: Callable[[int, int], None]) -> Counter:
+async def pump(events: Iterator[fleet.Event], sink, realtime: bool, on_progress: Callable[[int, int], None],
+               send_from_ms: int | None = None) -> Counter:
     """Send ``events`` to ``sink`` in chunks. Real time: an event is sent once the wall
-    clock reaches its timestamp (the backlog before now goes at once)."""
+    clock reaches its timestamp (the backlog before now goes at once). Events before
+    ``send_from_ms`` are simulated (the fleet's state depends on them) but not sent."""
     counts: Counter = Counter()
     chunk: list[fleet.Event] = []
     for e in events:
+        if send_from_ms is not None and e.ts_ms < send_from_ms:
+            continue
         if realtime:
             while e.ts_ms > time.time() * 1000:
                 if chunk:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from voltrisk import broker, procs
 from voltrisk.errors import UserError
@@ -20,10 +21,46 @@ from voltrisk.settings import BrokerSettings, DashboardSettings, WarehouseSettin
 PY = sys.executable
 
 
-def _days_ago_shanghai(days: int) -> str:
+def _days_ago_shanghai(days: int, now_ms: int | None = None) -> str:
     import datetime as dt
 
-    return (dt.datetime.now(dt.timezone(dt.timedelta(hours=8))) - dt.timedelta(days=days)).date().isoformat()
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    now = dt.datetime.now(shanghai) if now_ms is None else dt.datetime.fromtimestamp(now_ms / 1000, shanghai)
+    return (now - dt.timedelta(days=days)).date().isoformat()
+
+
+SIM_DAYS = 30
+
+
+def simulator_window(home: Path, now_ms: int | None = None) -> list[str]:
+    """The local simulator's --start (and --send-from-ms): the first `make up` sends two
+    days of history at once, then runs live. A later `make up` continues the same fleet
+    (same seed and start) from now on instead of sending that history again, which the
+    gate would dead-letter as duplicates and late events; once the first run's days are
+    used up, a new fleet run starts today (its vehicles' history is already stored).
+    ``up`` records the first start (``remember_simulator_start``)."""
+    import datetime as dt
+    import json
+    import time
+
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    marker = home / "run" / "simulator.json"
+    if not marker.exists():
+        return ["--start", _days_ago_shanghai(2, now_ms)]
+    start = json.loads(marker.read_text())["start"]
+    end = dt.date.fromisoformat(start) + dt.timedelta(days=SIM_DAYS - 1)
+    if dt.date.fromisoformat(_days_ago_shanghai(0, now_ms)) >= end:
+        start = _days_ago_shanghai(0, now_ms)
+    return ["--start", start, "--send-from-ms", str(now_ms)]
+
+
+def remember_simulator_start(home: Path, argv: list[str]) -> None:
+    import json
+
+    marker = home / "run" / "simulator.json"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"start": argv[argv.index("--start") + 1]}))
 
 
 def services(simulate: bool = True) -> list[procs.Service]:
@@ -56,8 +93,8 @@ def services(simulate: bool = True) -> list[procs.Service]:
     if simulate:
         out.append(procs.Service(
             # two days of history at once (so every page has data), then live at wall-clock pace
-            "simulator", [PY, "-m", "voltrisk", "simulate", "--vehicles", "20", "--days", "30", "--realtime", "--seed", "7",
-                          "--start", _days_ago_shanghai(2)],
+            "simulator", [PY, "-m", "voltrisk", "simulate", "--vehicles", "20", "--days", str(SIM_DAYS), "--realtime",
+                          "--seed", "7", *simulator_window(b.home)],
             lambda: True, marker="voltrisk simulate", start_timeout_s=5, env=login("simulator"),
         ))
     out.append(procs.Service(
@@ -111,6 +148,8 @@ def up(simulate: bool = True, say: Callable[[str], None] = print) -> str:
     say(f"models     {ensure_fraud_model(b.home)}")
     for svc in services(simulate):
         pid, started = procs.start(b.home, svc)
+        if svc.name == "simulator" and started:
+            remember_simulator_start(b.home, svc.argv)
         say(f"{svc.name:10} pid {pid} {'started' if started else 'already running'}; log {procs.log_path(b.home, svc.name)}")
     d = DashboardSettings()
     return f"http://{d.dashboard_host}:{d.dashboard_port}"
