@@ -1,7 +1,9 @@
-"""Faust worker: thin agents over the pure stream logic.
+"""Faust worker: thin stages over the pure stream logic.
 
-Each agent consumes raw bytes in batches (``stream.batching.take_batches``), calls a
-pure function on the batch and emits. A batch is acked only when the agent
+The gate reads the raw topics with its own consumer (``stream.intake``: Faust's
+per-message cost was half the worker's CPU there); the features and fraud agents
+consume the clean topics in batches (``stream.batching.take_batches``). Each stage
+calls a pure function on the batch and emits. A batch is acked only when the agent
 asks for the next one, and ``emit`` waits until Kafka acknowledged every output
 record (acks=all), so an event is committed only after its downstream write —
 at-least-once; de-duplication downstream makes it effectively once.
@@ -22,6 +24,7 @@ from pathlib import Path
 import faust
 import msgspec
 import numpy as np
+from mode import Service
 
 from stream import records
 from stream import topics as T
@@ -174,21 +177,6 @@ def _clean_messages(msgs: Sequence[tuple], accepted: dict[bytes, tuple[list[Acce
     return outs
 
 
-def _log_resumed(topic: str, msgs: Sequence[tuple], seen: set[int]) -> None:
-    """Log the first offset this process reads from each partition: where it resumed
-    (the group's committed offset) after a start, a crash or a broker outage."""
-    for *_, partition, offset in msgs:
-        if partition not in seen:
-            seen.add(partition)
-            log.info("gate %s[%d]: resumed from offset %d (the group's committed offset)", topic, partition, offset)
-
-
-def _raw(event) -> tuple:
-    m = event.message
-    headers = m.headers.items() if isinstance(m.headers, dict) else (m.headers or ())
-    return (m.key, m.value, [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in headers], m.partition, m.offset)
-
-
 class QuietWorker(faust.Worker):
     """Faust's worker without its terminal spinner. At log levels of WARN and above the
     spinner sets the root logger to DEBUG so that it can spin on every record: every
@@ -204,14 +192,49 @@ class QuietWorker(faust.Worker):
         quiet_repeats(logger)  # a broker outage must not bury the log in client retries
 
 
+def _transport_class(fetch_max_wait_ms: int):
+    """Faust's aiokafka transport whose consumer lets the broker hold a fetch at most
+    ``fetch_max_wait_ms`` (Faust fixes 1,500 ms: at 5,000 records/s live the features
+    agent then took its records a median 1.2-1.4 s after the gate sent them, at 100 ms
+    0.06-0.13 s; bench/RESULTS.md)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    class ConsumerThread(driver.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport):
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts its fetcher
+            return consumer
+
+    class Consumer(driver.Consumer):
+        def _new_consumer_thread(self):
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class Transport(driver.Transport):
+        pass
+
+    Transport.Consumer = Consumer
+    return Transport
+
+
 class WorkerApp(faust.App):
     """Faust's app with a hook that runs before a rebalance or a stop waits for every
     message taken to be acknowledged (Faust's own signals come after that wait): an
     agent that holds messages back acknowledges them there."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, fetch_max_wait_ms: int = 1_500, **kwargs) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms  # Faust's own is 1,500
         super().__init__(*args, **kwargs)
         self.before_handover: list[Callable[[], Awaitable[None]]] = []
+        # makers of services started once the app is (in its event loop), stopped before it
+        self.own_services: list[Callable[[], Service]] = []
+
+    def _new_transport(self):
+        return _transport_class(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
+
+    async def on_started_init_extra_services(self) -> None:
+        await super().on_started_init_extra_services()
+        for make in self.own_services:
+            await self.add_runtime_dependency(make())
 
     async def _handover(self) -> None:
         for hook in self.before_handover:
@@ -231,7 +254,8 @@ class WorkerApp(faust.App):
 
 
 def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None = None) -> faust.App:
-    """The worker app with one gate agent per raw topic."""
+    """The worker app: the gate's consumer of the raw topics (``stream.intake``), the
+    features agent over the clean topics and the fraud agent over the claims."""
     datadir = (w.home / "worker").resolve()
     app = WorkerApp(
         w.worker_app_id,
@@ -263,6 +287,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         key_serializer="raw",
         value_serializer="raw",
         Worker=QuietWorker,
+        fetch_max_wait_ms=k.kafka_fetch_max_wait_ms,
     )
 
     async def kafka_outbox(outs: list[Out]) -> None:
@@ -273,29 +298,27 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     dedupe = _open_store(datadir / "dedupe", bloom=True)  # nearly every lookup is of a new event id
     gate = Gate(w, purpose="pricing", dedupe_store=dedupe)
 
-    def gate_agent(spec: T.TopicSpec):
-        topic = app.topic(spec.name, key_type=bytes, value_type=bytes, allow_empty=True)
-        n_partitions = T.partitions_for(spec, k.telemetry_partitions, k.other_partitions)
-
-        async def agent(stream):
-            resumed: set[int] = set()
-            async for events in take_batches(stream, w.take_batch, w.take_within_s):
-                raw = [_raw(e) for e in events]
-                if len(resumed) < n_partitions:
-                    _log_resumed(spec.name, raw, resumed)
-                await send(gate_batch(gate, spec.name, raw))
-                app.stats.mark("gate", len(events))
-
-        agent.__name__ = f"gate_{spec.name.replace('.', '_')}"
-        return app.agent(topic, name=agent.__name__)(agent)
+    async def gate_and_send(topic: str, raw: list) -> None:
+        await send(gate_batch(gate, topic, raw))
+        app.stats.mark("gate", len(raw))
 
     stages = w.stages
-    app.gate_agents = {spec.name: gate_agent(spec) for spec in T.RAW} if "gate" in stages else {}
+    app.gate_intake = None
+    if "gate" in stages:
+        from stream.intake import GateIntake
+
+        def intake() -> GateIntake:
+            app.gate_intake = GateIntake(w, k, [spec.name for spec in T.RAW], gate_and_send, beacon=app.beacon)
+            return app.gate_intake
+
+        app.own_services.append(intake)
     app.stats = WorkerStats()
     if "features" in stages:
         app.stats.engine = _features_agent(app, w, k, send, datadir)
     if "fraud" in stages:
         _fraud_agent(app, w, send)
+    if not app.agents:  # a gate-only worker: Faust's consumer would subscribe to nothing and stop
+        app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
     return app
 
 

@@ -21,7 +21,7 @@ import pytest
 from voltrisk import broker
 from voltrisk.harness import ServiceProcess, TempBroker, groups_at_head, http_ok, wait_for  # noqa: F401  (re-exported to tests)
 from voltrisk.harness import platform_env as make_platform_env
-from voltrisk.settings import BrokerSettings, KafkaClientSettings
+from voltrisk.settings import BrokerSettings, KafkaClientSettings, gate_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,8 @@ def platform_env(kafka_bootstrap, tmp_path):
     run = uuid.uuid4().hex[:8]
     env = make_platform_env(tmp_path, kafka_bootstrap, run)
     asyncio.run(groups_at_head(KafkaClientSettings(kafka_bootstrap=kafka_bootstrap),
-                               [env["VOLTRISK_SINK_GROUP"], env["VOLTRISK_WORKER_APP_ID"]]))
+                               [env["VOLTRISK_SINK_GROUP"], env["VOLTRISK_WORKER_APP_ID"],
+                                gate_group(env["VOLTRISK_WORKER_APP_ID"])]))
     return env
 
 

@@ -49,6 +49,7 @@ import msgspec
 
 from stream import topics as T
 from voltrisk.harness import REPO, ServiceProcess, TempBroker, http_ok, platform_env, wait_for
+from voltrisk.settings import gate_group
 
 SCENARIOS = (
     "worker_sigkill", "sink_sigkill", "broker_restart", "warehouse_unavailable", "poison_pill",
@@ -359,9 +360,11 @@ class Platform:
         store = self._store_dir()
         run = uuid.uuid4().hex[:8]
         self.env = platform_env(self.base, self.bootstrap, run, VOLTRISK_CLICKHOUSE_DSN=f"chdb://{store}")
-        self.worker_group, self.sink_group = self.env["VOLTRISK_WORKER_APP_ID"], self.env["VOLTRISK_SINK_GROUP"]
+        # the worker's progress on the raw topics is its gate's group (stream.intake)
+        self.worker_group, self.sink_group = gate_group(self.env["VOLTRISK_WORKER_APP_ID"]), self.env["VOLTRISK_SINK_GROUP"]
         every = _partitions([t.name for t in T.ALL])
         asyncio.run(commit_at_end(self.bootstrap, self.worker_group, every))
+        asyncio.run(commit_at_end(self.bootstrap, self.env["VOLTRISK_WORKER_APP_ID"], every))
         asyncio.run(commit_at_end(self.bootstrap, self.sink_group, every))
         self.url = f"http://127.0.0.1:{self.env['VOLTRISK_WAREHOUSE_HTTP_PORT']}"
         self.svcs["warehouse"] = ServiceProcess("warehouse", ["warehouse", "serve"], self.env, self.base / "warehouse.log")

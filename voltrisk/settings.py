@@ -32,6 +32,10 @@ class KafkaClientSettings(BaseSettings):
     telemetry_partitions: int = Field(12, ge=1)
     other_partitions: int = Field(3, ge=1)
     replication_factor: int = Field(1, ge=1)
+    kafka_fetch_max_wait_ms: int = Field(
+        100, ge=0, le=5_000,
+        description="How long the broker may hold a consumer's fetch for more data (the worker's and the sink's "
+                    "consumers): the latency a live record can wait at each hop")
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaClientSettings:
@@ -161,6 +165,15 @@ class WorkerSettings(BaseSettings):
     @property
     def stages(self) -> frozenset[str]:
         return frozenset(self.worker_stages.split(","))
+
+    @property
+    def gate_group(self) -> str:
+        """The consumer group of the gate's raw-topic consumer (``stream.intake``)."""
+        return gate_group(self.worker_app_id)
+
+
+def gate_group(worker_app_id: str) -> str:
+    return f"{worker_app_id}-gate"
 
 
 class DashboardSettings(BaseSettings):

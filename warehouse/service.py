@@ -29,6 +29,7 @@ def consumer_factory(k: KafkaClientSettings, w: WarehouseSettings):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            fetch_max_wait_ms=k.kafka_fetch_max_wait_ms,
             **k.aiokafka_kwargs(),
         )
 

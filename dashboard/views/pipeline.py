@@ -47,7 +47,8 @@ with ui.warehouse_guard():
     right.line_chart(services.latency_by_minute(minutes))
 
     st.subheader("Consumer lag")
-    groups = (WarehouseSettings().sink_group, WorkerSettings().worker_app_id)
+    worker = WorkerSettings()
+    groups = (WarehouseSettings().sink_group, worker.gate_group, worker.worker_app_id)
     lag, lag_error = repo.consumer_lag(KafkaClientSettings().kafka_bootstrap, groups)
     if lag_error:
         st.warning(lag_error)

@@ -1,5 +1,6 @@
-"""The gate agent under Faust's own test context (no broker): a batch in, clean
-records and dead letters out, through the same agent code the worker runs."""
+"""The worker's gate stage (the handler its raw-topic consumer calls, built by
+``make_app``) and the pure ``gate_batch`` it runs: a batch in, clean records and dead
+letters out. The consumer itself runs against the broker in test_stream_intake.py."""
 
 from __future__ import annotations
 
@@ -19,35 +20,33 @@ def app_and_outbox(tmp_path):
         outbox.extend(outs)
 
     app = make_app(WorkerSettings(home=tmp_path, take_within_s=0.05), KafkaClientSettings(), outbox=collect)
-    app.finalize()
-    app.flow_control.resume()
     return app, outbox
 
 
-async def test_gate_agent_emits_clean_records_and_dead_letters(app_and_outbox):
+async def test_the_gate_stage_emits_clean_records_and_dead_letters(app_and_outbox):
     app, outbox = app_and_outbox
     ex = RAW_EXAMPLES["ev.dynamics.v1"]
-    headers = {k: v.encode() for k, v in ex.headers.items()} | {"sent_ts_ms": b"123"}
-    agent = app.gate_agents["ev.dynamics.v1"]
-    async with agent.test_context() as ctx:
-        for i in range(3):
-            rec = msgspec.structs.replace(ex.record, event_id=f"ctx-{i}", ts_ms=ex.record.ts_ms + i * 1000)
-            await ctx.put(msgspec.json.encode(rec), key=ex.key.encode(), headers=headers)
-        await ctx.put(b"not json", key=ex.key.encode(), headers=headers)
-        # the same event again: a re-send is dead-lettered as a duplicate, not processed twice
-        await ctx.put(msgspec.json.encode(msgspec.structs.replace(ex.record, event_id="ctx-0")), key=ex.key.encode(), headers=headers)
-        for _ in range(100):
-            if len(outbox) >= 5:
-                break
-            await ctx.sleep(0.05)
+    headers = [(k, v.encode()) for k, v in ex.headers.items()] + [("sent_ts_ms", b"123")]
+    (make_intake,) = app.own_services
+    intake = make_intake()
+    assert intake is app.gate_intake and intake.group == f"{WorkerSettings().worker_app_id}-gate"
+    assert sorted(intake.topics) == ["claims.fnol.v1", "ev.alarm.v1", "ev.crash.v1", "ev.dynamics.v1", "ev.state.v1"]
+    key = ex.key.encode()
+    raw = [(key, msgspec.json.encode(msgspec.structs.replace(ex.record, event_id=f"ctx-{i}", ts_ms=ex.record.ts_ms + i * 1000)),
+            headers, 0, i) for i in range(3)]
+    raw.append((key, b"not json", headers, 0, 3))
+    # the same event again at a new offset: a re-send is dead-lettered as a duplicate, not processed twice
+    raw.append((key, msgspec.json.encode(msgspec.structs.replace(ex.record, event_id="ctx-0")), headers, 0, 4))
+    await intake.handle("ev.dynamics.v1", raw)
     clean = [o for o in outbox if o.topic == "clean.ev.dynamics.v1"]
     dead = [o for o in outbox if o.topic == "voltrisk.dlq.v1"]
     # one vehicle's records of one batch travel as one message (an array), in order
     decoded = [msgspec.json.decode(o.value) for o in clean]
     assert [r["event_id"] for d in decoded for r in (d if isinstance(d, list) else [d])] == ["ctx-0", "ctx-1", "ctx-2"]
-    assert all(o.key.startswith(b"v1-") and ex.key.encode() not in o.key + o.value for o in clean)
+    assert all(o.key.startswith(b"v1-") and key not in o.key + o.value for o in clean)
     assert all(("sent_ts_ms", b"123") in o.headers for o in clean)
     assert sorted(dict(o.headers)["reason"] for o in dead) == [b"duplicate", b"malformed_json"]
+    assert app.stats.snapshot()["stages"]["gate"]["messages"] == 5
 
 
 def test_replay_of_the_same_offset_is_accepted_but_a_resend_is_a_duplicate(tmp_path):
@@ -136,3 +135,12 @@ def test_the_one_pass_path_for_batches_gives_the_per_record_verdicts(tmp_path):
         (b"future_ts", b"1"), (b"duplicate", b"2"), (b"vin_in_value", b"4")]
     assert ex.key.encode() not in b"".join(o.value + (o.key or b"") for o in outs)  # the VIN is masked in the dead letter
     assert dead[0].value == batch[1]
+
+
+async def test_the_workers_consumers_let_the_broker_hold_a_fetch_only_briefly(tmp_path):
+    """Faust fixes the broker's fetch wait at 1,500 ms, which held live records that long
+    between the gate and the features agent; the worker's consumers use the setting."""
+    app = make_app(WorkerSettings(home=tmp_path), KafkaClientSettings(kafka_fetch_max_wait_ms=80))
+    faust_consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    assert faust_consumer._fetch_max_wait_ms == 80
+    assert KafkaClientSettings().kafka_fetch_max_wait_ms == 100

@@ -1,0 +1,226 @@
+"""The gate's own consumer: the raw topics read with aiokafka, not through a Faust agent.
+
+A Faust agent pays ~150 µs of CPU per message before its body runs (bench/RESULTS.md,
+"Faust's own per-message cost"); on the raw topics, where every message is one
+carmaker packet, that was about half of a worker's CPU. The gate keeps no state that
+Faust manages (its de-duplication store is its own), so it needs none of Faust's
+machinery: a group consumer fetches up to ``take_batch`` messages, the gate decides
+them, the outputs are sent (acks=all) and only then are the offsets committed, at
+most every ``commit_interval_s`` and always before partitions are handed over or the
+worker stops. At-least-once, as with the agent; a re-read offset passes the gate again
+and downstream de-duplication makes it effectively once.
+
+The group is ``WorkerSettings.gate_group`` (the worker's app id + ``-gate``); on its
+first start it adopts the raw-topic offsets the worker's Faust group committed, so an
+upgraded deployment resumes where it was instead of re-reading the retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
+from mode import Service
+
+from voltrisk.settings import KafkaClientSettings, WorkerSettings
+
+log = logging.getLogger("voltrisk.worker")
+
+# (key, value, headers, partition, offset) of one raw message, as the gate takes it
+RawMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int, int]
+Handler = Callable[[str, list[RawMessage]], Awaitable[None]]
+
+
+class _Handover(ConsumerRebalanceListener):
+    def __init__(self, intake: GateIntake) -> None:
+        self.intake = intake
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.intake.hand_over(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.intake.assigned(assigned)
+
+
+class GateIntake(Service):
+    """Fetch raw messages, hand each topic's share of a fetch to ``handle`` (which sends
+    what the gate decided and returns once Kafka acknowledged it), then commit."""
+
+    def __init__(self, w: WorkerSettings, k: KafkaClientSettings, topics: Sequence[str], handle: Handler,
+                 *, commit_interval_s: float = 1.0, retry_max_s: float = 30.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.w, self.k, self.topics, self.handle = w, k, list(topics), handle
+        self.group = w.gate_group
+        self.commit_interval_s, self.retry_max_s = commit_interval_s, retry_max_s
+        self.consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()  # one batch at a time; a hand-over waits for it
+        self._pending: dict[TopicPartition, int] = {}  # processed, not yet committed: next offset
+        self._last_commit = time.monotonic()
+        self._resumed: set[TopicPartition] = set()
+        self.messages = 0
+
+    async def on_start(self) -> None:
+        adopted = 0
+        for attempt in range(30):  # a broker just started has no group coordinator yet
+            try:
+                adopted = await adopt_offsets(self.k, self.group, self.w.worker_app_id, self.topics)
+                break
+            except KafkaError as exc:
+                if attempt == 29:
+                    log.warning("gate: could not read the committed offsets of groups %s and %s (%s); group %s "
+                                "starts from its own offsets or the earliest", self.group, self.w.worker_app_id,
+                                exc, self.group)
+                else:
+                    await asyncio.sleep(1.0)
+        if adopted:
+            log.info("gate: group %s starts from the %d raw-topic offsets group %s committed",
+                     self.group, adopted, self.w.worker_app_id)
+        session_ms = int(self.w.worker_session_timeout_s * 1000)
+        self.consumer = AIOKafkaConsumer(
+            **self.k.aiokafka_kwargs(), group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=self.w.take_batch,
+            session_timeout_ms=session_ms, heartbeat_interval_ms=session_ms // 5,
+            fetch_max_bytes=16 * 1024 * 1024, fetch_max_wait_ms=self.k.kafka_fetch_max_wait_ms,
+        )
+        self.consumer.subscribe(self.topics, listener=_Handover(self))
+        await self.consumer.start()
+
+    @Service.task
+    async def _run(self) -> None:
+        backoff = 0.5
+        while not self.should_stop:
+            try:
+                fetched = await self.consumer.getmany(timeout_ms=100, max_records=self.w.take_batch)
+            except ConsumerStoppedError:
+                return
+            except KafkaError as exc:
+                log.warning("gate: fetching from %s failed (%s); retrying", ", ".join(self.topics), exc)
+                await self.sleep(1.0)
+                continue
+            if not fetched:
+                await self._commit_if_due()
+                continue
+            try:
+                await self._process(fetched)
+                backoff = 0.5
+            except Exception as exc:  # the send failed (e.g. the broker is away): read the batch again
+                first = {tp: msgs[0].offset for tp, msgs in fetched.items()}
+                log.warning("gate: %d messages not delivered (%s: %s); re-reading them from offsets %s in %.1f s",
+                            sum(len(m) for m in fetched.values()), type(exc).__name__, exc,
+                            _fmt_offsets(first), backoff)
+                for tp, offset in first.items():
+                    if tp in self.consumer.assignment():
+                        self.consumer.seek(tp, offset)
+                await self.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
+
+    async def _process(self, fetched: dict) -> None:
+        async with self._lock:
+            if self.should_stop:  # stopped while this batch waited: it is read again after the restart
+                return
+            owned = self.consumer.assignment()
+            by_topic: dict[str, list[RawMessage]] = {}
+            done: dict[TopicPartition, int] = {}
+            for tp, msgs in fetched.items():
+                if tp not in owned:  # handed over since the fetch: its new owner reads it
+                    continue
+                if tp not in self._resumed:
+                    self._resumed.add(tp)
+                    log.info("gate %s[%d]: resumed from offset %d (the group's committed offset)",
+                             tp.topic, tp.partition, msgs[0].offset)
+                by_topic.setdefault(tp.topic, []).extend(
+                    (m.key, m.value, list(m.headers or ()), m.partition, m.offset) for m in msgs)
+                done[tp] = msgs[-1].offset + 1
+            for topic, raw in by_topic.items():
+                await self.handle(topic, raw)
+                self.messages += len(raw)
+            self._pending.update(done)
+            await self._commit_if_due(locked=True)
+
+    async def _commit_if_due(self, locked: bool = False) -> None:
+        if self._pending and time.monotonic() - self._last_commit >= self.commit_interval_s:
+            if locked:
+                await self._commit()
+            else:
+                async with self._lock:
+                    await self._commit()
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        offsets = {tp: o for tp, o in self._pending.items() if only is None or tp in only}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:  # the group moved on: the partitions' new owners re-read these
+            log.warning("gate: offsets %s not committed (%s); the partitions' new owners re-read from the last "
+                        "committed offsets", _fmt_offsets(offsets), exc)
+        except KafkaError as exc:  # kept, committed next time
+            log.warning("gate: committing offsets %s failed (%s); retrying with the next batch", _fmt_offsets(offsets), exc)
+            return
+        for tp in offsets:
+            self._pending.pop(tp, None)
+        self._last_commit = time.monotonic()
+
+    async def hand_over(self, revoked) -> None:
+        """Partitions are about to move: finish the batch in hand and commit what was processed."""
+        async with self._lock:
+            await self._commit(set(revoked))
+        for tp in revoked:
+            self._resumed.discard(tp)
+            self._pending.pop(tp, None)
+        if revoked:
+            log.info("gate: handed over %s", _fmt_partitions(revoked))
+
+    def assigned(self, assigned) -> None:
+        if assigned:
+            log.info("gate: assigned %s", _fmt_partitions(assigned))
+
+    async def on_stop(self) -> None:
+        if self.consumer is None:
+            return
+        async with self._lock:  # the batch in hand is finished and committed first
+            await self._commit()
+            await self.consumer.stop()
+
+
+def _fmt_partitions(tps) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return "; ".join(f"{t} {sorted(p)}" for t, p in sorted(by_topic.items()))
+
+
+def _fmt_offsets(offsets: dict) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(offsets.items()))
+
+
+async def adopt_offsets(k: KafkaClientSettings, group: str, previous: str, topics: Sequence[str]) -> int:
+    """When ``group`` has committed nothing yet, commit for it the offsets ``previous``
+    committed on ``topics``; the number of partitions adopted."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**k.aiokafka_kwargs())
+    await admin.start()
+    try:
+        if any(o.offset >= 0 for o in (await admin.list_consumer_group_offsets(group)).values()):
+            return 0
+        wanted = set(topics)
+        old = {tp: o.offset for tp, o in (await admin.list_consumer_group_offsets(previous)).items()
+               if tp.topic in wanted and o.offset >= 0}
+    finally:
+        await admin.close()
+    if not old:
+        return 0
+    c = AIOKafkaConsumer(**k.aiokafka_kwargs(), group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        c.assign(list(old))
+        await c.commit(old)
+    finally:
+        await c.stop()
+    return len(old)

@@ -1,0 +1,170 @@
+"""The gate's raw-topic consumer (``stream.intake``) on the real broker: every message
+handed over in partition order, offsets committed only after the batch was handled,
+a failed send read again, partitions moving between two workers without a gap, and an
+upgraded worker starting from the offsets its Faust group had committed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream.intake import GateIntake, adopt_offsets
+from voltrisk.settings import KafkaClientSettings, WorkerSettings
+
+
+async def _produce(bootstrap: str, topic: str, n: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, f"m-{i}".encode(), key=f"k-{i % 17}".encode()) for i in range(n)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _committed_and_ends(bootstrap: str, group: str, topic: str, partitions: int) -> tuple[dict, dict]:
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        c.assign(tps)
+        committed = {tp.partition: await c.committed(tp) for tp in tps}
+        ends = {tp.partition: o for tp, o in (await c.end_offsets(tps)).items()}
+    finally:
+        await c.stop()
+    return committed, ends
+
+
+class Recorder:
+    """A gate stand-in: remembers each (partition, offset) handed over, optionally
+    failing its first ``fail`` calls the way a send to an absent broker fails."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.seen: list[tuple[int, int, bytes]] = []
+        self.calls = 0
+        self.fail = fail
+
+    async def __call__(self, topic: str, raw: list) -> None:
+        self.calls += 1
+        if self.calls <= self.fail:
+            raise ConnectionError("simulated send failure")
+        self.seen.extend((partition, offset, value) for _key, value, _headers, partition, offset in raw)
+
+
+async def _until(predicate, timeout_s: float, what: str) -> None:
+    for _ in range(int(timeout_s / 0.1)):
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def _settings(tmp_path, app_id: str, bootstrap: str, **kw) -> tuple[WorkerSettings, KafkaClientSettings]:
+    return (WorkerSettings(home=tmp_path, worker_app_id=app_id, worker_session_timeout_s=6.0, **kw),
+            KafkaClientSettings(kafka_bootstrap=bootstrap))
+
+
+def test_every_message_is_handed_over_once_in_order_and_committed_after(kafka_bootstrap, make_topics, tmp_path):
+    (topic,) = make_topics([f"intake-a-{uuid.uuid4().hex[:6]}"], partitions=3)
+    w, k = _settings(tmp_path, f"it-{uuid.uuid4().hex[:6]}", kafka_bootstrap, take_batch=400)
+
+    async def go():
+        await _produce(kafka_bootstrap, topic, 3_000)
+        rec = Recorder()
+        intake = GateIntake(w, k, [topic], rec)
+        await intake.start()
+        assert intake.consumer._fetch_max_wait_ms == k.kafka_fetch_max_wait_ms
+        await _until(lambda: len(rec.seen) >= 3_000, 60, "3,000 messages")
+        await intake.stop()
+        return rec, await _committed_and_ends(kafka_bootstrap, w.gate_group, topic, 3)
+
+    rec, (committed, ends) = asyncio.run(go())
+    assert len(rec.seen) == 3_000 and len({(p, o) for p, o, _ in rec.seen}) == 3_000
+    for p in range(3):
+        offsets = [o for q, o, _ in rec.seen if q == p]
+        assert offsets == list(range(ends[p]))  # the partition's messages, each once, in order
+    assert committed == ends  # stopping commits what was handled
+    assert max(rec.calls, 1) >= 3_000 // 400  # handed over in batches of at most take_batch
+
+
+def test_a_failed_batch_is_read_again_and_the_log_says_from_where(kafka_bootstrap, make_topics, tmp_path, caplog):
+    (topic,) = make_topics([f"intake-b-{uuid.uuid4().hex[:6]}"], partitions=2)
+    w, k = _settings(tmp_path, f"it-{uuid.uuid4().hex[:6]}", kafka_bootstrap)
+    caplog.set_level(logging.INFO, logger="voltrisk.worker")
+
+    async def go():
+        await _produce(kafka_bootstrap, topic, 500)
+        rec = Recorder(fail=2)
+        intake = GateIntake(w, k, [topic], rec)
+        await intake.start()
+        await _until(lambda: len({(p, o) for p, o, _ in rec.seen}) >= 500, 60, "500 messages after two failed sends")
+        await intake.stop()
+        return rec, await _committed_and_ends(kafka_bootstrap, w.gate_group, topic, 2)
+
+    rec, (committed, ends) = asyncio.run(go())
+    assert {(p, o) for p, o, _ in rec.seen} == {(p, o) for p in range(2) for o in range(ends[p])}
+    assert committed == ends
+    retried = [r.getMessage() for r in caplog.records if "re-reading them from offsets" in r.getMessage()]
+    assert len(retried) == 2 and "simulated send failure" in retried[0]
+    assert f"{topic}[" in retried[0]
+
+
+def test_partitions_move_to_a_second_worker_without_a_gap(kafka_bootstrap, make_topics, tmp_path):
+    (topic,) = make_topics([f"intake-c-{uuid.uuid4().hex[:6]}"], partitions=4)
+    app_id = f"it-{uuid.uuid4().hex[:6]}"
+    wa, k = _settings(tmp_path / "a", app_id, kafka_bootstrap, take_batch=200)
+    wb, _ = _settings(tmp_path / "b", app_id, kafka_bootstrap, take_batch=200)
+
+    async def go():
+        a, b = Recorder(), Recorder()
+        first = GateIntake(wa, k, [topic], a)
+        await first.start()
+        await _produce(kafka_bootstrap, topic, 2_000)
+        await _until(lambda: len(a.seen) >= 2_000, 60, "the first worker's share")
+        second = GateIntake(wb, k, [topic], b)
+        await second.start()
+        await _until(lambda: second.consumer.assignment(), 60, "the second worker's partitions")
+        await _produce(kafka_bootstrap, topic, 2_000)
+        await _until(lambda: len({(p, o) for p, o, _ in a.seen + b.seen}) >= 4_000, 60, "4,000 messages")
+        await second.stop()
+        await first.stop()
+        return a, b, await _committed_and_ends(kafka_bootstrap, wa.gate_group, topic, 4)
+
+    a, b, (committed, ends) = asyncio.run(go())
+    both = [(p, o) for p, o, _ in a.seen + b.seen]
+    assert set(both) == {(p, o) for p in range(4) for o in range(ends[p])}
+    assert len(both) == len(set(both))  # handed over at a committed offset: nothing read twice
+    assert b.seen, "the second worker took partitions over"
+    assert committed == ends
+
+
+def test_a_new_gate_group_adopts_the_offsets_of_the_workers_faust_group(kafka_bootstrap, make_topics, tmp_path):
+    (topic,) = make_topics([f"intake-d-{uuid.uuid4().hex[:6]}"], partitions=2)
+    w, k = _settings(tmp_path, f"it-{uuid.uuid4().hex[:6]}", kafka_bootstrap)
+
+    async def go():
+        await _produce(kafka_bootstrap, topic, 300)
+        # what a worker of the previous version committed under its Faust group
+        _, ends = await _committed_and_ends(kafka_bootstrap, w.worker_app_id, topic, 2)
+        old = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=w.worker_app_id, enable_auto_commit=False)
+        await old.start()
+        tps = [TopicPartition(topic, p) for p in range(2)]
+        old.assign(tps)
+        await old.commit({tp: ends[tp.partition] - 10 for tp in tps})
+        await old.stop()
+        adopted = await adopt_offsets(k, w.gate_group, w.worker_app_id, [topic])
+        again = await adopt_offsets(k, w.gate_group, w.worker_app_id, [topic])
+        rec = Recorder()
+        intake = GateIntake(w, k, [topic], rec)
+        await intake.start()
+        await _until(lambda: len(rec.seen) >= 20, 60, "the last 10 messages of each partition")
+        await asyncio.sleep(1.0)
+        await intake.stop()
+        return adopted, again, rec, ends
+
+    adopted, again, rec, ends = asyncio.run(go())
+    assert (adopted, again) == (2, 0)  # adopted once; a group with offsets of its own keeps them
+    assert sorted((p, o) for p, o, _ in rec.seen) == sorted((p, o) for p in range(2) for o in range(ends[p] - 10, ends[p]))
