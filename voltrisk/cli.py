@@ -355,6 +355,9 @@ def chaos(
 
 
 def main() -> None:
+    from voltrisk import kafkaclient
+
+    kafkaclient.install()
     try:
         app()
     except UserError as exc:
