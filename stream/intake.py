@@ -131,8 +131,7 @@ class GateIntake(Service):
                     continue
                 if tp not in self._resumed:
                     self._resumed.add(tp)
-                    log.info("gate %s[%d]: resumed from offset %d (the group's committed offset)",
-                             tp.topic, tp.partition, msgs[0].offset)
+                    await self._log_resumed(tp, msgs[0].offset)
                 by_topic.setdefault(tp.topic, []).extend(
                     (m.key, m.value, list(m.headers or ()), m.partition, m.offset) for m in msgs)
                 done[tp] = msgs[-1].offset + 1
@@ -141,6 +140,18 @@ class GateIntake(Service):
                 self.messages += len(raw)
             self._pending.update(done)
             await self._commit_if_due(locked=True)
+
+    async def _log_resumed(self, tp: TopicPartition, offset: int) -> None:
+        """Say where this process started reading a partition: a start, a crash, a
+        broker outage or a partition move can be followed in the log."""
+        try:
+            committed = await self.consumer.committed(tp)
+        except KafkaError:
+            committed = -1
+        why = ("the group's committed offset" if committed == offset else
+               "no committed offset: the earliest retained" if committed is None else
+               f"the group's committed offset is {committed}")
+        log.info("gate %s[%d]: resumed from offset %d (%s)", tp.topic, tp.partition, offset, why)
 
     async def _commit_if_due(self, locked: bool = False) -> None:
         if self._pending and time.monotonic() - self._last_commit >= self.commit_interval_s:

@@ -67,7 +67,8 @@ def _settings(tmp_path, app_id: str, bootstrap: str, **kw) -> tuple[WorkerSettin
             KafkaClientSettings(kafka_bootstrap=bootstrap))
 
 
-def test_every_message_is_handed_over_once_in_order_and_committed_after(kafka_bootstrap, make_topics, tmp_path):
+def test_every_message_is_handed_over_once_in_order_and_committed_after(kafka_bootstrap, make_topics, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="voltrisk.worker")
     (topic,) = make_topics([f"intake-a-{uuid.uuid4().hex[:6]}"], partitions=3)
     w, k = _settings(tmp_path, f"it-{uuid.uuid4().hex[:6]}", kafka_bootstrap, take_batch=400)
 
@@ -88,6 +89,9 @@ def test_every_message_is_handed_over_once_in_order_and_committed_after(kafka_bo
         assert offsets == list(range(ends[p]))  # the partition's messages, each once, in order
     assert committed == ends  # stopping commits what was handled
     assert max(rec.calls, 1) >= 3_000 // 400  # handed over in batches of at most take_batch
+    resumed = sorted(r.getMessage() for r in caplog.records if "resumed from offset" in r.getMessage())
+    assert resumed == [f"gate {topic}[{p}]: resumed from offset 0 (no committed offset: the earliest retained)"
+                       for p in range(3)]
 
 
 def test_a_failed_batch_is_read_again_and_the_log_says_from_where(kafka_bootstrap, make_topics, tmp_path, caplog):
@@ -141,7 +145,8 @@ def test_partitions_move_to_a_second_worker_without_a_gap(kafka_bootstrap, make_
     assert committed == ends
 
 
-def test_a_new_gate_group_adopts_the_offsets_of_the_workers_faust_group(kafka_bootstrap, make_topics, tmp_path):
+def test_a_new_gate_group_adopts_the_offsets_of_the_workers_faust_group(kafka_bootstrap, make_topics, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="voltrisk.worker")
     (topic,) = make_topics([f"intake-d-{uuid.uuid4().hex[:6]}"], partitions=2)
     w, k = _settings(tmp_path, f"it-{uuid.uuid4().hex[:6]}", kafka_bootstrap)
 
@@ -168,3 +173,6 @@ def test_a_new_gate_group_adopts_the_offsets_of_the_workers_faust_group(kafka_bo
     adopted, again, rec, ends = asyncio.run(go())
     assert (adopted, again) == (2, 0)  # adopted once; a group with offsets of its own keeps them
     assert sorted((p, o) for p, o, _ in rec.seen) == sorted((p, o) for p in range(2) for o in range(ends[p] - 10, ends[p]))
+    resumed = sorted(r.getMessage() for r in caplog.records if "resumed from offset" in r.getMessage())
+    assert resumed == [f"gate {topic}[{p}]: resumed from offset {ends[p] - 10} (the group's committed offset)"
+                       for p in range(2)]
