@@ -27,6 +27,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from mode import Service
 
+from voltrisk.broker import commit_offsets
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
@@ -62,7 +63,6 @@ class GateIntake(Service):
         self._pending: dict[TopicPartition, int] = {}  # processed, not yet committed: next offset
         self._last_commit = time.monotonic()
         self._resumed: set[TopicPartition] = set()
-        self.messages = 0
 
     async def on_start(self) -> None:
         adopted = 0
@@ -137,7 +137,6 @@ class GateIntake(Service):
                 done[tp] = msgs[-1].offset + 1
             for topic, raw in by_topic.items():
                 await self.handle(topic, raw)
-                self.messages += len(raw)
             self._pending.update(done)
             await self._commit_if_due(locked=True)
 
@@ -225,13 +224,6 @@ async def adopt_offsets(k: KafkaClientSettings, group: str, previous: str, topic
                if tp.topic in wanted and o.offset >= 0}
     finally:
         await admin.close()
-    if not old:
-        return 0
-    c = AIOKafkaConsumer(**k.aiokafka_kwargs(), group_id=group, enable_auto_commit=False)
-    await c.start()
-    try:
-        c.assign(list(old))
-        await c.commit(old)
-    finally:
-        await c.stop()
+    if old:
+        await commit_offsets(k, group, old)
     return len(old)

@@ -271,3 +271,17 @@ async def create_topics(k: KafkaClientSettings) -> list[str]:
         return [t.name for t in new]
     finally:
         await admin.close()
+
+
+async def commit_offsets(k: KafkaClientSettings, group: str, offsets: dict) -> None:
+    """Commit ``offsets`` ({TopicPartition: next offset}) for consumer group ``group``
+    without joining it: where a new or moved group starts reading."""
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(**k.aiokafka_kwargs(), group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        c.assign(list(offsets))
+        await c.commit(offsets)
+    finally:
+        await c.stop()

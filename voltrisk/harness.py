@@ -162,6 +162,8 @@ async def groups_at_head(settings, groups: list[str]) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from voltrisk.broker import commit_offsets
+
     admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
     await admin.start()
     try:
@@ -176,13 +178,7 @@ async def groups_at_head(settings, groups: list[str]) -> int:
         ends = await probe.end_offsets(parts) if parts else {}
     finally:
         await probe.stop()
-    for group in groups:
-        c = AIOKafkaConsumer(**settings.aiokafka_kwargs(), group_id=group, enable_auto_commit=False)
-        await c.start()
-        try:
-            if ends:
-                c.assign(list(ends))
-                await c.commit({tp: off for tp, off in ends.items()})
-        finally:
-            await c.stop()
+    if ends:
+        for group in groups:
+            await commit_offsets(settings, group, ends)
     return len(ends)
