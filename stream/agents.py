@@ -194,9 +194,9 @@ class QuietWorker(faust.Worker):
 
 def _transport_class(fetch_max_wait_ms: int):
     """Faust's aiokafka transport whose consumer lets the broker hold a fetch at most
-    ``fetch_max_wait_ms`` (Faust fixes 1,500 ms: at 5,000 records/s live the features
-    agent then took its records a median 1.2-1.4 s after the gate sent them, at 100 ms
-    0.06-0.13 s; bench/RESULTS.md)."""
+    ``fetch_max_wait_ms``. Faust fixes 1,500 ms, which a live record could wait between
+    the gate and the features agent (the A/B of the gate's consumer and this wait in
+    bench/RESULTS.md)."""
     from faust.transport.drivers import aiokafka as driver
 
     class ConsumerThread(driver.AIOKafkaConsumerThread):

@@ -1,7 +1,8 @@
 """A broker outage while the worker has rows to send: the Kafka client's producer must not
 spin. Without ``voltrisk.kafkaclient`` aiokafka's sender retried its failed metadata update
-in a tight loop — ~95,000 client log lines (with the held-back repeats) in 12 s of outage,
-against ~1,100 with it."""
+in a tight loop in two of three runs — 56,000–58,000 client log lines (with the held-back
+repeats) and 11–13 s of worker CPU in 12 s of outage, against 1,100–1,400 lines and under
+1 s with it (`bench/bench_outage.py`, bench/RESULTS.md)."""
 
 from __future__ import annotations
 
