@@ -53,13 +53,17 @@ class BenchConfig:
     batch: int = 10  # records per message: one vehicle's samples (10 = 1 s at 10 Hz or 10 s at 1 Hz)
     live_rates: tuple[int, ...] = (1_000, 5_000, 10_000, 20_000)
     live_seconds: float = 20.0
+    # each live rate runs this long before its measurement starts (the steady state is measured;
+    # the figures of the warm-up are reported apart)
+    live_warmup_s: float = 5.0
     two_workers: bool = True
     scorer: str = "xgboost"  # or "reference"
     quick: bool = False
 
     @classmethod
     def quick_config(cls) -> BenchConfig:
-        return cls(records=120_000, vehicles=300, live_rates=(1_000, 5_000, 10_000, 20_000), live_seconds=6.0, quick=True)
+        return cls(records=120_000, vehicles=300, live_rates=(1_000, 5_000, 10_000, 20_000), live_seconds=6.0,
+                   live_warmup_s=3.0, quick=True)
 
 
 @dataclass
@@ -102,16 +106,19 @@ def make_batches(n_records: int, vehicles: int, batch: int, tag: str, rng: rando
     return out, per_vehicle * vehicles
 
 
-async def produce(bootstrap: str, msgs, rate_msgs: float | None = None, live: bool = False) -> float:
+async def produce(bootstrap: str, msgs, rate_msgs: float | None = None, live: bool = False,
+                  started: list[float] | None = None) -> float:
     """Send ``msgs``; at ``rate_msgs`` messages/s if given. ``live`` re-stamps each
     message's records to end at the send time (event time = now) and adds the
-    ``sent_ts_ms`` header."""
+    ``sent_ts_ms`` header. ``started`` gets the wall time (s) of the first send."""
     from aiokafka import AIOKafkaProducer
 
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
                          max_batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
     await p.start()
     t0 = time.perf_counter()
+    if started is not None:
+        started.append(time.time())
     restamp = msgspec.json.Decoder(list[dict])
     try:
         futs = []
@@ -373,9 +380,9 @@ def _quantiles(values: list[float]) -> tuple[float, float, float]:
     return float(q[0]), float(q[1]), float(q[2])
 
 
-async def _score_latencies(bootstrap: str, since_ms: int, until: Callable[[], bool]) -> list[float]:
-    """event -> score: for each score of the live run, the time its message was
-    written to ``scores.ubi.v1`` minus the newest event time it reflects."""
+async def _score_latencies(bootstrap: str, since_ms: int, until: Callable[[], bool]) -> list[tuple[int, float]]:
+    """event -> score: for each score of the live run, the newest event time it reflects
+    and the time its message was written to ``scores.ubi.v1`` minus that."""
     from aiokafka import AIOKafkaConsumer
 
     from stream.features.outputs import ScoreV1
@@ -392,7 +399,7 @@ async def _score_latencies(bootstrap: str, since_ms: int, until: Callable[[], bo
                 for m in msgs:
                     for s in many.decode(m.value):
                         if s.through_ts_ms >= since_ms:
-                            out.append(m.timestamp - s.through_ts_ms)
+                            out.append((s.through_ts_ms, m.timestamp - s.through_ts_ms))
     finally:
         await c.stop()
     return out
@@ -527,6 +534,9 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
             # what the cores allow: a second worker can only use what the first left idle
             result["one_worker_machine_cpu_busy"] = check["machine_cpu_busy"]
 
+        settled = _settle(url)
+        say(f"the warehouse's merges of the full path's rows done after {settled:.1f} s; live runs")
+        result["live_settle_s"] = round(settled, 1)
         live = []
         for rate in cfg.live_rates:
             live.append(_live(bootstrap, url, rate, cfg, rng))
@@ -562,35 +572,58 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
     return result
 
 
+def _settle(url: str, timeout_s: float = 120.0) -> float:
+    """Wait until the warehouse merges no parts (after the full path's 400,000-row burst
+    its merges take a core for a while, which the live runs should not measure); the
+    seconds waited."""
+    from warehouse.client import http_client
+
+    ch, t0 = http_client(url), time.monotonic()
+    while time.monotonic() - t0 < timeout_s and ch.query("SELECT count() FROM system.merges").result_rows[0][0]:
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
 def _live(bootstrap: str, url: str, rate: int, cfg: BenchConfig, rng: random.Random) -> dict:
-    """Produce at ``rate`` records/s for ``live_seconds`` with event time = now."""
+    """Produce at ``rate`` records/s with event time = now: ``live_warmup_s``, then
+    ``live_seconds`` measured (the same vehicles throughout; the warm-up's own latencies
+    are reported apart, as ``warmup_*``)."""
     from warehouse.client import http_client
 
     tag = f"live{rate}"
     vehicles = max(1, min(2_000, rate // 10))  # 10 Hz vehicles, each sending its last `batch` samples per message
-    msgs, n_live = make_batches(int(rate * cfg.live_seconds), vehicles, cfg.batch, tag, rng, 0)
+    seconds = cfg.live_warmup_s + cfg.live_seconds
+    msgs, n_all = make_batches(int(rate * seconds), vehicles, cfg.batch, tag, rng, 0)
     since = int(time.time() * 1000)
     done = {"produced": False}
+    started: list[float] = []
     ch = http_client(url)
 
     async def both():
         lat_task = asyncio.create_task(_score_latencies(bootstrap, since, lambda: done["produced"]))
         await asyncio.sleep(1.0)  # the latency consumer has joined
-        dt = await produce(bootstrap, msgs, rate_msgs=rate / cfg.batch, live=True)
+        dt = await produce(bootstrap, msgs, rate_msgs=rate / cfg.batch, live=True, started=started)
         await asyncio.to_thread(wait_for, lambda: ch.query(
             "SELECT count() FROM telemetry_dynamics WHERE event_id LIKE {p:String}", parameters={"p": f"{tag}-%"}
-        ).result_rows[0][0] >= n_live, 180, f"live {rate} rows")
+        ).result_rows[0][0] >= n_all, 180, f"live {rate} rows")
         await asyncio.sleep(2.0)  # the last scores
         done["produced"] = True
         return dt, await lat_task
 
-    dt, score_lat = asyncio.run(both())
-    q = ch.query("SELECT quantiles(0.5, 0.95, 0.99)(stored_ts_ms - sent_ts_ms) FROM telemetry_dynamics "
-                 "WHERE event_id LIKE {p:String}", parameters={"p": f"{tag}-%"}).result_rows[0][0]
-    s50, s95, s99 = _quantiles(score_lat)
-    return {"rate": rate, "achieved_rate": round(n_live / dt), "records": n_live, "scores": len(score_lat),
-            "score_p50_ms": round(s50), "score_p95_ms": round(s95), "score_p99_ms": round(s99),
-            "visible_p50_ms": round(q[0]), "visible_p95_ms": round(q[1]), "visible_p99_ms": round(q[2])}
+    dt, scores = asyncio.run(both())
+    measured_from = int((started[0] + cfg.live_warmup_s) * 1000)  # event time = send time
+    out = {"rate": rate, "achieved_rate": round(n_all / dt), "warmup_s": cfg.live_warmup_s}
+    for part, op, lat in (("", ">=", [x for t, x in scores if t >= measured_from]),
+                          ("warmup_", "<", [x for t, x in scores if t < measured_from])):
+        q, rows = ch.query("SELECT quantiles(0.5, 0.95, 0.99)(stored_ts_ms - sent_ts_ms), count() FROM telemetry_dynamics "
+                           f"WHERE event_id LIKE {{p:String}} AND ts_ms {op} {{t:Int64}}",
+                           parameters={"p": f"{tag}-%", "t": measured_from}).result_rows[0]
+        s50, s95, s99 = _quantiles(lat)
+        out.update({f"{part}records": rows, f"{part}scores": len(lat),
+                    f"{part}score_p50_ms": round(s50), f"{part}score_p95_ms": round(s95), f"{part}score_p99_ms": round(s99),
+                    f"{part}visible_p50_ms": round(q[0]), f"{part}visible_p95_ms": round(q[1]),
+                    f"{part}visible_p99_ms": round(q[2])})
+    return out
 
 
 def _commit() -> str:
@@ -622,6 +655,12 @@ def markdown(r: dict) -> str:
     for x in r["live"]:
         lines.append(f"| {x['rate']:,} | {x['achieved_rate']:,} | {x['score_p50_ms']} ms | {x['score_p95_ms']} ms | "
                      f"{x['score_p99_ms']} ms | {x['visible_p50_ms']} ms | {x['visible_p95_ms']} ms | {x['visible_p99_ms']} ms |")
+    if r["live"] and "warmup_s" in r["live"][0]:
+        lines += ["", f"Each rate ran {r['live'][0]['warmup_s']:g} s before its {r['config']['live_seconds']:g} s measurement "
+                  f"(the live runs started {r.get('live_settle_s', 0):g} s after the full path, once the warehouse had "
+                  "merged its rows); in those warm-up seconds event → score p99 / visible p99 were "
+                  + ", ".join(f"{x['warmup_score_p99_ms']} / {x['warmup_visible_p99_ms']} ms at {x['rate']:,}/s" for x in r["live"])
+                  + "."]
     lines += ["", f"XGBoost batch scoring: {r['xgboost_rows_per_s'] or 0:,} rows/s; warehouse insert "
               f"({r['warehouse_insert']['format']}, {r['warehouse_insert']['batch_rows']:,} rows per insert): "
               f"{r['warehouse_insert_rows_per_s']:,} rows/s (shaping the Arrow tables from the messages, timed apart: "

@@ -142,7 +142,7 @@ class WorkerSettings(BaseSettings):
     )
     reorder_ms: int = Field(120_000, ge=0, description="Event-time reorder window of the features in catch-up")
     live_hold_ms: int = Field(
-        50, ge=0, description="Live records (event time within live_window_ms of the clock) wait this long for their siblings")
+        10, ge=0, description="Live records (event time within live_window_ms of the clock) wait this long for their siblings")
     live_window_ms: int = Field(30_000, ge=0, description="Records this close to the wall clock count as live")
     state_changelog: bool = Field(
         True, description="Write the features' per-vehicle state to features.state.v1, so a worker taking a partition "

@@ -144,3 +144,23 @@ async def test_the_workers_consumers_let_the_broker_hold_a_fetch_only_briefly(tm
     faust_consumer = app.consumer._thread._create_worker_consumer(app.transport)
     assert faust_consumer._fetch_max_wait_ms == 80
     assert KafkaClientSettings().kafka_fetch_max_wait_ms == 100
+
+
+def test_the_worker_warms_up_on_the_contract_examples_before_taking_records(tmp_path, caplog):
+    """First calls (numpy's lazy numpy.ma import among them) are paid at start-up, on
+    throwaway in-memory state: every example reaches the features and a score comes out,
+    and nothing is written to the worker's home."""
+    from collections import Counter
+
+    from contracts.examples import EXAMPLE_VIN
+    from stream.agents import warm_up
+
+    rows = warm_up(WorkerSettings(home=tmp_path))
+    topics = Counter(topic for topic, _, _ in rows)
+    assert topics["scores.ubi.v1"] == 1 and topics["features.vehicle.v1"] == 1 and topics["features.crash.v1"] == 3
+    (vehicle,) = {vid for _, vid, _ in rows}
+    assert vehicle.startswith("v1-") and EXAMPLE_VIN not in vehicle
+    assert list(tmp_path.iterdir()) == []
+    with caplog.at_level("INFO", logger="voltrisk.worker"):
+        make_app(WorkerSettings(home=tmp_path / "home", worker_stages="gate,features,scoring"), KafkaClientSettings())
+    assert "12 example records through the gate and the features" in caplog.text
