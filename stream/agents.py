@@ -31,6 +31,7 @@ from stream import topics as T
 from stream.batching import take_batches
 from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack
 from stream.gate import Accepted, Gate, Rejected, dlq_message, reject
+from stream.handoff import Handed, Handoff
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
@@ -48,7 +49,9 @@ class Out:
     partition: int | None = None  # None: the key's partition
 
 
-Outbox = Callable[[list[Out]], Awaitable[None]]
+# sends the messages and waits for Kafka's acknowledgements; returns each message's
+# (partition, offset) where it knows them (the Kafka outbox), else None
+Outbox = Callable[[list[Out]], Awaitable[list[tuple[int, int]] | None]]
 
 
 # A raw message carries one record (a JSON object) or a batch of one vehicle's
@@ -290,20 +293,25 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         fetch_max_wait_ms=k.kafka_fetch_max_wait_ms,
     )
 
-    async def kafka_outbox(outs: list[Out]) -> None:
+    async def kafka_outbox(outs: list[Out]) -> list[tuple[int, int]]:
         futures = [await app.producer.send(o.topic, o.key, o.value, o.partition, None, o.headers) for o in outs]
-        await asyncio.gather(*futures)
+        return [(md.partition, md.offset) for md in await asyncio.gather(*futures)]
 
     send = outbox or kafka_outbox
     dedupe = _open_store(datadir / "dedupe", bloom=True)  # nearly every lookup is of a new event id
     gate = Gate(w, purpose="pricing", dedupe_store=dedupe)
 
     async def gate_and_send(topic: str, raw: list) -> None:
-        await send(gate_batch(gate, topic, raw))
+        outs = gate_batch(gate, topic, raw)
+        sent = await send(outs)
         app.stats.mark("gate", len(raw))
+        if sent is not None and app.hand_off is not None:
+            await app.hand_off([(o.topic, p, off, o.key, o.value) for o, (p, off) in zip(outs, sent)
+                                if o.topic in FEATURE_INPUTS])
 
     stages = w.stages
     app.gate_intake = None
+    app.hand_off = None  # set by the features agent: the gate's clean messages straight to the features
     scorer = _scorer(w) if "features" in stages and "scoring" in stages else (None, "reference")
     if "gate" in stages or "features" in stages:
         warm_up(w, scorer)
@@ -390,21 +398,45 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, s
     async def send_and_ack(rows) -> None:
         """Emit a step's rows, then acknowledge the messages it finished: a message is
         acked (its offset may be committed) only once all its records are processed
-        and their rows sent, so what the reorder buffer holds is redelivered after a crash."""
+        and their rows sent, so what the reorder buffer holds is redelivered after a crash.
+        A message the gate handed over is acked when its copy from the stream is here."""
         done = engine.take_settled()
-        await send(as_out(rows))
-        for event in done:
-            await source[0].ack(event)
+        try:
+            await send(as_out(rows))
+        except BaseException:
+            handoff.forget(t for t in done if type(t) is Handed)
+            raise
+        for token in done:
+            event = handoff.settle(token) if type(token) is Handed else token
+            if event is not None:
+                await source[0].ack(event)
 
     source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
+    handoff = Handoff()
+    app.stats.handoff = handoff
+
+    async def step(taken: list, handed: list) -> None:
+        items = [(e.message.topic, e.message.key, e.message.value) for e in taken] + [item for item, _ in handed]
+        if items:
+            await send_and_ack(engine.step(items, taken + [token for _, token in handed]))
 
     @app.agent(inputs, name="features")
     async def features(stream):
         source[0] = stream
         async for events in take_batches(stream, w.take_batch, w.take_within_s, ack=False):
             await ready.wait()
-            await send_and_ack(engine.step([(e.message.topic, e.message.key, e.message.value) for e in events], events))
+            fresh, done, handed = handoff.from_stream(events)
+            for event in done:
+                await stream.ack(event)
+            await step(fresh, handed)
             app.stats.mark("features", len(events))
+
+    if "gate" in w.stages and w.local_handoff:
+        async def hand_off(sent) -> None:
+            if ready.is_set() and not engine.handing_over:
+                await step([], handoff.offer(sent))
+
+        app.hand_off = hand_off
 
     @app.timer(interval=min(1.0, max(0.05, w.live_hold_ms / 1000)))
     async def release_held_and_close_idle_trips():
@@ -437,6 +469,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, s
         new = mine - owned
         owned.clear()
         owned.update(mine)
+        handoff.reset((tp.topic, tp.partition) for tp in assigned if tp.topic in FEATURE_INPUTS)
         engine.handing_over = False
         try:
             if new and w.state_changelog:
@@ -520,6 +553,7 @@ class WorkerStats:
 
     def __init__(self) -> None:
         self.engine: FeatureEngine | None = None
+        self.handoff: Handoff | None = None
         self._stages: dict[str, list[float]] = {}
 
     def mark(self, stage: str, messages: int) -> None:
@@ -533,7 +567,8 @@ class WorkerStats:
                      "stages": {k: {"first_wall": a, "last_wall": b, "messages": n} for k, (a, b, n) in self._stages.items()}}
         if self.engine is not None:
             out["features"] = {"records": self.engine.records_in, "scores": self.engine.scores_out,
-                               "held": self.engine.held_records}
+                               "held": self.engine.held_records,
+                               "handed_over": self.handoff.handed_over if self.handoff is not None else 0}
         return out
 
 

@@ -144,6 +144,9 @@ class WorkerSettings(BaseSettings):
     live_hold_ms: int = Field(
         10, ge=0, description="Live records (event time within live_window_ms of the clock) wait this long for their siblings")
     live_window_ms: int = Field(30_000, ge=0, description="Records this close to the wall clock count as live")
+    local_handoff: bool = Field(
+        True, description="The gate hands its clean messages to the same worker's features as soon as Kafka acknowledged "
+                          "them, when the worker owns their partitions (off: the features read them from the clean topics only)")
     state_changelog: bool = Field(
         True, description="Write the features' per-vehicle state to features.state.v1, so a worker taking a partition "
                           "over continues its vehicles' trips and windows (off: each worker's state is its own)")

@@ -5,7 +5,9 @@ functions compute offline from the same events, exactly."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -93,3 +95,6 @@ def test_trips_and_cells_in_clickhouse_equal_the_pure_functions(kafka_bootstrap,
         parameters={"ids": ids}).result_rows[0]
     n, lo, hi = wait_for(lambda: (r := scored())[0] == len(ids) and r, 60, "a score for every vehicle", worker_proc)
     assert 0 <= lo <= hi <= 100
+    # the features took part of the stream straight from the gate (stream.handoff): both paths ran
+    stats = json.loads((Path(worker_proc.env["VOLTRISK_HOME"]) / "run" / "worker.stats.json").read_text())
+    assert stats["features"]["handed_over"] > 0  # clean messages
