@@ -14,6 +14,7 @@ Run with ``voltrisk worker``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -305,7 +306,9 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         outs = gate_batch(gate, topic, raw)
         sent = await send(outs)
         app.stats.mark("gate", len(raw))
-        if sent is not None and app.hand_off is not None:
+        # live records only: in a backlog the features read the topic in their own, larger
+        # batches, while the gate goes on fetching (a hand-over would make it wait for them)
+        if sent is not None and app.hand_off is not None and not (app.gate_intake and app.gate_intake.behind):
             await app.hand_off([(o.topic, p, off, o.key, o.value) for o, (p, off) in zip(outs, sent)
                                 if o.topic in FEATURE_INPUTS])
 
@@ -547,6 +550,38 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
             await send([Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts])
 
 
+class GcPauses:
+    """The process's garbage collections per generation: how many, their total and
+    longest pause. A full collection stops every stage of the worker at once."""
+
+    def __init__(self) -> None:
+        self.by_generation = {g: [0, 0.0, 0.0] for g in range(3)}
+        self._started = 0.0
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            gc.callbacks.append(self._on_gc)
+            self._installed = True
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        entry = self.by_generation[info["generation"]]
+        pause = (time.perf_counter() - self._started) * 1000
+        entry[0] += 1
+        entry[1] += pause
+        entry[2] = max(entry[2], pause)
+
+    def snapshot(self) -> dict:
+        return {str(g): {"collections": n, "pause_ms": round(total, 1), "max_pause_ms": round(top, 1)}
+                for g, (n, total, top) in self.by_generation.items()}
+
+
+_GC_PAUSES = GcPauses()
+
+
 class WorkerStats:
     """What this worker process did, for `voltrisk status` and the benchmark: per
     stage the messages taken and the wall time of its first and latest batch."""
@@ -555,6 +590,7 @@ class WorkerStats:
         self.engine: FeatureEngine | None = None
         self.handoff: Handoff | None = None
         self._stages: dict[str, list[float]] = {}
+        _GC_PAUSES.install()
 
     def mark(self, stage: str, messages: int) -> None:
         now = time.time()
@@ -564,7 +600,8 @@ class WorkerStats:
 
     def snapshot(self) -> dict:
         out: dict = {"pid": os.getpid(), "cpu_s": round(time.process_time(), 3), "wall": time.time(),
-                     "stages": {k: {"first_wall": a, "last_wall": b, "messages": n} for k, (a, b, n) in self._stages.items()}}
+                     "stages": {k: {"first_wall": a, "last_wall": b, "messages": n} for k, (a, b, n) in self._stages.items()},
+                     "gc": _GC_PAUSES.snapshot()}
         if self.engine is not None:
             out["features"] = {"records": self.engine.records_in, "scores": self.engine.scores_out,
                                "held": self.engine.held_records,

@@ -63,6 +63,8 @@ class GateIntake(Service):
         self._pending: dict[TopicPartition, int] = {}  # processed, not yet committed: next offset
         self._last_commit = time.monotonic()
         self._resumed: set[TopicPartition] = set()
+        # the batch being handled left at least a batch unread: a backlog, not live records
+        self.behind = False
 
     async def on_start(self) -> None:
         adopted = 0
@@ -135,10 +137,21 @@ class GateIntake(Service):
                 by_topic.setdefault(tp.topic, []).extend(
                     (m.key, m.value, list(m.headers or ()), m.partition, m.offset) for m in msgs)
                 done[tp] = msgs[-1].offset + 1
+            self.behind = self._unread(done) >= self.w.take_batch
             for topic, raw in by_topic.items():
                 await self.handle(topic, raw)
             self._pending.update(done)
             await self._commit_if_due(locked=True)
+
+    def _unread(self, next_offsets: dict[TopicPartition, int]) -> int:
+        """Messages left on the fetched partitions after this batch (as far as the last
+        fetch saw the partitions' ends)."""
+        left = 0
+        for tp, offset in next_offsets.items():
+            end = self.consumer.highwater(tp)
+            if end is not None:
+                left += max(0, end - offset)
+        return left
 
     async def _log_resumed(self, tp: TopicPartition, offset: int) -> None:
         """Say where this process started reading a partition: a start, a crash, a

@@ -539,7 +539,7 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
         result["live_settle_s"] = round(settled, 1)
         live = []
         for rate in cfg.live_rates:
-            live.append(_live(bootstrap, url, rate, cfg, rng))
+            live.append(_live(bootstrap, url, rate, cfg, rng, workers[0]))
             say(f"live {rate:,}/s: score p99 {live[-1]['score_p99_ms']} ms, visible p99 {live[-1]['visible_p99_ms']} ms")
         result["live"] = live
         stop_all(workers, wh)
@@ -584,7 +584,7 @@ def _settle(url: str, timeout_s: float = 120.0) -> float:
     return time.monotonic() - t0
 
 
-def _live(bootstrap: str, url: str, rate: int, cfg: BenchConfig, rng: random.Random) -> dict:
+def _live(bootstrap: str, url: str, rate: int, cfg: BenchConfig, rng: random.Random, worker: Worker) -> dict:
     """Produce at ``rate`` records/s with event time = now: ``live_warmup_s``, then
     ``live_seconds`` measured (the same vehicles throughout; the warm-up's own latencies
     are reported apart, as ``warmup_*``)."""
@@ -610,9 +610,15 @@ def _live(bootstrap: str, url: str, rate: int, cfg: BenchConfig, rng: random.Ran
         done["produced"] = True
         return dt, await lat_task
 
+    gc_before = worker.stats().get("gc", {}).get("2", {})
     dt, scores = asyncio.run(both())
+    time.sleep(1.2)  # the worker's stats file is a second behind at most
+    gc_after = worker.stats().get("gc", {}).get("2", {})
     measured_from = int((started[0] + cfg.live_warmup_s) * 1000)  # event time = send time
-    out = {"rate": rate, "achieved_rate": round(n_all / dt), "warmup_s": cfg.live_warmup_s}
+    out = {"rate": rate, "achieved_rate": round(n_all / dt), "warmup_s": cfg.live_warmup_s,
+           # full collections in the worker during the run (each stops all its stages)
+           "worker_full_gc": gc_after.get("collections", 0) - gc_before.get("collections", 0),
+           "worker_full_gc_pause_ms": round(gc_after.get("pause_ms", 0.0) - gc_before.get("pause_ms", 0.0), 1)}
     for part, op, lat in (("", ">=", [x for t, x in scores if t >= measured_from]),
                           ("warmup_", "<", [x for t, x in scores if t < measured_from])):
         q, rows = ch.query("SELECT quantiles(0.5, 0.95, 0.99)(stored_ts_ms - sent_ts_ms), count() FROM telemetry_dynamics "
@@ -660,7 +666,9 @@ def markdown(r: dict) -> str:
                   f"(the live runs started {r.get('live_settle_s', 0):g} s after the full path, once the warehouse had "
                   "merged its rows); in those warm-up seconds event → score p99 / visible p99 were "
                   + ", ".join(f"{x['warmup_score_p99_ms']} / {x['warmup_visible_p99_ms']} ms at {x['rate']:,}/s" for x in r["live"])
-                  + "."]
+                  + ". Full garbage collections in the worker during each run (warm-up and measurement): "
+                  + ", ".join(f"{x['worker_full_gc']} taking {x['worker_full_gc_pause_ms']:g} ms at {x['rate']:,}/s"
+                              for x in r["live"]) + "."]
     lines += ["", f"XGBoost batch scoring: {r['xgboost_rows_per_s'] or 0:,} rows/s; warehouse insert "
               f"({r['warehouse_insert']['format']}, {r['warehouse_insert']['batch_rows']:,} rows per insert): "
               f"{r['warehouse_insert_rows_per_s']:,} rows/s (shaping the Arrow tables from the messages, timed apart: "

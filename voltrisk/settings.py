@@ -144,6 +144,9 @@ class WorkerSettings(BaseSettings):
     live_hold_ms: int = Field(
         10, ge=0, description="Live records (event time within live_window_ms of the clock) wait this long for their siblings")
     live_window_ms: int = Field(30_000, ge=0, description="Records this close to the wall clock count as live")
+    worker_gc_freeze: bool = Field(
+        True, description="Once the worker is ready, move what start-up built out of the garbage collector's sight "
+                          "(gc.freeze), so full collections walk only what the stream makes")
     local_handoff: bool = Field(
         True, description="The gate hands its clean messages to the same worker's features as soon as Kafka acknowledged "
                           "them, when the worker owns their partitions (off: the features read them from the clean topics only)")
