@@ -4,6 +4,7 @@ serves the read-only ClickHouse HTTP endpoint (embedded mode)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -63,6 +64,9 @@ async def serve(w: WarehouseSettings, k: KafkaClientSettings, *, with_sink: bool
     sink = Sink(client, consumer_factory(k, w), batch_rows=w.sink_batch_rows, batch_ms=w.sink_batch_ms)
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
+        # the service process: what start-up built stays out of the collector's sight, so
+        # full collections walk only what the sink makes (see the worker's, stream/worker.py)
+        gc.freeze()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
