@@ -339,8 +339,8 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
 def warm_up(w: WorkerSettings, scorer: tuple = (None, "reference")) -> list[tuple[str, str, bytes]]:
     """Run the gate and the features step once on the contract examples, with throwaway
     in-memory state, before the worker takes any record: first calls pay for lazy
-    imports and set-up (numpy imports numpy.ma on the first ``np.unique`` of strings,
-    ~0.2–0.4 s here), which would otherwise stall the first live records after every
+    imports and set-up (numpy imports numpy.ma on the first ``np.unique`` of strings),
+    which would otherwise stall the first live records after every
     start or fail-over. ``scorer``: (model, name) as ``_scorer`` gives them. Returns the
     rows the step produced (a vehicle's features and score among them)."""
     from contracts.examples import RAW_EXAMPLES

@@ -1,8 +1,8 @@
 """The gate hands its clean messages to the features of the same worker directly.
 
 Without it a live record travels gate → clean topic → broker → Faust's consumer thread
-→ the features agent: that hop was the largest part of a live score's latency (a
-median of ~60 ms and a p99 of ~300 ms at 5,000 records/s, measured at the agent). When
+→ the features agent: that hop was the largest part of a live score's latency (the
+A/B in bench/RESULTS.md). When
 the worker's features own the clean partition a message was written to, the gate
 gives the features the message as soon as Kafka acknowledged it, by its offset; the
 agent still receives the message from the clean topic, skips it, and acknowledges it
