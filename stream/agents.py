@@ -316,8 +316,12 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     app.gate_intake = None
     app.hand_off = None  # set by the features agent: the gate's clean messages straight to the features
     scorer = _scorer(w) if "features" in stages and "scoring" in stages else (None, "reference")
+    app.warm_up_summary = None  # logged by the worker once its logging is set up
     if "gate" in stages or "features" in stages:
-        warm_up(w, scorer)
+        t0 = time.perf_counter()
+        rows = warm_up(w, scorer)
+        app.warm_up_summary = (f"warmed up in {(time.perf_counter() - t0) * 1000:.0f} ms: the contract examples of "
+                               f"{len(T.RAW)} topics through the gate and the features ({len(rows)} rows)")
     if "gate" in stages:
         from stream.intake import GateIntake
 
@@ -345,7 +349,6 @@ def warm_up(w: WorkerSettings, scorer: tuple = (None, "reference")) -> list[tupl
     rows the step produced (a vehicle's features and score among them)."""
     from contracts.examples import RAW_EXAMPLES
 
-    t0 = time.perf_counter()
     gate = Gate(w, purpose="pricing", dedupe_store={})
     clean: list[tuple[str, bytes, bytes]] = []
     for spec in T.RAW:
@@ -359,8 +362,6 @@ def warm_up(w: WorkerSettings, scorer: tuple = (None, "reference")) -> list[tupl
     engine = FeatureEngine({}, scorer[0], scorer[1], live_hold_ms=w.live_hold_ms, live_window_ms=w.live_window_ms)
     rows = engine.step(clean) + engine.drain()
     pack(rows)
-    log.info("warmed up in %.0f ms (%d example records through the gate and the features)",
-             (time.perf_counter() - t0) * 1000, engine.records_in)
     return rows
 
 

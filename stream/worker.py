@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import sys
 import time
 
 from stream.agents import make_app
 from voltrisk.errors import UserError
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
+
+
+log = logging.getLogger("voltrisk.worker")
 
 
 def ready_file(w: WorkerSettings):
@@ -72,6 +76,8 @@ def main(loglevel: str = "info") -> None:
         # (the pauses, with and without, in bench/RESULTS.md; worker.stats.json counts them)
         if w.worker_gc_freeze:
             gc.freeze()
+        if app.warm_up_summary:
+            log.info(app.warm_up_summary)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(time.time()))
 

@@ -146,7 +146,7 @@ async def test_the_workers_consumers_let_the_broker_hold_a_fetch_only_briefly(tm
     assert KafkaClientSettings().kafka_fetch_max_wait_ms == 100
 
 
-def test_the_worker_warms_up_on_the_contract_examples_before_taking_records(tmp_path, caplog):
+def test_the_worker_warms_up_on_the_contract_examples_before_taking_records(tmp_path):
     """First calls (numpy's lazy numpy.ma import among them) are paid at start-up, on
     throwaway in-memory state: every example reaches the features and a score comes out,
     and nothing is written to the worker's home."""
@@ -161,6 +161,5 @@ def test_the_worker_warms_up_on_the_contract_examples_before_taking_records(tmp_
     (vehicle,) = {vid for _, vid, _ in rows}
     assert vehicle.startswith("v1-") and EXAMPLE_VIN not in vehicle
     assert list(tmp_path.iterdir()) == []
-    with caplog.at_level("INFO", logger="voltrisk.worker"):
-        make_app(WorkerSettings(home=tmp_path / "home", worker_stages="gate,features,scoring"), KafkaClientSettings())
-    assert "12 example records through the gate and the features" in caplog.text
+    app = make_app(WorkerSettings(home=tmp_path / "home", worker_stages="gate,features,scoring"), KafkaClientSettings())
+    assert app.warm_up_summary.endswith(f"the contract examples of 5 topics through the gate and the features ({len(rows)} rows)")
