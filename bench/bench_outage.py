@@ -10,14 +10,12 @@ updates then retry without a back-off)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,14 +41,7 @@ def main() -> None:
     try:
         wait_for((Path(env["VOLTRISK_HOME"]) / "run" / "worker.ready").exists, 180, "the worker")
         msgs, _ = B.make_batches(40_000, 100, 10, "outage", random.Random(1), 0)
-
-        def fleet():  # sends until the broker goes
-            try:
-                asyncio.run(B.produce(broker.bootstrap, msgs, rate_msgs=100, live=True))
-            except Exception:
-                pass
-
-        threading.Thread(target=fleet, daemon=True).start()
+        B.send_until_the_broker_goes(broker.bootstrap, msgs, rate_msgs=100)
         time.sleep(6)
         before, cpu0 = len(log.read_text().splitlines()), json.loads(stats_file.read_text())["cpu_s"]
         broker.stop()

@@ -31,6 +31,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -141,6 +142,21 @@ async def produce(bootstrap: str, msgs, rate_msgs: float | None = None, live: bo
     finally:
         await p.stop()
     return time.perf_counter() - t0
+
+
+def send_until_the_broker_goes(bootstrap: str, msgs, rate_msgs: float) -> threading.Thread:
+    """``produce`` live in a background thread, for outage runs: it sends until the
+    broker goes away, and its failure then is expected (the thread just ends)."""
+
+    def fleet() -> None:
+        try:
+            asyncio.run(produce(bootstrap, msgs, rate_msgs=rate_msgs, live=True))
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=fleet, daemon=True)
+    thread.start()
+    return thread
 
 
 async def raw_consume(bootstrap: str, n_msgs: int, decode: bool) -> float:

@@ -6,10 +6,8 @@ repeats) and 11–13 s of worker CPU in 12 s of outage, against 1,100–1,400 li
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
-import threading
 import time
 
 from voltrisk import benchmark as B
@@ -30,14 +28,7 @@ def test_the_worker_does_not_spin_while_the_broker_is_away(tmp_path):
                            VOLTRISK_WORKER_SCORER="reference")
         worker = B.Worker(env, tmp_path, "worker")
         msgs, _ = B.make_batches(40_000, 100, 10, "spin", random.Random(1), 0)
-
-        def fleet():  # keeps sending until the broker goes; its failure then is expected
-            try:
-                asyncio.run(B.produce(broker.bootstrap, msgs, rate_msgs=100, live=True))
-            except Exception:
-                pass
-
-        threading.Thread(target=fleet, daemon=True).start()
+        B.send_until_the_broker_goes(broker.bootstrap, msgs, rate_msgs=100)
         time.sleep(6)
         stats = worker.stats()
         assert stats["features"]["records"] > 0, "the worker was processing before the outage"
