@@ -31,18 +31,19 @@ class TableMissing(Exception):
 
 
 # Per-vehicle activity, one row per (vehicle, carmaker, topic). Fleet-wide views read
-# the row-count rollup (0040, one small row each); one vehicle's drill-down reads the
-# exact distinct-event count (0002), cheap for a single vehicle.
+# the row-count rollup (0040, one small row each); one vehicle's drill-down counts its
+# distinct event ids in the telemetry tables (vehicle_id leads their sort key, so only
+# that vehicle's granules are read).
 _ACTIVITY = """
     SELECT vehicle_id, carmaker, topic, sum(events) AS event_count,
            max(last_ts_ms) AS last_ts_ms, max(last_stored_ts_ms) AS last_stored_ts_ms
     FROM vehicle_rollup GROUP BY vehicle_id, carmaker, topic
 """
-_ACTIVITY_EXACT = """
-    SELECT vehicle_id, carmaker, topic, uniqExactMerge(events) AS event_count,
-           max(last_ts_ms) AS last_ts_ms, max(last_stored_ts_ms) AS last_stored_ts_ms
-    FROM vehicle_activity WHERE vehicle_id = {vehicle_id:String} GROUP BY vehicle_id, carmaker, topic
-"""
+_ACTIVITY_EXACT = " UNION ALL ".join(f"""
+    SELECT vehicle_id, carmaker, '{topic}' AS topic, uniqExact(event_id) AS event_count,
+           max(ts_ms) AS last_ts_ms, max(stored_ts_ms) AS last_stored_ts_ms
+    FROM {table} WHERE vehicle_id = {{vehicle_id:String}} GROUP BY vehicle_id, carmaker""" for topic, table in
+    (("dynamics", "telemetry_dynamics"), ("state", "telemetry_state")))
 
 QUERIES: dict[str, str] = {
     "tables": "SELECT name FROM system.tables WHERE database = currentDatabase()",

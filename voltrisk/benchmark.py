@@ -353,7 +353,7 @@ def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 
     from stream import topics as T
     from warehouse.client import writer_client
     from warehouse.migrate import migrate
-    from warehouse.sink import INSERT_SETTINGS, ROUTES, record_row
+    from warehouse.sink import INSERT_SETTINGS, ROUTES, TELEMETRY_INSERT_SETTINGS, record_row
 
     ws = WarehouseSettings(clickhouse_dsn=f"chdb://{base / 'insert-warehouse'}")
     client = writer_client(ws)
@@ -385,7 +385,7 @@ def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 
     shape_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i, table in enumerate(tables):
-        client.insert_arrow("telemetry_dynamics", table, settings=dict(INSERT_SETTINGS, insert_deduplication_token=f"arrow:{i}"))
+        client.insert_arrow("telemetry_dynamics", table, settings=dict(TELEMETRY_INSERT_SETTINGS, insert_deduplication_token=f"arrow:{i}"))
     arrow_wall = time.perf_counter() - t0
     n_arrow = stored()
     client.command("TRUNCATE TABLE telemetry_dynamics")

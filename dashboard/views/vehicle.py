@@ -10,7 +10,7 @@ from pricing.settings import PricingSettings
 
 st.title("Vehicle drill-down")
 with ui.warehouse_guard():
-    ui.require_tables("vehicle_activity", "vehicle_rollup", "trips", "cell_visits", "vehicle_features", "scores",
+    ui.require_tables("telemetry_dynamics", "telemetry_state", "vehicle_rollup", "trips", "cell_visits", "vehicle_features", "scores",
                       producer="the warehouse sink and the stream worker's features")
     prefix = st.text_input("Pseudonymous vehicle id starts with", max_chars=64)
     matches = repo.vehicles(prefix=prefix, limit=50)
