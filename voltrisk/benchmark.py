@@ -341,23 +341,15 @@ def _in_fresh_process(fn: Callable, *args, **kwargs):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 100_000) -> dict:
-    """The sink's insert path in-process: dynamics messages of 10 records shaped by the
-    sink's ``Columnar`` into Arrow tables (timed apart), then inserted into chDB
-    ``telemetry_dynamics``, ``batch`` rows per insert with a dedup token. The same rows
-    as JSONEachRow (the sink's format for claims and derived rows) for comparison."""
-    base = Path(base)
+def insert_tables(rows: int, batch: int) -> tuple[list[list], list, float]:
+    """Dynamics messages of 10 records (``batch`` rows per group, a day old) and the Arrow
+    tables the sink's ``Columnar`` shapes from them: (message groups, tables, shaping s)."""
     from types import SimpleNamespace
 
     from contracts.examples import RAW_EXAMPLES
     from stream import topics as T
-    from warehouse.client import writer_client
-    from warehouse.migrate import migrate
-    from warehouse.sink import INSERT_SETTINGS, ROUTES, TELEMETRY_INSERT_SETTINGS, record_row
+    from warehouse.sink import ROUTES
 
-    ws = WarehouseSettings(clickhouse_dsn=f"chdb://{base / 'insert-warehouse'}")
-    client = writer_client(ws)
-    migrate(client, ws)
     columnar = ROUTES[T.clean_name(TOPIC)].columnar
     ex = RAW_EXAMPLES[TOPIC].record
     now = int(time.time() * 1000)
@@ -371,10 +363,6 @@ def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 
             msgs.append(SimpleNamespace(value=msgspec.json.encode(recs), key=f"veh-{m % 1000}".encode(), partition=m % 12,
                                         offset=m // per_msg, headers=[("key_version", b"1"), ("sent_ts_ms", str(now).encode())]))
         batches.append(msgs)
-
-    def stored() -> int:
-        return client.query("SELECT count() FROM telemetry_dynamics").result_rows[0][0]
-
     t0 = time.perf_counter()
     tables = []
     for msgs in batches:
@@ -382,10 +370,31 @@ def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 
         for m in msgs:
             columnar.add(cols, m, now)
         tables.append(columnar.table(cols))
-    shape_wall = time.perf_counter() - t0
+    return batches, tables, time.perf_counter() - t0
+
+
+def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 100_000) -> dict:
+    """The sink's insert path in-process: dynamics messages of 10 records shaped by the
+    sink's ``Columnar`` into Arrow tables (timed apart), then inserted into chDB
+    ``telemetry_dynamics``, ``batch`` rows per insert with a dedup token. The same rows
+    as JSONEachRow (the sink's format for claims and derived rows) for comparison."""
+    from warehouse.client import writer_client
+    from warehouse.migrate import migrate
+    from warehouse.sink import INSERT_SETTINGS, TELEMETRY_INSERT_SETTINGS, record_row
+
+    ws = WarehouseSettings(clickhouse_dsn=f"chdb://{Path(base) / 'insert-warehouse'}")
+    client = writer_client(ws)
+    migrate(client, ws)
+    batches, tables, shape_wall = insert_tables(rows, batch)
+    now = int(time.time() * 1000)
+
+    def stored() -> int:
+        return client.query("SELECT count() FROM telemetry_dynamics").result_rows[0][0]
+
     t0 = time.perf_counter()
     for i, table in enumerate(tables):
-        client.insert_arrow("telemetry_dynamics", table, settings=dict(TELEMETRY_INSERT_SETTINGS, insert_deduplication_token=f"arrow:{i}"))
+        client.insert_arrow("telemetry_dynamics", table,
+                            settings=dict(TELEMETRY_INSERT_SETTINGS, insert_deduplication_token=f"arrow:{i}"))
     arrow_wall = time.perf_counter() - t0
     n_arrow = stored()
     client.command("TRUNCATE TABLE telemetry_dynamics")
