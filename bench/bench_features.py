@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--vehicles", type=int, default=400)
     ap.add_argument("--trips", type=int, default=1, help="trips per vehicle")
     ap.add_argument("--batch", type=int, default=2000, help="records per update() call")
+    ap.add_argument("--take", type=int, default=2000, help="messages per FeatureEngine.step (the worker's VOLTRISK_TAKE_BATCH)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs; the median is reported")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
@@ -127,7 +128,7 @@ def main() -> None:
     features, features_wall = median_rates(lambda: run_features(wire, a.batch, decode=True))
     features_only, _ = median_rates(lambda: run_features(wire, a.batch, decode=False, pairs=pairs))
     msgs = clean_messages(pairs)
-    engine, engine_wall = median_rates(lambda: run_engine(msgs, max(1, a.batch // 10)))
+    engine, engine_wall = median_rates(lambda: run_engine(msgs, a.take))
     print(json.dumps({
         "events": n,
         "dynamics_events": n_dyn,
@@ -139,6 +140,7 @@ def main() -> None:
         "features_wall_clock_events_per_s": round(features_wall),
         "features_vs_decode": round(features / decode, 3),
         "engine_messages": len(msgs),
+        "engine_take": a.take,
         "engine_events_per_s": round(engine),
         "engine_wall_clock_events_per_s": round(engine_wall),
         "target_events_per_s": 20_000,

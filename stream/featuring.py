@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from itertools import repeat
+from itertools import groupby, repeat
+from operator import attrgetter, itemgetter
 
 import msgspec
 
@@ -44,6 +45,8 @@ _decoders = {
 }
 _encode = msgspec.json.encode
 _KIND_INDEX = {R.DynamicsV1: 0, R.StateV1: 1, R.AlarmV1: 2, R.CrashV1: 3}
+_VID, _RECORD = itemgetter(0), itemgetter(1)
+_EVENT_ID, _TS = attrgetter("event_id"), attrgetter("ts_ms")
 
 
 def decode_clean_grouped(msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, list[msgspec.Struct]]]:
@@ -227,37 +230,69 @@ class FeatureEngine:
     def _unseen(self, pairs: list[tuple[str, msgspec.Struct]], states: dict) -> list[tuple[str, msgspec.Struct]]:
         """The records not already in their vehicle's state: after a restart or a partition
         move the consumer resumes from the committed offset, behind what the state holds,
-        and a gate that took a raw partition over may clean a record a second time."""
-        out, ids = [], set()
-        kind_of = _KIND_INDEX
-        for vid, r in pairs:
-            key = (vid, r.event_id)
-            if key in ids:
-                self.redelivered += 1
-                continue
-            ids.add(key)
+        and a gate that took a raw partition over may clean a record a second time.
+
+        ``pairs`` come a vehicle at a time (``_release``, ``drain``); a vehicle's run whose
+        event ids are distinct and all newer than everything its state took passes whole
+        (the common case, decided with C-level calls), any other run record by record."""
+        out: list[tuple[str, msgspec.Struct]] = []
+        seen: dict[str, set] = {}  # per vehicle, the event ids met in this batch
+        for vid, group in groupby(pairs, _VID):
+            run = list(group)
+            recs = list(map(_RECORD, run))
+            ids = list(map(_EVENT_ID, recs))
             s = states.get(vid)
-            if s is not None and s.taken:
-                last_ts, last_ids = s.taken[kind_of[type(r)]]
-                if r.ts_ms < last_ts or (r.ts_ms == last_ts and r.event_id in last_ids):
+            taken = s.taken if s is not None else None
+            if (vid not in seen and len(set(ids)) == len(ids)
+                    and (not taken or min(map(_TS, recs)) > max(t for t, _ in taken))):
+                seen[vid] = set(ids)
+                out.extend(run)
+                continue
+            passed = seen.setdefault(vid, set())
+            for (_, r), eid in zip(run, ids):
+                if eid in passed:
                     self.redelivered += 1
                     continue
-            out.append((vid, r))
+                passed.add(eid)
+                if taken:
+                    last_ts, last_ids = taken[_KIND_INDEX[type(r)]]
+                    if r.ts_ms < last_ts or (r.ts_ms == last_ts and eid in last_ids):
+                        self.redelivered += 1
+                        continue
+                out.append((vid, r))
         return out
 
     @staticmethod
     def _mark_taken(pairs: list[tuple[str, msgspec.Struct]], states: dict) -> None:
+        """Per vehicle and record kind, the newest event time taken and the ids taken at it."""
         kind_of = _KIND_INDEX
-        for vid, r in pairs:
+        for vid, group in groupby(pairs, _VID):
+            recs = list(map(_RECORD, group))
             s = states[vid]
             if not s.taken:
                 s.taken = [(-1, []) for _ in kind_of]
-            k = kind_of[type(r)]
-            last_ts, last_ids = s.taken[k]
-            if r.ts_ms > last_ts:
-                s.taken[k] = (r.ts_ms, [r.event_id])
-            elif r.ts_ms == last_ts:
-                last_ids.append(r.event_id)
+            kinds = set(map(type, recs))
+            if len(kinds) == 1:  # one kind (a vehicle's dynamics): the newest time and its ids at once
+                k = kind_of[kinds.pop()]
+                ts = list(map(_TS, recs))
+                newest = max(ts)
+                last_ts, last_ids = s.taken[k]
+                if newest < last_ts:
+                    continue
+                at = [recs[ts.index(newest)].event_id] if ts.count(newest) == 1 else \
+                    [r.event_id for r, t in zip(recs, ts) if t == newest]
+                if newest > last_ts:
+                    s.taken[k] = (newest, at)
+                else:
+                    last_ids.extend(at)
+                continue
+            for r in recs:
+                k = kind_of[type(r)]
+                last_ts, last_ids = s.taken[k]
+                if r.ts_ms > last_ts:
+                    s.taken[k] = (r.ts_ms, [r.event_id])
+                elif r.ts_ms == last_ts:
+                    last_ids.append(r.event_id)
 
     def flush(self) -> list[tuple[str, str, bytes]]:
         """Release records held too long, then close trips idle for more than 5 min
