@@ -160,28 +160,45 @@ def send_until_the_broker_goes(bootstrap: str, msgs, rate_msgs: float) -> thread
 
 
 async def raw_consume(bootstrap: str, n_msgs: int, decode: bool) -> float:
+    """Seconds to fetch the ``n_msgs`` messages of the bench topic from its start: every
+    partition assigned (no group to join), positions looked up before the clock starts,
+    and every message fetched after it counted (the first fetch included)."""
     from aiokafka import AIOKafkaConsumer
 
     from stream.records import DynamicsV1
 
     many = msgspec.json.Decoder(list[DynamicsV1])
-    c = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex}",
+    # no group: the consumer takes every partition of the topic as soon as it knows them
+    c = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     await c.start()
-    seen, t0 = 0, None
     try:
+        deadline = time.monotonic() + 30
+        while not c.assignment():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"raw consume: no partition of {TOPIC} assigned after 30 s")
+            await asyncio.sleep(0.01)
+        tps = sorted(c.assignment())
+        await c.seek_to_beginning(*tps)
+        for tp in tps:
+            await c.position(tp)
+        seen, t0 = 0, time.perf_counter()
         while seen < n_msgs:
             got = await c.getmany(timeout_ms=500, max_records=20_000)
-            if got and t0 is None:
-                t0 = time.perf_counter()
             for msgs in got.values():
                 seen += len(msgs)
                 if decode:
                     for m in msgs:
                         many.decode(m.value)
+        return time.perf_counter() - t0
     finally:
         await c.stop()
-    return time.perf_counter() - t0
+
+
+def best_raw_consume(bootstrap: str, n_msgs: int, decode: bool, passes: int = 3) -> tuple[float, list[float]]:
+    """The fastest of ``passes`` raw consumes (the machine's ceiling) and every pass's seconds."""
+    runs = [asyncio.run(raw_consume(bootstrap, n_msgs, decode)) for _ in range(passes)]
+    return min(runs), runs
 
 
 async def reset_downstream_topics(bootstrap: str) -> None:
@@ -281,11 +298,19 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine (Linux /proc/stat)."""
+def _cpu_times() -> tuple[int, int, int]:
+    """(busy, total, steal) jiffies of the whole machine (Linux /proc/stat). Steal is
+    time the hypervisor gave our virtual cores to someone else: not our work, and a
+    run with much of it ran on a slower machine."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
+    fields += [0] * (8 - len(fields))
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]  # guest time is inside user
+    return user + nice + system + irq + softirq, user + nice + system + idle + iowait + irq + softirq + steal, steal
+
+
+def _share(before: tuple[int, int, int], after: tuple[int, int, int], i: int) -> float:
+    """The share of the machine's time between two ``_cpu_times`` that was field ``i``."""
+    return round((after[i] - before[i]) / max(1, after[1] - before[1]), 3)
 
 
 def start_warehouse(env: dict[str, str], base: Path) -> tuple[ServiceProcess, str]:
@@ -376,7 +401,8 @@ def insert_tables(rows: int, batch: int) -> tuple[list[list], list, float]:
 def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 100_000) -> dict:
     """The sink's insert path in-process: dynamics messages of 10 records shaped by the
     sink's ``Columnar`` into Arrow tables (timed apart), then inserted into chDB
-    ``telemetry_dynamics``, ``batch`` rows per insert with a dedup token. The same rows
+    ``telemetry_dynamics``, ``batch`` rows per insert with a dedup token, after one
+    untimed insert. The same rows
     as JSONEachRow (the sink's format for claims and derived rows) for comparison."""
     from warehouse.client import writer_client
     from warehouse.migrate import migrate
@@ -391,6 +417,11 @@ def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 
     def stored() -> int:
         return client.query("SELECT count() FROM telemetry_dynamics").result_rows[0][0]
 
+    # one untimed insert first, as a running sink has made: the first one into a fresh
+    # store also pays for opening the table and its views
+    client.insert_arrow("telemetry_dynamics", tables[0],
+                        settings=dict(TELEMETRY_INSERT_SETTINGS, insert_deduplication_token="warm-up"))
+    client.command("TRUNCATE TABLE telemetry_dynamics")
     t0 = time.perf_counter()
     for i, table in enumerate(tables):
         client.insert_arrow("telemetry_dynamics", table,
@@ -466,10 +497,13 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
         result["produce_eps"] = round(n / dt)
         say(f"pre-filled {n:,} records in {len(msgs):,} messages ({n / dt:,.0f} records/s)")
 
-        dt = asyncio.run(raw_consume(bootstrap, len(msgs), decode=False))
-        stages.append(Stage("raw aiokafka consume", n, dt, note=f"{len(msgs) / dt:,.0f} messages/s, values not decoded"))
-        dt = asyncio.run(raw_consume(bootstrap, len(msgs), decode=True))
-        stages.append(Stage("raw consume + msgspec decode", n, dt, note="every record decoded into its type"))
+        # the ceiling: the fastest of three passes (one pass is a fraction of a second)
+        dt, runs = best_raw_consume(bootstrap, len(msgs), decode=False)
+        stages.append(Stage("raw aiokafka consume", n, dt, note=f"{len(msgs) / dt:,.0f} messages/s, values not decoded; "
+                            f"best of {len(runs)} passes ({', '.join(f'{n / r:,.0f}' for r in runs)})"))
+        dt, runs = best_raw_consume(bootstrap, len(msgs), decode=True)
+        stages.append(Stage("raw consume + msgspec decode", n, dt, note=f"every record decoded into its type; best of "
+                            f"{len(runs)} passes ({', '.join(f'{n / r:,.0f}' for r in runs)})"))
         raw_eps = stages[0].eps
         say(f"raw consume {raw_eps:,} records/s; with decode {stages[1].eps:,}")
 
@@ -521,7 +555,7 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
                 w.wait_ready()
             # from the workers' first batch until the last row is visible in ClickHouse
             end: list[float] = []
-            machine: list[tuple[int, int]] = [_cpu_times()]
+            machine: list[tuple[int, int, int]] = [_cpu_times()]
 
             def all_stored(stats) -> bool:
                 # every record a row in ClickHouse, and every record through the features and scoring
@@ -544,11 +578,11 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
                                      "SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) "
                                      "FROM system.parts WHERE active AND database = currentDatabase() AND rows > 0 "
                                      "GROUP BY table ORDER BY table").result_rows}
-            busy = (machine[1][0] - machine[0][0]) / max(1, machine[1][1] - machine[0][1])
             stage = Stage(name, n, end[0] - first, cpu / n,
                           f"{n_workers} worker process{'es' if n_workers > 1 else ''} + warehouse "
                           f"({wh_cpu / n * 1e6:.1f} µs CPU per record in the warehouse process); stored unique {unique[0]:,} of {n:,}")
-            check = {"stored_unique": unique[0], "stored_final": unique[1], "machine_cpu_busy": round(busy, 3)}
+            check = {"stored_unique": unique[0], "stored_final": unique[1], "machine_cpu_busy": _share(*machine, 0),
+                     "machine_cpu_steal": _share(*machine, 2)}
             return stage, check, workers, wh, url
 
         def stop_all(workers: list[Worker], wh: ServiceProcess) -> None:
@@ -657,8 +691,9 @@ def _live(bootstrap: str, url: str, rate: int, cfg: BenchConfig, rng: random.Ran
         done["produced"] = True
         return dt, await lat_task
 
-    before = worker.stats()
+    before, machine0 = worker.stats(), _cpu_times()
     dt, scores = asyncio.run(both())
+    machine1 = _cpu_times()
     time.sleep(1.2)  # the worker's stats file is a second behind at most
     after = worker.stats()
     gc_before, gc_after = before.get("gc", {}).get("2", {}), after.get("gc", {}).get("2", {})
@@ -669,7 +704,9 @@ def _live(bootstrap: str, url: str, rate: int, cfg: BenchConfig, rng: random.Ran
            "worker_full_gc": gc_after.get("collections", 0) - gc_before.get("collections", 0),
            "worker_full_gc_pause_ms": round(gc_after.get("pause_ms", 0.0) - gc_before.get("pause_ms", 0.0), 1),
            # of its len(msgs) messages, those the features took from the gate in-process
-           "messages": len(msgs), "handed_over": handed}
+           "messages": len(msgs), "handed_over": handed,
+           # the machine during the run: busy share of all cores, and the share the hypervisor took
+           "machine_cpu_busy": _share(machine0, machine1, 0), "machine_cpu_steal": _share(machine0, machine1, 2)}
     for part, op, lat in (("", ">=", [x for t, x in scores if t >= measured_from]),
                           ("warmup_", "<", [x for t, x in scores if t < measured_from])):
         # event → the gate's decision (ingest_ts_ms) and event → row visible
@@ -700,6 +737,10 @@ def _machine() -> str:
             f"load average {load:.1f} at start")
 
 
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{share:.0%}"
+
+
 def markdown(r: dict) -> str:
     raw = r["raw_consume_eps"]
     lines = [f"Command: `voltrisk bench{' --quick' if r['config']['quick'] else ''}` — {r['date_utc']}, commit {r['commit']}, "
@@ -710,13 +751,14 @@ def markdown(r: dict) -> str:
         cpu = f"{s['cpu_s_per_record'] * 1e6:.1f}" if s["cpu_s_per_record"] is not None else "–"
         lines.append(f"| {s['name']} | {s['eps']:,} | {s['eps'] / raw:.3f} | {cpu} | {s['note']} |")
     lines += ["", "| live rate (records/s) | achieved | event → gate p50 / p99 | event → score p50 | p95 | p99 "
-                  "| event → visible p50 | p95 | p99 | messages handed over |",
-              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| event → visible p50 | p95 | p99 | messages handed over | cores busy / stolen |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for x in r["live"]:
         lines.append(f"| {x['rate']:,} | {x['achieved_rate']:,} | {x.get('gate_p50_ms', '–')} / {x.get('gate_p99_ms', '–')} ms | "
                      f"{x['score_p50_ms']} ms | {x['score_p95_ms']} ms | "
                      f"{x['score_p99_ms']} ms | {x['visible_p50_ms']} ms | {x['visible_p95_ms']} ms | {x['visible_p99_ms']} ms | "
-                     f"{x.get('handed_over', 0):,} of {x.get('messages', 0):,} |")
+                     f"{x.get('handed_over', 0):,} of {x.get('messages', 0):,} | "
+                     f"{_pct(x.get('machine_cpu_busy'))} / {_pct(x.get('machine_cpu_steal'))} |")
     if r["live"] and "warmup_s" in r["live"][0]:
         lines += ["", f"Each rate ran {r['live'][0]['warmup_s']:g} s before its {r['config']['live_seconds']:g} s measurement "
                   f"(the live runs started {r.get('live_settle_s', 0):g} s after the full path, once the warehouse had "
@@ -734,4 +776,8 @@ def markdown(r: dict) -> str:
         lines.append(f"Two worker processes: {r['two_worker_scaling']}× one worker on the full path. With one worker the "
                      f"machine's {os.cpu_count()} cores were {r['one_worker_machine_cpu_busy']:.0%} busy (worker, broker, "
                      "warehouse and the bench), which bounds what a second worker process can add here.")
+    steal = r.get("full_path_check", {}).get("machine_cpu_steal")
+    if steal is not None:
+        lines.append(f"CPU stolen by the hypervisor during the full path: {_pct(steal)} of the cores' time (Linux "
+                     "/proc/stat; a run with much of it ran on a slower machine).")
     return "\n".join(lines)
