@@ -76,8 +76,13 @@ def feature_names(window_d: int = 30) -> list[str]:
     ]
 
 
+# Below this exposure (km, seconds, samples) a rate is ``empty``: real driving is far
+# above it, and a sub-nanometre distance would make a rate per 100 km overflow to inf.
+MIN_EXPOSURE = 1e-9
+
+
 def _ratio(num: np.ndarray, den: np.ndarray, scale: float = 1.0, empty: float = 0.0) -> np.ndarray:
-    return np.divide(num * scale, den, out=np.full(len(num), empty), where=den > 0)
+    return np.divide(num * scale, den, out=np.full(len(num), empty), where=den > MIN_EXPOSURE)
 
 
 def features_from_sums(s: Mapping[str, np.ndarray], window_d: int) -> dict[str, np.ndarray]:

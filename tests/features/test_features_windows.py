@@ -182,3 +182,20 @@ def test_random_streams_never_crash_and_give_non_negative_rates(mk, events, cuts
     for name in feature_names(30):
         values = f[name][~np.isnan(f[name])]
         assert (values >= 0).all(), name
+        assert np.isfinite(values).all(), name  # a tiny distance must not make a rate per 100 km inf
+
+
+def test_a_vanishing_distance_gives_no_rate_instead_of_an_infinite_one():
+    from stream.features.windows import features_from_sums
+
+    sums = {name: np.array([0.0, 0.0]) for name in DAILY_SUMS}
+    # the smallest positive float of distance and of driving time, and one event of each kind
+    sums.update(distance_km=np.array([5e-324, 12.0]), driving_s=np.array([5e-324, 900.0]),
+                hard_brake_n=np.array([1.0, 1.0]), fcw_n=np.array([1.0, 0.0]), night_s=np.array([1.0, 90.0]))
+    with np.errstate(over="raise"):  # an overflow would raise here instead of giving inf
+        f = features_from_sums(sums, 30)
+    assert f["hard_brake_per_100km_by_vehicle_30d"].tolist() == [0.0, pytest.approx(100.0 / 12.0)]
+    assert f["fcw_per_1000km_by_vehicle_30d"].tolist() == [0.0, 0.0]
+    assert f["night_share_by_vehicle_30d"].tolist() == [0.0, pytest.approx(0.1)]
+    assert all(np.isfinite(v).all() for k, v in f.items() if k != "vehicle_id" and np.asarray(v).dtype.kind == "f"
+               and not k.startswith("soc_"))
