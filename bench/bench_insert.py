@@ -10,7 +10,9 @@ optimize_on_insert=1 (the setting before 0042); ``exact_activity`` a copy with t
 views plus the vehicle_activity view 0042 dropped (uniqExactState of every event id per
 vehicle); ``before_0042`` that copy with optimize_on_insert=1, i.e. the insert as it
 was before both changes. A first round warms up and is not counted. Prints one JSON object: median rows/s
-per variant and its ratio to ``bare``."""
+per variant and its ratio to ``bare``; and the sink's shaping of the same messages into
+Arrow tables, numeric columns through numpy (``dense``, the sink's) against the plain
+per-value conversion, alternating, medians."""
 
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from voltrisk.benchmark import insert_tables
+from voltrisk.benchmark import TOPIC, insert_tables
 from voltrisk.settings import WarehouseSettings
 from warehouse.client import writer_client
 from warehouse.migrate import migrate
-from warehouse.sink import INSERT_SETTINGS, TELEMETRY_INSERT_SETTINGS
+from stream import topics as T
+from warehouse.sink import INSERT_SETTINGS, ROUTES, TELEMETRY_INSERT_SETTINGS, Columnar
 
 EXACT_ACTIVITY = ("""
 CREATE TABLE probe_activity (vehicle_id LowCardinality(String), carmaker LowCardinality(String),
@@ -38,6 +41,26 @@ CREATE MATERIALIZED VIEW probe_activity_mv TO probe_activity AS
 SELECT vehicle_id, carmaker, uniqExactState(event_id) AS events, max(ts_ms) AS last_ts_ms
 FROM probe_exact GROUP BY vehicle_id, carmaker
 """)
+
+
+def shape_rates(batches: list[list], rows: int, reps: int) -> dict[str, list[float]]:
+    """Rows/s of shaping the messages into Arrow tables: the sink's ``Columnar`` and the
+    same with every column converted value by value (its ``dense`` set emptied)."""
+    record_type = ROUTES[T.clean_name(TOPIC)].columnar.record_type
+    out: dict[str, list[float]] = {"dense": [], "plain": []}
+    for _ in range(reps):
+        for name in out:
+            columnar = Columnar(record_type)
+            if name == "plain":
+                columnar.dense = {}
+            t0 = time.perf_counter()
+            for msgs in batches:
+                cols = columnar.new()
+                for m in msgs:
+                    columnar.add(cols, m, 0)
+                columnar.table(cols)
+            out[name].append(rows / (time.perf_counter() - t0))
+    return out
 
 
 def main() -> None:
@@ -62,7 +85,7 @@ def main() -> None:
         for sql in EXACT_ACTIVITY:
             client.command(sql)
         views = sorted(name for name, _ in views)
-        _, tables, shape_s = insert_tables(args.rows, args.batch)
+        batches, tables, shape_s = insert_tables(args.rows, args.batch)
         print(f"{len(tables)} Arrow tables of {args.batch:,} rows shaped in {shape_s:.1f} s; "
               f"views on telemetry_dynamics: {', '.join(views)}", file=sys.stderr)
         variants = {"bare": ("probe_bare", TELEMETRY_INSERT_SETTINGS),
@@ -89,12 +112,15 @@ def main() -> None:
                 print(f"round {rep}/{args.reps}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()),
                       file=sys.stderr)
         client.close()
+        shaping = shape_rates(batches, args.rows, args.reps)
         bare = statistics.median(rates["bare"])
         print(json.dumps({
             "rows": args.rows, "batch_rows": args.batch, "reps": args.reps, "views": views,
             "rows_per_s": {k: round(statistics.median(v)) for k, v in rates.items()},
             "ratio_to_bare": {k: round(statistics.median(v) / bare, 3) for k, v in rates.items()},
             "spread": {k: [round(min(v)), round(max(v))] for k, v in rates.items()},
+            "shape_rows_per_s": {k: round(statistics.median(v)) for k, v in shaping.items()},
+            "shape_spread": {k: [round(min(v)), round(max(v))] for k, v in shaping.items()},
         }))
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -117,6 +117,15 @@ def _prefix(msg, now_ms: int, pos: _Position) -> bytes:
     return _encode(extra)[:-1] + b","
 
 
+_NUMPY = {pa.float64(): np.float64, pa.int64(): np.int64, pa.bool_(): np.bool_}
+
+
+def _nullable(t: mi.Type) -> bool:
+    if isinstance(t, mi.Metadata):
+        return _nullable(t.type)
+    return isinstance(t, mi.UnionType) and any(isinstance(a, mi.NoneType) for a in t.types)
+
+
 def _arrow_type(t: mi.Type) -> pa.DataType:
     """The Arrow type of a record field (ClickHouse casts it to the column's type)."""
     if isinstance(t, mi.Metadata):  # constraints and descriptions around the type
@@ -148,9 +157,13 @@ class Columnar:
             ("ingest_ts_ms", pa.int64()), ("stored_ts_ms", pa.int64()))
 
     def __init__(self, record_type: type[msgspec.Struct]):
+        self.record_type = record_type
         self.one = msgspec.json.Decoder(record_type)
         self.many = msgspec.json.Decoder(list[record_type])
         self.fields = [(f.name, _arrow_type(f.type)) for f in mi.type_info(record_type).fields]
+        # fields that are never null and fixed-width: gathered straight into numpy arrays
+        self.dense = {f.name: _NUMPY[_arrow_type(f.type)] for f in mi.type_info(record_type).fields
+                      if not _nullable(f.type) and _arrow_type(f.type) in _NUMPY}
 
     @staticmethod
     def new() -> tuple[list, list, list]:
@@ -173,9 +186,14 @@ class Columnar:
     def table(self, acc: tuple[list, list, list]) -> pa.Table:
         recs, per_message, counts = acc
         names, arrays = [], []
+        n = len(recs)
         for name, t in self.fields:
             names.append(name)
-            arrays.append(pa.array(list(map(attrgetter(name), recs)), t))
+            dtype = self.dense.get(name)
+            if dtype is not None:
+                arrays.append(pa.array(np.fromiter(map(attrgetter(name), recs), dtype, n), t))
+            else:
+                arrays.append(pa.array(list(map(attrgetter(name), recs)), t))
         counts = np.asarray(counts)
         for (name, t), values in zip(self.SINK, zip(*per_message)):
             names.append(name)

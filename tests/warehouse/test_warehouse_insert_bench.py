@@ -24,6 +24,7 @@ def test_insert_bench_compares_every_variant_with_the_bare_table():
     assert set(r["rows_per_s"]) == set(r["ratio_to_bare"]) == variants
     assert all(v > 0 for v in r["rows_per_s"].values())
     assert r["ratio_to_bare"]["bare"] == 1.0
+    assert set(r["shape_rows_per_s"]) == {"dense", "plain"} and all(v > 0 for v in r["shape_rows_per_s"].values())
     # the views the sink's inserts feed: the rollups, not the dropped per-event-id view
     assert r["views"] == ["pipeline_minute_dynamics_mv", "vehicle_rollup_dynamics_mv"]
     assert "views on telemetry_dynamics: pipeline_minute_dynamics_mv, vehicle_rollup_dynamics_mv" in out.stderr
