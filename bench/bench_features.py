@@ -67,7 +67,7 @@ def run_features(wire: list[tuple[str, type, bytes]], batch_size: int, decode: b
     return _since(t)
 
 
-TOPIC_OF = {DynamicsV1: T.DYNAMICS, StateV1: T.STATE, AlarmV1: T.ALARM, CrashV1: T.CRASH}
+CLEAN_TOPIC = {t.record: T.clean_name(t.name) for t in T.RAW if t.kind == "telemetry"}  # record type -> clean topic
 
 
 def clean_messages(pairs, per_message: int = 10) -> list[tuple[str, bytes, bytes]]:
@@ -78,9 +78,9 @@ def clean_messages(pairs, per_message: int = 10) -> list[tuple[str, bytes, bytes
         buf = pending.setdefault((vid, type(r)), [])
         buf.append(r)
         if len(buf) == per_message:
-            out.append((T.clean_name(TOPIC_OF[type(r)].name), vid.encode(), msgspec.json.encode(buf)))
+            out.append((CLEAN_TOPIC[type(r)], vid.encode(), msgspec.json.encode(buf)))
             pending[(vid, type(r))] = []
-    out += [(T.clean_name(TOPIC_OF[kind].name), vid.encode(), msgspec.json.encode(buf))
+    out += [(CLEAN_TOPIC[kind], vid.encode(), msgspec.json.encode(buf))
             for (vid, kind), buf in pending.items() if buf]
     return out
 

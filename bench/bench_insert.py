@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from voltrisk.benchmark import TOPIC, insert_tables
+from voltrisk.benchmark import TOPIC, insert_tables, shape
 from voltrisk.settings import WarehouseSettings
 from warehouse.client import writer_client
 from warehouse.migrate import migrate
@@ -54,11 +54,7 @@ def shape_rates(batches: list[list], rows: int, reps: int) -> dict[str, list[flo
             if name == "plain":
                 columnar.dense = {}
             t0 = time.perf_counter()
-            for msgs in batches:
-                cols = columnar.new()
-                for m in msgs:
-                    columnar.add(cols, m, 0)
-                columnar.table(cols)
+            shape(columnar, batches, 0)
             out[name].append(rows / (time.perf_counter() - t0))
     return out
 

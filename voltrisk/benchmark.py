@@ -389,21 +389,27 @@ def insert_tables(rows: int, batch: int) -> tuple[list[list], list, float]:
                                         offset=m // per_msg, headers=[("key_version", b"1"), ("sent_ts_ms", str(now).encode())]))
         batches.append(msgs)
     t0 = time.perf_counter()
+    tables = shape(columnar, batches, now)
+    return batches, tables, time.perf_counter() - t0
+
+
+def shape(columnar, batches: list[list], now_ms: int) -> list:
+    """One Arrow table per group of messages, as the sink's ``Columnar`` makes them."""
     tables = []
     for msgs in batches:
         cols = columnar.new()
         for m in msgs:
-            columnar.add(cols, m, now)
+            columnar.add(cols, m, now_ms)
         tables.append(columnar.table(cols))
-    return batches, tables, time.perf_counter() - t0
+    return tables
 
 
 def warehouse_insert_rows_per_s(base: Path, rows: int = 1_000_000, batch: int = 100_000) -> dict:
     """The sink's insert path in-process: dynamics messages of 10 records shaped by the
     sink's ``Columnar`` into Arrow tables (timed apart), then inserted into chDB
     ``telemetry_dynamics``, ``batch`` rows per insert with a dedup token, after one
-    untimed insert. The same rows
-    as JSONEachRow (the sink's format for claims and derived rows) for comparison."""
+    untimed insert. The same rows as JSONEachRow (the sink's format for claims and
+    derived rows) for comparison."""
     from warehouse.client import writer_client
     from warehouse.migrate import migrate
     from warehouse.sink import INSERT_SETTINGS, TELEMETRY_INSERT_SETTINGS, record_row

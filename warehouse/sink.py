@@ -160,10 +160,10 @@ class Columnar:
         self.record_type = record_type
         self.one = msgspec.json.Decoder(record_type)
         self.many = msgspec.json.Decoder(list[record_type])
-        self.fields = [(f.name, _arrow_type(f.type)) for f in mi.type_info(record_type).fields]
+        fields = mi.type_info(record_type).fields
+        self.fields = [(f.name, _arrow_type(f.type)) for f in fields]
         # fields that are never null and fixed-width: gathered straight into numpy arrays
-        self.dense = {f.name: _NUMPY[_arrow_type(f.type)] for f in mi.type_info(record_type).fields
-                      if not _nullable(f.type) and _arrow_type(f.type) in _NUMPY}
+        self.dense = {name: _NUMPY[t] for (name, t), f in zip(self.fields, fields) if t in _NUMPY and not _nullable(f.type)}
 
     @staticmethod
     def new() -> tuple[list, list, list]:
