@@ -21,6 +21,7 @@ import struct
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import msgspec
 
@@ -93,6 +94,19 @@ class Accepted(msgspec.Struct, frozen=True, gc=False):
     value: bytes  # re-encoded JSON, positions WGS-84, VINs in claims replaced by pseudonyms
     headers: list[tuple[str, bytes]]  # schema_version, source_protocol, consent_scope, key_version, ingest_ts_ms
     record: msgspec.Struct  # the decoded record (WGS-84)
+
+
+class Passed(msgspec.Struct, frozen=True, gc=False):
+    """A telemetry batch message every record of which the gate let through, decided in
+    one pass over the message (``_TopicGate.pass_array``): what ``Accepted`` says of each
+    record, said once for the message."""
+
+    topic: str  # the clean.* topic
+    key: bytes  # pseudonymous vehicle id
+    value: bytes  # the records re-encoded, comma-separated, without the enclosing brackets
+    headers: list[tuple[str, bytes]]
+    records: list  # the decoded records (WGS-84), in message order
+    newest_ts_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +421,68 @@ class _TopicGate:
             out.append(verdict if type(verdict) is Accepted else reject(verdict[0], where + verdict[1], verdict[2], self.origin))
         return out
 
+    def pass_array(self, key, value: bytes, headers, partition: int, offset: int, now_ms: int, ingest,
+                   max_records: int) -> Passed | None:
+        """A telemetry batch message whose records all pass, decided with checks over the
+        whole message instead of a verdict per record: a ``Passed``, with the
+        de-duplication store updated as ``seen`` would have for each record. None when
+        any record might fail a check (or the envelope does): the message then goes the
+        per-record way (``check_array``), which names what failed; nothing is written
+        to the store before every check has passed, so both ways give the same outputs
+        and leave the same state."""
+        if not self.telemetry or not key or len(value) > self.max_bytes:
+            return None
+        parsed = self.headers(headers)
+        if type(parsed) is tuple:
+            return None
+        if type(key) is not bytes:
+            key = bytes(key)
+        vehicle = self.vehicles.get(key) or self.vehicle(key)
+        if vehicle is None:
+            return None
+        try:
+            records = self.list_decoder.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return None
+        if not records or len(records) > max_records:
+            return None
+        vin, out_key, event_prefix, water_key = vehicle
+        stamps = list(map(_TS_OF, records))
+        oldest, top = min(stamps), max(stamps)
+        if top > now_ms + MAX_FUTURE_MS:
+            return None
+        if self.inconsistency is not None and any(map(self.inconsistency, records)):
+            return None
+        ids = list(map(_EVENT_ID_OF, records))
+        # one search over all ids: the separator is neither a VIN character nor alphanumeric,
+        # so a VIN is found in the joined text exactly when it is in one of the ids
+        joined = "\n".join(ids)
+        if vin in joined.upper() or contains_vin(joined) or len(set(ids)) != len(ids):
+            return None
+        store = self.store
+        keys = [event_prefix + i.encode("utf-8", "surrogatepass") for i in ids]
+        holds_any = getattr(store, "holds_any", None)
+        if holds_any(keys) if holds_any is not None else any(store.get(k) is not None for k in keys):
+            return None  # a duplicate or a replay: the per-record way tells them apart
+        packed = store.get(water_key)
+        newest = _TS.unpack(packed)[0] if packed is not None else None
+        # no record is late when the oldest is within the lateness of the newest time seen
+        # before any of them (each record is compared with the newest before it, never later)
+        if oldest < (top if newest is None else max(newest, top)) - self.lateness_ms:
+            return None
+        if parsed.coord_sys == "GCJ02":
+            records = [_to_wgs84(r, "GCJ02") for r in records]
+        pack = _EV.pack
+        items = zip(keys, [pack(ts, partition, offset) for ts in stamps])
+        update = getattr(store, "update_pending", None)
+        if update is not None:
+            update(items)
+        else:
+            store.update(items)
+        if newest is None or top > newest:
+            store[water_key] = _TS.pack(top)
+        return Passed(self.out_topic, out_key, self.encoder.encode(records)[1:-1], [*parsed.out, ingest], records, top)
+
     def vehicle(self, key: bytes) -> tuple[str, bytes, bytes, bytes] | None:
         """Parse and pseudonymise a telemetry key once; None when not a VIN."""
         vin = normalise_vin(key.decode("ascii", "replace"))
@@ -448,6 +524,7 @@ class _TopicGate:
 
 _TS = struct.Struct(">q")
 _EV = struct.Struct(">qiq")  # ts_ms, source partition, source offset
+_TS_OF, _EVENT_ID_OF = attrgetter("ts_ms"), attrgetter("event_id")
 
 
 def _state_inconsistency(record: rec.StateV1) -> tuple[str, str] | None:
@@ -584,22 +661,35 @@ class Gate:
         self._after_batch(out)
         return out
 
-    def check_arrays(self, topic: str, msgs: Sequence[tuple], max_records: int) -> dict[int, list[Accepted | Rejected]]:
+    def check_arrays(self, topic: str, msgs: Sequence[tuple], max_records: int,
+                     whole: bool = False) -> dict[int, list[Accepted | Rejected] | Passed]:
         """The fast path for telemetry batch messages: {message index: verdict per
         record} for those decided in one pass (see ``_TopicGate.check_array``); the
-        others go through ``check_batch`` record by record."""
+        others go through ``check_batch`` record by record. ``whole``: a message all of
+        whose records pass is decided faster still, as one ``Passed`` instead of a
+        verdict per record (``_TopicGate.pass_array``); messages are decided in order."""
         gate = self._topics.get(topic)
         if gate is None or not gate.telemetry:
             return {}
         now_ms, ingest = self._stamp()
-        decided = {}
+        decided: dict[int, list[Accepted | Rejected] | Passed] = {}
+        newest = None
         for mi, (key, value, headers, partition, offset) in enumerate(msgs):
             if value and value[:1] == b"[":
+                if whole:
+                    passed = gate.pass_array(key, value, headers, partition, offset, now_ms, ingest, max_records)
+                    if passed is not None:
+                        decided[mi] = passed
+                        newest = passed.newest_ts_ms if newest is None else max(newest, passed.newest_ts_ms)
+                        continue
                 verdicts = gate.check_array(key, value, headers, partition, offset, now_ms, ingest, max_records)
                 if verdicts is not None:
                     decided[mi] = verdicts
+                    top = max((a.record.ts_ms for a in verdicts if type(a) is Accepted), default=None)
+                    if top is not None:
+                        newest = top if newest is None else max(newest, top)
         if decided:
-            self._after_batch([v for vs in decided.values() for v in vs])
+            self._after(newest)
         return decided
 
     def _stamp(self) -> tuple[int, tuple[str, bytes]]:
@@ -608,10 +698,14 @@ class Gate:
         return now_ms, ("ingest_ts_ms", str(now_ms).encode())
 
     def _after_batch(self, out: list) -> None:
+        self._after(max((a.record.ts_ms for a in out if type(a) is Accepted), default=None))
+
+    def _after(self, newest: int | None) -> None:
+        """After a batch: its ids made durable, expired ids swept as event time (the
+        newest accepted ``newest``) advances."""
         flush = getattr(self._store, "flush", None)
         if flush is not None:  # a write-back store: this batch's ids are durable before its outputs leave
             flush()
-        newest = max((a.record.ts_ms for a in out if type(a) is Accepted), default=None)
         if newest is not None:
             if self._next_sweep_ms is None:
                 self._next_sweep_ms = newest + self._sweep_every_ms

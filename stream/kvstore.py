@@ -9,6 +9,7 @@ emitted), and recently written values are read back from memory.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
@@ -54,6 +55,25 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
                 return default if v is None else v
         return default if v is _DELETED else v
 
+    def holds_any(self, keys: list[bytes]) -> bool:
+        """Whether any of ``keys`` is held: set operations over what is in memory, then
+        one database read (a multi-get) for the rest."""
+        pending = self._pending
+        gone: set = set()
+        if pending:
+            hit = pending.keys() & keys
+            if hit:
+                gone = {k for k in hit if pending[k] is _DELETED}
+                if len(gone) < len(hit):
+                    return True
+        if self._cache and (self._cache.keys() & keys) - gone:
+            return True
+        return any(v is not None for v in self.db.get([k for k in keys if k not in gone] if gone else keys))
+
+    def update_pending(self, items) -> None:
+        """Set many keys (an iterable of (key, value)) at once."""
+        self._pending.update(items)
+
     def __getitem__(self, key: bytes) -> bytes:
         v = self.get(key)
         if v is None:
@@ -88,18 +108,22 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
         from rocksdict import WriteBatch
 
         wb = WriteBatch(raw_mode=True)
-        cache = self._cache
-        if len(cache) + len(self._pending) > self.cache_limit:
+        cache, pending = self._cache, self._pending
+        if len(cache) + len(pending) > self.cache_limit:
             cache.clear()
-        for k, v in self._pending.items():
-            if v is _DELETED:
-                wb.delete(k)
-                cache.pop(k, None)
-            else:
-                wb.put(k, v)
-                cache[k] = v  # type: ignore[assignment]
+        if _DELETED in pending.values():
+            for k, v in pending.items():
+                if v is _DELETED:
+                    wb.delete(k)
+                    cache.pop(k, None)
+                else:
+                    wb.put(k, v)
+                    cache[k] = v  # type: ignore[assignment]
+        else:  # puts only (nearly every batch): no Python-level loop
+            deque(map(wb.put, pending.keys(), pending.values()), maxlen=0)
+            cache.update(pending)
         self.db.write(wb)
-        self._pending.clear()
+        pending.clear()
 
     def close(self) -> None:
         self.flush()
