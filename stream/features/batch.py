@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -178,6 +178,7 @@ class Crashes(Columns):
 
 
 _KINDS = {DynamicsV1: "dynamics", StateV1: "states", AlarmV1: "alarms", CrashV1: "crashes"}
+_VID, _RECORD = itemgetter(0), itemgetter(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,10 @@ class Batch:
     @classmethod
     def from_records(cls, pairs: Iterable[tuple[str, DynamicsV1 | StateV1 | AlarmV1 | CrashV1]]) -> Batch:
         """``pairs``: ``(pseudonymous vehicle id, decoded record)`` in any order."""
+        pairs = pairs if isinstance(pairs, list) else list(pairs)
+        recs = list(map(_RECORD, pairs))
+        if set(map(type, recs)) == {DynamicsV1}:  # a batch of driving samples only (the bulk of the traffic)
+            return cls(Dynamics.from_records(list(map(_VID, pairs)), recs), _EMPTY_STATES, _EMPTY_ALARMS, _EMPTY_CRASHES)
         split: dict[str, tuple[list, list]] = {k: ([], []) for k in _KINDS.values()}
         for vehicle_id, record in pairs:
             kind = _KINDS.get(type(record))
@@ -222,6 +227,10 @@ class Batch:
 
     def vehicle_ids(self) -> list[str]:
         """The vehicles in the batch, sorted: whose stored states ``update`` needs."""
-        ids = np.concatenate([self.dynamics.vehicle_id, self.states.vehicle_id, self.alarms.vehicle_id,
-                              self.crashes.vehicle_id]).astype(object)
-        return np.unique(ids).tolist()
+        ids: set[str] = set()
+        for part in (self.dynamics, self.states, self.alarms, self.crashes):
+            ids.update(part.vehicle_id.tolist())
+        return sorted(ids)
+
+
+_EMPTY_STATES, _EMPTY_ALARMS, _EMPTY_CRASHES = States.empty(), Alarms.empty(), Crashes.empty()
