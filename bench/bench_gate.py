@@ -4,6 +4,12 @@ Valid and invalid ``ev.dynamics.v1`` records, in take()-sized batches, against a
 baseline measured in the same run: msgspec's typed decode of the same bytes (the
 floor any validating consumer pays) and its untyped decode.
 
+Batch messages (a JSON array of one vehicle's 10 records, what the fleet simulator and
+``voltrisk bench`` send) go through the worker's own step, ``stream.agents.gate_batch``,
+with the worker's RocksDB de-duplication store: once deciding each message whose
+records all pass as a whole (the worker's way) and once with a verdict per record
+(``whole=False``), alternating, on the same messages.
+
     .venv/bin/python bench/bench_gate.py --records 200000 --json
 """
 
@@ -14,10 +20,12 @@ import json
 import platform
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 import msgspec
 
@@ -98,6 +106,39 @@ def _gate_rate(msgs: list[tuple], batch: int, repeats: int) -> tuple[float, Coun
     return _best_rate(len(msgs), run, repeats), Counter(verdicts)
 
 
+def batch_messages(n: int, rng: random.Random, per_message: int = 10) -> list[tuple]:
+    """n valid records as batch messages of ``per_message`` records of one vehicle each."""
+    singles = valid_messages(n, rng)
+    by_vehicle: dict[bytes, list[tuple]] = {}
+    for m in singles:
+        by_vehicle.setdefault(m[0], []).append(m)
+    out = []
+    for key, msgs in by_vehicle.items():
+        for i in range(0, len(msgs), per_message):
+            part = msgs[i:i + per_message]
+            out.append((key, b"[" + b",".join(m[1] for m in part) + b"]", part[0][2], 0, part[0][4]))
+    out.sort(key=lambda m: m[4])  # interleaved across vehicles in event-time order, as a fleet's backlog is
+    return [(k, v, h, p, i) for i, (k, v, h, p, _) in enumerate(out)]
+
+
+def _gate_batch_rate(msgs: list[tuple], n: int, batch: int, whole: bool) -> tuple[float, int]:
+    """Records per CPU second through ``gate_batch`` with a fresh RocksDB store, and the
+    clean messages it produced."""
+    from stream.agents import gate_batch
+    from stream.kvstore import WriteBackStore
+
+    with tempfile.TemporaryDirectory(prefix="bench-gate-") as home:
+        store = WriteBackStore.open(Path(home) / "dedupe", bloom=True)
+        gate = Gate(WorkerSettings(), dedupe_store=store, clock=lambda: EXAMPLE_TS_MS / 1000 + 86_400)
+        clean = 0
+        start = time.process_time()
+        for i in range(0, len(msgs), batch):
+            clean += sum(o.topic == "clean.ev.dynamics.v1" for o in gate_batch(gate, TOPIC, msgs[i:i + batch], whole=whole))
+        spent = time.process_time() - start
+        store.close()
+    return n / spent, clean
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
@@ -129,6 +170,15 @@ def main(argv: list[str] | None = None) -> dict:
     valid_rate, valid_verdicts = _gate_rate(valid, args.batch, args.repeats)
     invalid_rate, invalid_verdicts = _gate_rate(invalid, args.batch, args.repeats)
     gcj_rate, gcj_verdicts = _gate_rate(gcj, args.batch, args.repeats)
+    arrays = batch_messages(n, random.Random(args.seed))
+    by_way: dict[bool, list[float]] = {True: [], False: []}
+    clean: dict[bool, int] = {}
+    for _ in range(args.repeats):
+        for whole in (True, False):
+            rate, clean[whole] = _gate_batch_rate(arrays, n, args.batch, whole)
+            by_way[whole].append(rate)
+    if clean[True] != clean[False]:
+        raise SystemExit(f"the two ways made {clean[True]} and {clean[False]} clean messages")
     result = {
         "bench": "gate",
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -144,7 +194,12 @@ def main(argv: list[str] | None = None) -> dict:
             "gate_valid_wgs84": round(valid_rate),
             "gate_valid_gcj02": round(gcj_rate),
             "gate_invalid": round(invalid_rate),
+            "gate_batch_messages_whole": round(max(by_way[True])),
+            "gate_batch_messages_per_record": round(max(by_way[False])),
         },
+        "batch_messages": len(arrays),
+        "gate_batch_messages_runs": {"whole": [round(r) for r in by_way[True]],
+                                     "per_record": [round(r) for r in by_way[False]]},
         "gate_valid_vs_typed_decode": round(valid_rate / baseline_typed, 3),
         "verdicts": {"valid": dict(valid_verdicts), "invalid": dict(invalid_verdicts), "gcj02": dict(gcj_verdicts)},
     }
