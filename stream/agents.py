@@ -246,14 +246,28 @@ class WorkerApp(faust.App):
         self.before_handover: list[Callable[[], Awaitable[None]]] = []
         # makers of services started once the app is (in its event loop), stopped before it
         self.own_services: list[Callable[[], Service]] = []
+        self._own_started = False
 
     def _new_transport(self):
         return _transport_class(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
 
+    async def on_started(self) -> None:
+        # the app's services (producer, consumer) run; Faust's own on_started now waits for
+        # its consumer group to form and its tables to recover. The gate has its own group
+        # and no Faust state, so it starts first: a worker joining a busy fleet takes its
+        # share of the raw partitions while the features' group forms, not after it.
+        await self._start_own_services()
+        await super().on_started()
+
     async def on_started_init_extra_services(self) -> None:
         await super().on_started_init_extra_services()
-        for make in self.own_services:
-            await self.add_runtime_dependency(make())
+        await self._start_own_services()
+
+    async def _start_own_services(self) -> None:
+        if not self._own_started:
+            self._own_started = True
+            for make in self.own_services:
+                await self.add_runtime_dependency(make())
 
     async def _handover(self) -> None:
         for hook in self.before_handover:
@@ -296,7 +310,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         # a killed worker's partitions move after this much silence (Faust's default is 60 s);
         # heartbeats come from the consumer thread, so a long batch does not count as silence
         broker_session_timeout=w.worker_session_timeout_s,
-        broker_heartbeat_interval=w.worker_session_timeout_s / 5,
+        broker_heartbeat_interval=w.worker_heartbeat_s,
         # Faust's per-message cost is the ceiling of a worker: fetch and buffer generously
         stream_buffer_maxsize=max(16 * w.take_batch, 32768),
         broker_max_poll_records=max(w.take_batch, 10_000),

@@ -86,7 +86,7 @@ class GateIntake(Service):
         self.consumer = AIOKafkaConsumer(
             **self.k.aiokafka_kwargs(), group_id=self.group, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=self.w.take_batch,
-            session_timeout_ms=session_ms, heartbeat_interval_ms=session_ms // 5,
+            session_timeout_ms=session_ms, heartbeat_interval_ms=int(self.w.worker_heartbeat_s * 1000),
             fetch_max_bytes=16 * 1024 * 1024, fetch_max_wait_ms=self.k.kafka_fetch_max_wait_ms,
         )
         self.consumer.subscribe(self.topics, listener=_Handover(self))

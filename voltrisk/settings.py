@@ -157,6 +157,14 @@ class WorkerSettings(BaseSettings):
         10.0, ge=6.0, le=300.0,
         description="A worker silent this long leaves the consumer group and its partitions move (crash recovery time)")
 
+    @property
+    def worker_heartbeat_s(self) -> float:
+        """How often a worker's consumers tell their groups they are alive. The members of a
+        group learn from their next heartbeat that another member joined or left, so the
+        partitions move within about this long (Kafka's default, 3 s, made a worker that
+        joins a busy group wait seconds for its share)."""
+        return min(self.worker_session_timeout_s / 5, 0.5)
+
     @field_validator("worker_stages")
     @classmethod
     def _known_stages(cls, v: str) -> str:
