@@ -584,11 +584,17 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
                                      "SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) "
                                      "FROM system.parts WHERE active AND database = currentDatabase() AND rows > 0 "
                                      "GROUP BY table ORDER BY table").result_rows}
+            # when each worker's gate took its first batch: the later ones waited for the group to let them in
+            starts = sorted(s["stages"]["gate"]["first_wall"] for s in stats if "gate" in s.get("stages", {}))
+            joined = f"; the last worker's first batch {starts[-1] - starts[0]:.1f} s after the first's" if len(starts) > 1 else ""
             stage = Stage(name, n, end[0] - first, cpu / n,
                           f"{n_workers} worker process{'es' if n_workers > 1 else ''} + warehouse "
-                          f"({wh_cpu / n * 1e6:.1f} µs CPU per record in the warehouse process); stored unique {unique[0]:,} of {n:,}")
+                          f"({wh_cpu / n * 1e6:.1f} µs CPU per record in the warehouse process); stored unique {unique[0]:,} of {n:,}"
+                          + joined)
             check = {"stored_unique": unique[0], "stored_final": unique[1], "machine_cpu_busy": _share(*machine, 0),
                      "machine_cpu_steal": _share(*machine, 2)}
+            if len(starts) > 1:
+                check["join_lag_s"] = round(starts[-1] - starts[0], 2)
             return stage, check, workers, wh, url
 
         def stop_all(workers: list[Worker], wh: ServiceProcess) -> None:
