@@ -387,13 +387,11 @@ class _TopicGate:
         return Accepted(self.out_topic, out_key, self.encoder.encode(record),
                         out_headers if out_headers is not None else [*parsed.out, ingest], record)
 
-    def check_array(self, key, value: bytes, headers, partition: int, offset: int, now_ms: int, ingest,
-                    max_records: int) -> list[Accepted | Rejected] | None:
-        """Verdicts for a telemetry batch message (a JSON array of one vehicle's
-        records) in one pass: headers and key once, one typed decode of the whole
-        array, then the record-level checks. None when the message needs the
-        per-record path to name what is wrong (its envelope is refused, or any
-        record fails to decode): both paths give the same verdicts."""
+    def envelope(self, key, value: bytes, headers, max_records: int) -> tuple[_Headers, tuple, list] | None:
+        """(headers, vehicle, records) of a telemetry batch message (a JSON array of one
+        vehicle's records) whose headers and key pass and whose records all decode, with
+        one typed decode of the whole array; None when the message needs the per-record
+        path to name what is wrong."""
         if not self.telemetry or not key or len(value) > self.max_bytes:
             return None
         parsed = self.headers(headers)
@@ -410,6 +408,13 @@ class _TopicGate:
             return None
         if not records or len(records) > max_records:
             return None
+        return parsed, vehicle, records
+
+    def check_array(self, envelope: tuple[_Headers, tuple, list], partition: int, offset: int, now_ms: int,
+                    ingest) -> list[Accepted | Rejected]:
+        """Verdicts for the records of a batch message whose ``envelope`` passed, in one
+        pass: the record-level checks of each (both paths give the same verdicts)."""
+        parsed, vehicle, records = envelope
         where = f"{self.spec.name} partition {partition} offset {offset}: "
         out: list[Accepted | Rejected] = []
         out_headers = [*parsed.out, ingest]
@@ -421,31 +426,16 @@ class _TopicGate:
             out.append(verdict if type(verdict) is Accepted else reject(verdict[0], where + verdict[1], verdict[2], self.origin))
         return out
 
-    def pass_array(self, key, value: bytes, headers, partition: int, offset: int, now_ms: int, ingest,
-                   max_records: int) -> Passed | None:
-        """A telemetry batch message whose records all pass, decided with checks over the
-        whole message instead of a verdict per record: a ``Passed``, with the
-        de-duplication store updated as ``seen`` would have for each record. None when
-        any record might fail a check (or the envelope does): the message then goes the
-        per-record way (``check_array``), which names what failed; nothing is written
-        to the store before every check has passed, so both ways give the same outputs
-        and leave the same state."""
-        if not self.telemetry or not key or len(value) > self.max_bytes:
-            return None
-        parsed = self.headers(headers)
-        if type(parsed) is tuple:
-            return None
-        if type(key) is not bytes:
-            key = bytes(key)
-        vehicle = self.vehicles.get(key) or self.vehicle(key)
-        if vehicle is None:
-            return None
-        try:
-            records = self.list_decoder.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            return None
-        if not records or len(records) > max_records:
-            return None
+    def pass_array(self, envelope: tuple[_Headers, tuple, list], partition: int, offset: int, now_ms: int,
+                   ingest) -> Passed | None:
+        """A batch message (its ``envelope`` passed) whose records all pass, decided with
+        checks over the whole message instead of a verdict per record: a ``Passed``, with
+        the de-duplication store updated as ``seen`` would have for each record. None
+        when any record might fail a check: the message then goes the per-record way
+        (``check_array``), which names what failed; nothing is written to the store
+        before every check has passed, so both ways give the same outputs and leave the
+        same state."""
+        parsed, vehicle, records = envelope
         vin, out_key, event_prefix, water_key = vehicle
         stamps = list(map(_TS_OF, records))
         oldest, top = min(stamps), max(stamps)
@@ -675,19 +665,22 @@ class Gate:
         decided: dict[int, list[Accepted | Rejected] | Passed] = {}
         newest = None
         for mi, (key, value, headers, partition, offset) in enumerate(msgs):
-            if value and value[:1] == b"[":
-                if whole:
-                    passed = gate.pass_array(key, value, headers, partition, offset, now_ms, ingest, max_records)
-                    if passed is not None:
-                        decided[mi] = passed
-                        newest = passed.newest_ts_ms if newest is None else max(newest, passed.newest_ts_ms)
-                        continue
-                verdicts = gate.check_array(key, value, headers, partition, offset, now_ms, ingest, max_records)
-                if verdicts is not None:
-                    decided[mi] = verdicts
-                    top = max((a.record.ts_ms for a in verdicts if type(a) is Accepted), default=None)
-                    if top is not None:
-                        newest = top if newest is None else max(newest, top)
+            envelope = gate.envelope(key, value, headers, max_records) if value and value[:1] == b"[" else None
+            if envelope is None:
+                continue
+            if whole:
+                try:
+                    passed = gate.pass_array(envelope, partition, offset, now_ms, ingest)
+                except Exception:  # a gate bug: the per-record way decides, and costs at most the records it hits
+                    passed = None
+                if passed is not None:
+                    decided[mi] = passed
+                    newest = passed.newest_ts_ms if newest is None else max(newest, passed.newest_ts_ms)
+                    continue
+            decided[mi] = verdicts = gate.check_array(envelope, partition, offset, now_ms, ingest)
+            top = max((a.record.ts_ms for a in verdicts if type(a) is Accepted), default=None)
+            if top is not None:
+                newest = top if newest is None else max(newest, top)
         if decided:
             self._after(newest)
         return decided

@@ -100,3 +100,20 @@ def test_a_key_deleted_before_the_flush_is_not_held(tmp_path):
     store.flush()
     assert not store.holds_any([b"a"]) and store.get(b"b") == b"2"
     store.close()
+
+
+def test_a_failure_of_the_whole_message_way_leaves_the_message_to_the_per_record_way(tmp_path, monkeypatch):
+    """A bug in the whole-message checks must not stop the worker or lose the message."""
+    from stream.gate import _TopicGate
+
+    rng = random.Random(5)
+    settings = WorkerSettings(home=tmp_path, lateness_ms=LATENESS_MS)
+    msgs = _take(rng, "ev.dynamics.v1", 0, [], [])
+    want = gate_batch(Gate(settings, clock=lambda: NOW_MS / 1000), "ev.dynamics.v1", msgs, whole=False)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(_TopicGate, "pass_array", broken)
+    assert gate_batch(Gate(settings, clock=lambda: NOW_MS / 1000), "ev.dynamics.v1", msgs) == want
+    assert any(o.topic == "clean.ev.dynamics.v1" for o in want)
