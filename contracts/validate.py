@@ -27,6 +27,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
+_RECORDS = msgspec.json.Decoder(list[msgspec.Raw])
 _TEXT = msgspec.json.Decoder(str)
 
 
@@ -52,7 +53,9 @@ def validate_lines(
     lines: Iterable[bytes], topic: str, key: str | None, headers: dict[str, str], purpose: str = "pricing",
     settings: WorkerSettings | None = None,
 ) -> Iterator[dict]:
-    """One ``{"line", "ok", "reason", "error_class", "message"}`` per non-blank line."""
+    """One ``{"line", "ok", "reason", "error_class", "message"}`` per non-blank line; a
+    line holding a batch message (a JSON array) gives one per record, with ``record``
+    its position in the array."""
     gate = Gate(settings or WorkerSettings(), purpose=purpose)
     prefix = f"{topic} partition 0 offset "
     for number, line in enumerate(lines, start=1):
@@ -62,10 +65,45 @@ def validate_lines(
         k, value, h, line_topic = _message(line, key, headers)
         if line_topic is not None and line_topic != topic:
             continue
-        verdict = gate.check(topic, k, value, [(name, v.encode()) for name, v in h.items()], 0, number)
+        header_list = [(name, v.encode()) for name, v in h.items()]
+        if value and value[:1] == b"[":  # a batch message: the worker's own step decides it
+            yield from _batch(gate, topic, k, value, header_list, number, prefix)
+            continue
+        verdict = gate.check(topic, k, value, header_list, 0, number)
         if type(verdict) is Accepted:
             yield {"line": number, "ok": True, "reason": None}
         else:
             message = verdict.message.replace(f"{prefix}{number}: ", f"line {number}: ", 1)
             yield {"line": number, "ok": False, "reason": verdict.reason, "error_class": verdict.error_class,
                    "message": message}
+
+
+def _batch(gate: Gate, topic: str, key: bytes | None, value: bytes, headers: list, number: int,
+           prefix: str) -> Iterator[dict]:
+    """The verdicts of a batch message (a JSON array of one vehicle's records) as the
+    worker gives them (``stream.agents.gate_batch``): one result per record, with its
+    position in the array, or one for the line when the message is refused whole (not
+    an array of records, or too many of them)."""
+    from stream.agents import gate_batch
+    from stream.topics import DLQ
+
+    dead = [dict(o.headers) for o in gate_batch(gate, topic, [(key, value, headers, 0, number)]) if o.topic == DLQ.name]
+    try:
+        n = len(_RECORDS.decode(value))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        n = 0
+    by_index = {int(h["source_index"]): h for h in dead if "source_index" in h}
+    if len(by_index) < len(dead) or not n:  # refused as a whole
+        h = dead[0]
+        message = h["message"].decode("utf-8", "replace").replace(f"{prefix}{number}: ", f"line {number}: ", 1)
+        yield {"line": number, "ok": False, "reason": h["reason"].decode(), "error_class": h["error_class"].decode(),
+               "message": message}
+        return
+    for i in range(n):
+        h = by_index.get(i)
+        if h is None:
+            yield {"line": number, "record": i, "ok": True, "reason": None}
+            continue
+        message = h["message"].decode("utf-8", "replace").replace(f"{prefix}{number}: ", f"line {number} record {i}: ", 1)
+        yield {"line": number, "record": i, "ok": False, "reason": h["reason"].decode(),
+               "error_class": h["error_class"].decode(), "message": message}

@@ -1,8 +1,11 @@
 """The ingest gate: raw carmaker/claims bytes in, a clean record or a reason out.
 
 Pure and synchronous: no Kafka, no I/O beyond the injected de-duplication store.
-The Faust agent calls ``Gate.check_batch`` on each batch (``take_batches``) of raw
-messages, produces every ``Accepted`` to its ``clean.*`` topic and every
+The worker's gate step (``stream.agents.gate_batch``, called by its raw-topic
+consumer in ``stream.intake``) decides each take of raw messages with
+``Gate.check_arrays`` (telemetry batch messages: a message whose records all pass as
+one ``Passed``, the others a verdict per record) and ``Gate.check_batch`` (the
+rest, record by record), produces what passed to the ``clean.*`` topic and every
 ``Rejected`` to ``voltrisk.dlq.v1`` via ``dlq_message``; ``voltrisk contracts
 validate`` runs the same gate over a file, so a carmaker sees exactly the
 decisions the workers would make.

@@ -139,6 +139,32 @@ def test_cli_validate_reports_each_line_and_a_summary(tmp_path):
     assert lines[-1] == {"summary": {"ok": 2, "rejected": 5}}
 
 
+def test_cli_validate_judges_batch_messages_record_by_record_as_the_workers_do(tmp_path):
+    """A line holding a JSON array is a batch message: one result per record, with its
+    position, and the worker's own verdicts (a repeated id inside the batch, a record out
+    of range); a batch over the record limit is refused whole."""
+    headers = {k: v.decode() for k, v in header_list(DYN)}
+    good = [value_dict(DYN, f"b-{i}") for i in range(3)]
+    rows = [
+        {"key": EXAMPLE_VIN, "headers": headers, "value": good},
+        [value_dict(DYN, "b-3"), value_dict(DYN, "b-3"), value_dict(DYN, "b-4", speed_kmh=300.0)],
+        [value_dict(DYN, "b-5")] * 1_001,
+    ]
+    file = _jsonl(tmp_path / "batches.jsonl", rows)
+    args = ["validate", "--topic", DYN, "--key", EXAMPLE_VIN, *sum((["--header", f"{k}={v}"] for k, v in headers.items()), []),
+            str(file), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["line"], d.get("record"), d["ok"], d["reason"]) for d in lines[:-1]] == [
+        (1, 0, True, None), (1, 1, True, None), (1, 2, True, None),
+        (2, 0, True, None), (2, 1, False, "duplicate"), (2, 2, False, "out_of_range"),
+        (3, None, False, "payload_too_large"),
+    ]
+    assert lines[4]["message"].startswith("line 2 record 1: event_id 'b-3' is repeated in this batch")
+    assert lines[-1] == {"summary": {"ok": 4, "rejected": 3}}
+
+
 def test_cli_validate_exit_0_when_all_lines_pass_and_2_on_unknown_topic(tmp_path):
     ex = RAW_EXAMPLES["ev.state.v1"]
     file = _jsonl(tmp_path / "state.jsonl", [{"key": ex.key, "headers": ex.headers, "value": msgspec.to_builtins(ex.record)}])
