@@ -113,6 +113,16 @@ def _jsonl(path: Path, rows: list) -> Path:
     return path
 
 
+def _validate_dynamics(file: Path, headers: dict[str, str], exit_code: int) -> list[dict]:
+    """`voltrisk contracts validate --json` of a dynamics file with the example VIN and
+    ``headers`` as defaults: its output lines."""
+    args = ["validate", "--topic", DYN, "--key", EXAMPLE_VIN, *sum((["--header", f"{k}={v}"] for k, v in headers.items()), []),
+            str(file), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == exit_code, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
 def test_cli_validate_reports_each_line_and_a_summary(tmp_path):
     headers = {k: v.decode() for k, v in header_list(DYN)}
     rows = [
@@ -126,11 +136,7 @@ def test_cli_validate_reports_each_line_and_a_summary(tmp_path):
         value_dict(DYN, "v-1"),  # same event id as line 1: duplicate
     ]
     file = _jsonl(tmp_path / "dyn.jsonl", rows)
-    args = ["validate", "--topic", DYN, "--key", EXAMPLE_VIN, *sum((["--header", f"{k}={v}"] for k, v in headers.items()), []),
-            str(file), "--json"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.output
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    lines = _validate_dynamics(file, headers, exit_code=1)
     assert [(d["line"], d["ok"], d["reason"]) for d in lines[:-1]] == [
         (1, True, None), (2, False, "out_of_range"), (3, False, "non_finite"), (4, True, None),
         (6, False, "malformed_json"), (7, False, "bad_header"), (8, False, "duplicate"),
@@ -151,11 +157,7 @@ def test_cli_validate_judges_batch_messages_record_by_record_as_the_workers_do(t
         [value_dict(DYN, "b-5")] * 1_001,
     ]
     file = _jsonl(tmp_path / "batches.jsonl", rows)
-    args = ["validate", "--topic", DYN, "--key", EXAMPLE_VIN, *sum((["--header", f"{k}={v}"] for k, v in headers.items()), []),
-            str(file), "--json"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.output
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    lines = _validate_dynamics(file, headers, exit_code=1)
     assert [(d["line"], d.get("record"), d["ok"], d["reason"]) for d in lines[:-1]] == [
         (1, 0, True, None), (1, 1, True, None), (1, 2, True, None),
         (2, 0, True, None), (2, 1, False, "duplicate"), (2, 2, False, "out_of_range"),
