@@ -127,7 +127,11 @@ def test_every_ring_claim_in_the_truth_reaches_the_fnol_topic(kafka_bootstrap, t
     assert len(truth_ids) >= 6
     msgs = asyncio.run(_read_from(kafka_bootstrap, before))
     on_topic = {m.key.decode(): msgspec.json.decode(m.value, type=FnolV1) for m in msgs}
-    assert truth_ids <= set(on_topic)
+    if not truth_ids <= set(on_topic):  # say where the topic stood, to tell a slow read from missing records
+        now = asyncio.run(_end_offsets(kafka_bootstrap, "claims.fnol.v1"))
+        pytest.fail(f"{len(truth_ids - set(on_topic))} ring claims not read back: {len(msgs)} messages read from "
+                    f"offsets {dict(sorted((tp.partition, o) for tp, o in before.items()))}; the topic's ends now "
+                    f"{dict(sorted((tp.partition, o) for tp, o in now.items()))}")
     assert all(on_topic[c].claim_id == c for c in truth_ids)
 
 
