@@ -27,7 +27,6 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-_RECORDS = msgspec.json.Decoder(list[msgspec.Raw])
 _TEXT = msgspec.json.Decoder(str)
 
 
@@ -85,21 +84,18 @@ def _batch(gate: Gate, topic: str, key: bytes | None, value: bytes, headers: lis
     position in the array, or one for the line when the message is refused whole (not
     an array of records, or too many of them)."""
     from stream.agents import gate_batch
+    from stream.fuzzing import records_in
     from stream.topics import DLQ
 
     dead = [dict(o.headers) for o in gate_batch(gate, topic, [(key, value, headers, 0, number)]) if o.topic == DLQ.name]
-    try:
-        n = len(_RECORDS.decode(value))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        n = 0
     by_index = {int(h["source_index"]): h for h in dead if "source_index" in h}
-    if len(by_index) < len(dead) or not n:  # refused as a whole
+    if len(by_index) < len(dead):  # refused as a whole (a dead letter without a record's position)
         h = dead[0]
         message = h["message"].decode("utf-8", "replace").replace(f"{prefix}{number}: ", f"line {number}: ", 1)
         yield {"line": number, "ok": False, "reason": h["reason"].decode(), "error_class": h["error_class"].decode(),
                "message": message}
         return
-    for i in range(n):
+    for i in range(records_in(value)):
         h = by_index.get(i)
         if h is None:
             yield {"line": number, "record": i, "ok": True, "reason": None}

@@ -259,12 +259,8 @@ class WorkerApp(faust.App):
         await self._start_own_services()
         await super().on_started()
 
-    async def on_started_init_extra_services(self) -> None:
-        await super().on_started_init_extra_services()
-        await self._start_own_services()
-
     async def _start_own_services(self) -> None:
-        if not self._own_started:
+        if not self._own_started:  # once, also when the app restarts
             self._own_started = True
             for make in self.own_services:
                 await self.add_runtime_dependency(make())

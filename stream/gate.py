@@ -466,12 +466,7 @@ class _TopicGate:
         if parsed.coord_sys == "GCJ02":
             records = [_to_wgs84(r, "GCJ02") for r in records]
         pack = _EV.pack
-        items = zip(keys, [pack(ts, partition, offset) for ts in stamps])
-        update = getattr(store, "update_pending", None)
-        if update is not None:
-            update(items)
-        else:
-            store.update(items)
+        store.update(zip(keys, [pack(ts, partition, offset) for ts in stamps]))
         if newest is None or top > newest:
             store[water_key] = _TS.pack(top)
         return Passed(self.out_topic, out_key, self.encoder.encode(records)[1:-1], [*parsed.out, ingest], records, top)
@@ -666,7 +661,7 @@ class Gate:
             return {}
         now_ms, ingest = self._stamp()
         decided: dict[int, list[Accepted | Rejected] | Passed] = {}
-        newest = None
+        stamps: list[int] = []  # event times of what was accepted, for the sweep
         for mi, (key, value, headers, partition, offset) in enumerate(msgs):
             envelope = gate.envelope(key, value, headers, max_records) if value and value[:1] == b"[" else None
             if envelope is None:
@@ -678,14 +673,12 @@ class Gate:
                     passed = None
                 if passed is not None:
                     decided[mi] = passed
-                    newest = passed.newest_ts_ms if newest is None else max(newest, passed.newest_ts_ms)
+                    stamps.append(passed.newest_ts_ms)
                     continue
             decided[mi] = verdicts = gate.check_array(envelope, partition, offset, now_ms, ingest)
-            top = max((a.record.ts_ms for a in verdicts if type(a) is Accepted), default=None)
-            if top is not None:
-                newest = top if newest is None else max(newest, top)
+            stamps.extend(a.record.ts_ms for a in verdicts if type(a) is Accepted)
         if decided:
-            self._after(newest)
+            self._after(max(stamps, default=None))
         return decided
 
     def _stamp(self) -> tuple[int, tuple[str, bytes]]:

@@ -70,9 +70,9 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
             return True
         return any(v is not None for v in self.db.get([k for k in keys if k not in gone] if gone else keys))
 
-    def update_pending(self, items) -> None:
-        """Set many keys (an iterable of (key, value)) at once."""
-        self._pending.update(items)
+    def update(self, other=(), /, **kwargs) -> None:  # type: ignore[override]
+        """Set many keys at once (a mapping or (key, value) pairs), without a call per key."""
+        self._pending.update(other, **kwargs)
 
     def __getitem__(self, key: bytes) -> bytes:
         v = self.get(key)
