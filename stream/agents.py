@@ -320,22 +320,36 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     )
 
     async def kafka_outbox(outs: list[Out]) -> list[tuple[int, int]]:
+        return await (await enqueue(outs))
+
+    async def enqueue(outs: list[Out]) -> Awaitable[list[tuple[int, int]] | None]:
+        """Hand ``outs`` to the producer; returns what to await for their acknowledgements."""
+        if outbox is not None:
+            return outbox(outs)
         futures = [await app.producer.send(o.topic, o.key, o.value, o.partition, None, o.headers) for o in outs]
-        return [(md.partition, md.offset) for md in await asyncio.gather(*futures)]
+        return _acknowledged(futures)
 
     send = outbox or kafka_outbox
     dedupe = _open_store(datadir / "dedupe", bloom=True)  # nearly every lookup is of a new event id
     gate = Gate(w, purpose="pricing", dedupe_store=dedupe)
 
-    async def gate_and_send(topic: str, raw: list) -> None:
+    async def gate_and_send(topic: str, raw: list) -> Awaitable[None]:
+        """Decide ``raw`` and hand the outputs to the producer; returns the batch's
+        completion (``stream.intake`` awaits it while it decides the next batch)."""
         outs = gate_batch(gate, topic, raw)
-        sent = await send(outs)
-        app.stats.mark("gate", len(raw))
+        acknowledged = await enqueue(outs)
         # live records only: in a backlog the features read the topic in their own, larger
         # batches, while the gate goes on fetching (a hand-over would make it wait for them)
-        if sent is not None and app.hand_off is not None and not (app.gate_intake and app.gate_intake.behind):
-            await app.hand_off([(o.topic, p, off, o.key, o.value) for o, (p, off) in zip(outs, sent)
-                                if o.topic in FEATURE_INPUTS])
+        hand = app.hand_off is not None and not (app.gate_intake and app.gate_intake.behind)
+
+        async def complete() -> None:
+            sent = await acknowledged
+            app.stats.mark("gate", len(raw))
+            if sent is not None and hand:
+                await app.hand_off([(o.topic, p, off, o.key, o.value) for o, (p, off) in zip(outs, sent)
+                                    if o.topic in FEATURE_INPUTS])
+
+        return complete()
 
     stages = w.stages
     app.gate_intake = None
@@ -363,6 +377,10 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     if not app.agents:  # a gate-only worker: Faust's consumer would subscribe to nothing and stop
         app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
     return app
+
+
+async def _acknowledged(futures: list) -> list[tuple[int, int]]:
+    return [(md.partition, md.offset) for md in await asyncio.gather(*futures)]
 
 
 def warm_up(w: WorkerSettings, scorer: tuple = (None, "reference")) -> list[tuple[str, str, bytes]]:

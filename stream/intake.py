@@ -10,6 +10,15 @@ most every ``commit_interval_s`` and always before partitions are handed over or
 worker stops. At-least-once, as with the agent; a re-read offset passes the gate again
 and downstream de-duplication makes it effectively once.
 
+Batches are pipelined: a handler may return a completion (an awaitable: wait for
+Kafka's acknowledgements, then hand the clean messages to the features) instead of
+waiting itself, and the consumer decides the next batch while up to
+``MAX_IN_FLIGHT`` completions wait, instead of spending each round trip to the broker
+idle. Completions finish in fetch order (each waits for the one before it); a batch's
+offsets are committed only after its completion finished; when one fails, the ones
+after it are abandoned and every partition is read again from the first offset not
+finished (a replay of the same offset passes the gate again).
+
 The group is ``WorkerSettings.gate_group`` (the worker's app id + ``-gate``); on its
 first start it adopts the raw-topic offsets the worker's Faust group committed, so an
 upgraded deployment resumes where it was instead of re-reading the retention.
@@ -20,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -34,7 +45,22 @@ log = logging.getLogger("voltrisk.worker")
 
 # (key, value, headers, partition, offset) of one raw message, as the gate takes it
 RawMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int, int]
-Handler = Callable[[str, list[RawMessage]], Awaitable[None]]
+# decides one topic's share of a fetch and returns once its outputs are sent, or
+# returns a completion to await later (its outputs are on their way)
+Handler = Callable[[str, list[RawMessage]], Awaitable[Awaitable[None] | None]]
+
+MAX_IN_FLIGHT = 3  # batches decided whose completions have not finished yet
+
+
+class _Abandoned(Exception):
+    """A batch's completion did not run: one before it failed."""
+
+
+@dataclass(slots=True)
+class _InFlight:
+    task: asyncio.Future
+    first: dict[TopicPartition, int]  # the batch's first offset per partition (where to read again)
+    done: dict[TopicPartition, int]  # the next offset per partition once it finished
 
 
 class _Handover(ConsumerRebalanceListener):
@@ -63,6 +89,8 @@ class GateIntake(Service):
         self._pending: dict[TopicPartition, int] = {}  # processed, not yet committed: next offset
         self._last_commit = time.monotonic()
         self._resumed: set[TopicPartition] = set()
+        self._in_flight: deque[_InFlight] = deque()
+        self._staged = False  # the fetch in hand is in flight (a failure then reads it again with the rest)
         # the batch being handled left at least a batch unread: a backlog, not live records
         self.behind = False
 
@@ -104,29 +132,36 @@ class GateIntake(Service):
                 log.warning("gate: fetching from %s failed (%s); retrying", ", ".join(self.topics), exc)
                 await self.sleep(1.0)
                 continue
-            if not fetched:
-                await self._commit_if_due()
-                continue
+            self._staged = False
             try:
-                await self._process(fetched)
+                if fetched:
+                    await self._process(fetched)
+                await self._reap()
                 backoff = 0.5
-            except Exception as exc:  # the send failed (e.g. the broker is away): read the batch again
-                first = {tp: msgs[0].offset for tp, msgs in fetched.items()}
-                log.warning("gate: %d messages not delivered (%s: %s); re-reading them from offsets %s in %.1f s",
-                            sum(len(m) for m in fetched.values()), type(exc).__name__, exc,
-                            _fmt_offsets(first), backoff)
+            except Exception as exc:  # a send failed (e.g. the broker is away): read the batches again
+                first = await self._abandon_in_flight({} if self._staged else fetched)
+                log.warning("gate: messages not delivered (%s: %s); re-reading them from offsets %s in %.1f s",
+                            type(exc).__name__, exc, _fmt_offsets(first), backoff)
                 for tp, offset in first.items():
                     if tp in self.consumer.assignment():
                         self.consumer.seek(tp, offset)
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
+                continue
+            await self._commit_if_due()
 
     async def _process(self, fetched: dict) -> None:
+        """Decide a fetch and start its completion; wait first for the oldest batch in
+        flight when ``MAX_IN_FLIGHT`` are."""
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            await asyncio.wait([self._in_flight[0].task])
+            await self._reap()
         async with self._lock:
             if self.should_stop:  # stopped while this batch waited: it is read again after the restart
                 return
             owned = self.consumer.assignment()
             by_topic: dict[str, list[RawMessage]] = {}
+            first: dict[TopicPartition, int] = {}
             done: dict[TopicPartition, int] = {}
             for tp, msgs in fetched.items():
                 if tp not in owned:  # handed over since the fetch: its new owner reads it
@@ -136,12 +171,68 @@ class GateIntake(Service):
                     await self._log_resumed(tp, msgs[0].offset)
                 by_topic.setdefault(tp.topic, []).extend(
                     (m.key, m.value, list(m.headers or ()), m.partition, m.offset) for m in msgs)
+                first[tp] = msgs[0].offset
                 done[tp] = msgs[-1].offset + 1
+            if not done:
+                return
             self.behind = self._unread(done) >= self.w.take_batch
-            for topic, raw in by_topic.items():
-                await self.handle(topic, raw)
-            self._pending.update(done)
-            await self._commit_if_due(locked=True)
+            completions: list[Awaitable] = []
+            try:
+                for topic, raw in by_topic.items():
+                    completion = await self.handle(topic, raw)
+                    if completion is not None:
+                        completions.append(completion)
+            except BaseException:
+                for c in completions:  # never awaited: close them (their sends may still land)
+                    getattr(c, "close", lambda: None)()
+                raise
+            previous = self._in_flight[-1].task if self._in_flight else None
+            self._in_flight.append(_InFlight(asyncio.ensure_future(_complete(previous, completions)), first, done))
+            self._staged = True
+
+    async def _reap(self) -> None:
+        """Take the finished batches, oldest first: their offsets may be committed. A
+        failed one raises (the caller reads it and the batches after it again)."""
+        while self._in_flight and self._in_flight[0].task.done():
+            item = self._in_flight[0]
+            if item.task.cancelled() or item.task.exception() is not None:
+                item.task.result()  # raises its error
+            self._in_flight.popleft()
+            self._pending.update(item.done)
+
+    async def _drain(self) -> None:
+        """Wait for every batch in flight (a hand-over or a stop): finished ones are
+        committed with the rest, a failed one and those after it are read again."""
+        if not self._in_flight:
+            return
+        await asyncio.wait([item.task for item in self._in_flight])
+        try:
+            await self._reap()
+        except Exception as exc:
+            first = await self._abandon_in_flight({})
+            log.warning("gate: messages not delivered (%s: %s); re-reading them from offsets %s",
+                        type(exc).__name__, exc, _fmt_offsets(first))
+            for tp, offset in first.items():
+                if tp in self.consumer.assignment():
+                    self.consumer.seek(tp, offset)
+
+    async def _abandon_in_flight(self, fetched: dict) -> dict[TopicPartition, int]:
+        """After a failure: wait for the batches in flight to end (each after a failed
+        one fails too) and return, per partition, the first offset of what did not
+        finish, the failed ``fetched`` batch's included."""
+        if self._in_flight:
+            await asyncio.wait([item.task for item in self._in_flight])
+        first: dict[TopicPartition, int] = {}
+        for item in self._in_flight:
+            if item.task.cancelled() or item.task.exception() is not None:
+                for tp, offset in item.first.items():
+                    first[tp] = min(offset, first.get(tp, offset))
+            else:  # finished before the failed one: committed as usual
+                self._pending.update(item.done)
+        self._in_flight.clear()
+        for tp, msgs in fetched.items():
+            first[tp] = min(msgs[0].offset, first.get(tp, msgs[0].offset))
+        return first
 
     def _unread(self, next_offsets: dict[TopicPartition, int]) -> int:
         """Messages left on the fetched partitions after this batch (as far as the last
@@ -192,6 +283,7 @@ class GateIntake(Service):
     async def hand_over(self, revoked) -> None:
         """Partitions are about to move: finish the batch in hand and commit what was processed."""
         async with self._lock:
+            await self._drain()
             await self._commit(set(revoked))
         for tp in revoked:
             self._resumed.discard(tp)
@@ -206,9 +298,23 @@ class GateIntake(Service):
     async def on_stop(self) -> None:
         if self.consumer is None:
             return
-        async with self._lock:  # the batch in hand is finished and committed first
+        async with self._lock:  # the batches in hand are finished and committed first
+            await self._drain()
             await self._commit()
             await self.consumer.stop()
+
+
+async def _complete(previous: asyncio.Future | None, completions: list[Awaitable]) -> None:
+    """A batch's completions, once the batch before it completed (so the features
+    take the gate's batches in order)."""
+    if previous is not None:
+        await asyncio.wait([previous])  # not `await previous`: cancelling this must not cancel it
+        if previous.cancelled() or previous.exception() is not None:
+            for c in completions:
+                getattr(c, "close", lambda: None)()
+            raise _Abandoned("a batch before this one was not delivered")
+    for c in completions:
+        await c
 
 
 def _fmt_partitions(tps) -> str:

@@ -37,7 +37,9 @@ async def test_the_gate_stage_emits_clean_records_and_dead_letters(app_and_outbo
     raw.append((key, b"not json", headers, 0, 3))
     # the same event again at a new offset: a re-send is dead-lettered as a duplicate, not processed twice
     raw.append((key, msgspec.json.encode(msgspec.structs.replace(ex.record, event_id="ctx-0")), headers, 0, 4))
-    await intake.handle("ev.dynamics.v1", raw)
+    completion = await intake.handle("ev.dynamics.v1", raw)
+    assert not outbox, "the gate hands its outputs to the producer; the completion waits for them"
+    await completion
     clean = [o for o in outbox if o.topic == "clean.ev.dynamics.v1"]
     dead = [o for o in outbox if o.topic == "voltrisk.dlq.v1"]
     # one vehicle's records of one batch travel as one message (an array), in order

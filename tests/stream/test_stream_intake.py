@@ -176,3 +176,73 @@ def test_a_new_gate_group_adopts_the_offsets_of_the_workers_faust_group(kafka_bo
     resumed = sorted(r.getMessage() for r in caplog.records if "resumed from offset" in r.getMessage())
     assert resumed == [f"gate {topic}[{p}]: resumed from offset {ends[p] - 10} (the group's committed offset)"
                        for p in range(2)]
+
+
+class Pipelined:
+    """A gate stand-in that returns a completion, as the worker's does: the batch is
+    decided at once, its completion (the acknowledgements, the hand-off) takes
+    ``delay_s``; the completion of call ``fail_at`` fails once."""
+
+    def __init__(self, intake_ref: list, delay_s: float = 0.03, fail_at: int = 0) -> None:
+        self.intake_ref, self.delay_s, self.fail_at = intake_ref, delay_s, fail_at
+        self.calls = 0
+        self.decided: list[tuple[int, int]] = []
+        self.completed: list[tuple[int, int]] = []
+        self.most_in_flight = 0
+        self.committed_ahead = []  # offsets committed before their batch completed (must stay empty)
+        self._open = 0
+
+    async def __call__(self, topic: str, raw: list):
+        self.calls += 1
+        call = self.calls
+        batch = [(partition, offset) for _k, _v, _h, partition, offset in raw]
+        self.decided.extend(batch)
+        self._open += 1
+        self.most_in_flight = max(self.most_in_flight, self._open)
+
+        async def complete() -> None:
+            try:
+                await asyncio.sleep(self.delay_s)
+                if call == self.fail_at:
+                    raise ConnectionError("simulated acknowledgement failure")
+                pending = {tp.partition: o for tp, o in self.intake_ref[0]._pending.items()}
+                self.committed_ahead += [(p, o) for p, o in batch if pending.get(p, -1) > o]
+                self.completed.extend(batch)
+            finally:
+                self._open -= 1
+
+        return complete()
+
+
+def test_batches_are_decided_while_earlier_ones_complete_in_order_and_a_failed_one_is_read_again(
+        kafka_bootstrap, make_topics, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="voltrisk.worker")
+    (topic,) = make_topics([f"intake-e-{uuid.uuid4().hex[:6]}"], partitions=3)
+    w, k = _settings(tmp_path, f"it-{uuid.uuid4().hex[:6]}", kafka_bootstrap, take_batch=50)
+
+    async def go():
+        await _produce(kafka_bootstrap, topic, 1_500)
+        ref: list = []
+        gate = Pipelined(ref, fail_at=5)
+        intake = GateIntake(w, k, [topic], gate)
+        ref.append(intake)
+        await intake.start()
+        await _until(lambda: len(set(gate.completed)) >= 1_500, 60, "1,500 messages completed")
+        await intake.stop()
+        return gate, await _committed_and_ends(kafka_bootstrap, w.gate_group, topic, 3)
+
+    gate, (committed, ends) = asyncio.run(go())
+    assert gate.most_in_flight >= 2, "the next batch was decided while an earlier one completed"
+    assert set(gate.completed) == {(p, o) for p in range(3) for o in range(ends[p])}
+    assert not gate.committed_ahead
+    for p in range(3):  # per partition: completed in offset order without a gap, starting over once at most
+        offsets = [o for q, o in gate.completed if q == p]
+        restarts = [i for i in range(1, len(offsets)) if offsets[i] != offsets[i - 1] + 1]
+        assert len(restarts) <= 1 and offsets[0] == 0 and offsets[-1] == ends[p] - 1
+        for i in restarts:  # read again from a completed offset or the next one: nothing skipped
+            assert offsets[i] <= offsets[i - 1] + 1
+    # the failed batch and the ones decided after it were decided twice; everything else once
+    assert len(gate.decided) > 1_500
+    assert committed == ends
+    retried = [r.getMessage() for r in caplog.records if "re-reading them from offsets" in r.getMessage()]
+    assert len(retried) == 1 and "simulated acknowledgement failure" in retried[0]
