@@ -43,6 +43,10 @@ CONSENT_SCOPES = ("pricing", "fraud", "research")
 MAX_FUTURE_MS = 10 * 60 * 1000
 # event-time interval between sweeps of expired de-duplication entries, at least
 _MIN_SWEEP_INTERVAL_MS = 60_000
+# a sweep goes over the store a slice per batch, never all of it at once (at scale the
+# store holds hours of event ids): this many keys per record decided, at least the minimum
+_SWEEP_KEYS_PER_RECORD = 2
+_SWEEP_MIN_SLICE = 1_000
 _GATE_HEADERS = frozenset(("schema_version", "source_protocol", "coord_sys", "consent_scope"))
 _SOURCE_PROTOCOL = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 _CLAIM_ID_MAX = 64
@@ -612,6 +616,7 @@ class Gate:
         self._lateness_ms = settings.lateness_ms
         self._sweep_every_ms = max(settings.lateness_ms, _MIN_SWEEP_INTERVAL_MS)
         self._next_sweep_ms: int | None = None
+        self._sweep_from: bytes | None = None  # the key the sweep under way goes on from (None: no sweep under way)
         self._encoder = msgspec.json.Encoder()
         self._topics = {spec.name: _TopicGate(spec, code, self) for code, spec in enumerate(topics.RAW)}
         self._by_code = {gate.code: gate for gate in self._topics.values()}
@@ -646,7 +651,7 @@ class Gate:
         now_ms, ingest = self._stamp()
         out = [gate.check(key, value, headers, partition, offset, now_ms, ingest)
                for key, value, headers, partition, offset in msgs]
-        self._after_batch(out)
+        self._after(max((a.record.ts_ms for a in out if type(a) is Accepted), default=None), len(out))
         return out
 
     def check_arrays(self, topic: str, msgs: Sequence[tuple], max_records: int,
@@ -662,6 +667,7 @@ class Gate:
         now_ms, ingest = self._stamp()
         decided: dict[int, list[Accepted | Rejected] | Passed] = {}
         stamps: list[int] = []  # event times of what was accepted, for the sweep
+        records = 0
         for mi, (key, value, headers, partition, offset) in enumerate(msgs):
             envelope = gate.envelope(key, value, headers, max_records) if value and value[:1] == b"[" else None
             if envelope is None:
@@ -674,11 +680,13 @@ class Gate:
                 if passed is not None:
                     decided[mi] = passed
                     stamps.append(passed.newest_ts_ms)
+                    records += len(passed.records)
                     continue
             decided[mi] = verdicts = gate.check_array(envelope, partition, offset, now_ms, ingest)
             stamps.extend(a.record.ts_ms for a in verdicts if type(a) is Accepted)
+            records += len(verdicts)
         if decided:
-            self._after(max(stamps, default=None))
+            self._after(max(stamps, default=None), records)
         return decided
 
     def _stamp(self) -> tuple[int, tuple[str, bytes]]:
@@ -686,12 +694,11 @@ class Gate:
         now_ms = int(self._clock() * 1000)
         return now_ms, ("ingest_ts_ms", str(now_ms).encode())
 
-    def _after_batch(self, out: list) -> None:
-        self._after(max((a.record.ts_ms for a in out if type(a) is Accepted), default=None))
-
-    def _after(self, newest: int | None) -> None:
-        """After a batch: its ids made durable, expired ids swept as event time (the
-        newest accepted ``newest``) advances."""
+    def _after(self, newest: int | None, records: int) -> None:
+        """After a batch of ``records`` records: its ids made durable; as event time (the
+        newest accepted ``newest``) advances, a sweep of expired ids starts, and a sweep
+        under way goes on by a slice proportional to the batch (so the sweep keeps up with
+        what the batches add, and no batch waits for a pass over the whole store)."""
         flush = getattr(self._store, "flush", None)
         if flush is not None:  # a write-back store: this batch's ids are durable before its outputs leave
             flush()
@@ -699,25 +706,48 @@ class Gate:
             if self._next_sweep_ms is None:
                 self._next_sweep_ms = newest + self._sweep_every_ms
             elif newest >= self._next_sweep_ms:
-                self.sweep()
+                if self._sweep_from is None:
+                    self._sweep_from = b"e"
                 self._next_sweep_ms = newest + self._sweep_every_ms
+        if self._sweep_from is not None:
+            self._sweep_from, _ = self.sweep_slice(self._sweep_from, max(_SWEEP_MIN_SLICE, _SWEEP_KEYS_PER_RECORD * records))
 
     def sweep(self) -> int:
-        """Forget event ids older than their vehicle's newest event minus the
-        lateness (those would be refused as late anyway). Returns how many."""
+        """Forget every event id older than its vehicle's newest event minus the
+        lateness (those would be refused as late anyway), in one go. Returns how many."""
+        forgotten, start = 0, b"e"
+        while start is not None:
+            start, n = self.sweep_slice(start, 10_000)
+            forgotten += n
+        return forgotten
+
+    def sweep_slice(self, start: bytes, limit: int) -> tuple[bytes | None, int]:
+        """Look at up to ``limit`` event-id keys from ``start`` on and forget the expired
+        ones; (the key to go on from, or None when the ids are done; how many forgotten)."""
         store = self._store
-        expired = []
-        for k in list(store.keys()):
-            if k[:1] != b"e" or len(k) < 3 or k[1:2] not in self._by_code:
+        items_from = getattr(store, "items_from", None)
+        items = items_from(start, limit + 1) if items_from is not None else sorted(
+            kv for kv in store.items() if kv[0] >= start)[:limit + 1]
+        newest: dict[bytes, int | None] = {}  # per vehicle and topic: its watermark, read once a slice
+        expired, following = [], None
+        for i, (k, v) in enumerate(items):
+            if k[:1] != b"e":
+                break
+            if i == limit:
+                following = k
+                break
+            if len(k) < 3 or k[1:2] not in self._by_code:
                 continue
-            packed = store.get(b"w" + k[1:2] + k[3:3 + k[2]])
-            if packed is None:
-                continue
-            if _TS.unpack_from(store[k])[0] < _TS.unpack(packed)[0] - self._lateness_ms:
+            water_key = b"w" + k[1:2] + k[3:3 + k[2]]
+            if water_key not in newest:
+                packed = store.get(water_key)
+                newest[water_key] = None if packed is None else _TS.unpack(packed)[0]
+            mark = newest[water_key]
+            if mark is not None and _TS.unpack_from(v)[0] < mark - self._lateness_ms:
                 expired.append(k)
         for k in expired:
             del store[k]
-        return len(expired)
+        return following, len(expired)
 
 
 def dlq_message(

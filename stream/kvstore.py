@@ -10,6 +10,7 @@ emitted), and recently written values are read back from memory.
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
@@ -87,6 +88,11 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
         if self.get(key) is None:
             raise KeyError(key)
         self._pending[key] = _DELETED
+
+    def items_from(self, start: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` (key, value) pairs in key order, from ``start`` on."""
+        self.flush()
+        return list(islice(self.db.items(from_key=start), limit))
 
     def __contains__(self, key) -> bool:
         return self.get(key) is not None

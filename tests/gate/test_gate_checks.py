@@ -309,3 +309,45 @@ def test_dedupe_state_survives_a_restart_in_rocksdb(tmp_path, open_store):
     assert gate.sweep() == 1  # the first event is now beyond the horizon
     assert sorted(k[:1] for k in store.keys()) == [b"e", b"w"]
     store.close()
+
+
+def test_the_sweep_forgets_expired_ids_a_slice_per_batch_never_the_whole_store_at_once(tmp_path):
+    """At scale the store holds hours of event ids: a batch that moves event time past
+    the sweep interval starts a sweep but looks at a slice of the store only (two keys
+    per record, at least 1,000); the following batches go on until every expired id is
+    forgotten, and ids within the lateness stay (a re-send of them is still a duplicate)."""
+    from stream.kvstore import WriteBackStore
+
+    key, _, headers = example_msg(DYN)
+    store = WriteBackStore.open(tmp_path / "dedupe", bloom=True)
+    gate = Gate(WorkerSettings(lateness_ms=60_000), dedupe_store=store, clock=lambda: CLOCK_S)
+    old_ts = EXAMPLE_TS_MS - 3 * 3_600_000
+
+    def batch(ids: list[str], ts: list[int], first_offset: int) -> list:
+        return gate.check_batch(DYN, [(key, msgspec.json.encode(value_dict(DYN, i, ts_ms=t)), headers, 0, first_offset + n)
+                                      for n, (i, t) in enumerate(zip(ids, ts))])
+
+    for b in range(30):  # 3,000 ids, three hours before the rest
+        ids = [f"old-{b}-{n}" for n in range(100)]
+        assert all(isinstance(v, Accepted) for v in batch(ids, [old_ts + b * 100 + n for n in range(100)], b * 100))
+
+    def held(prefix: str) -> int:
+        return sum(1 for k in store.keys() if k[:1] == b"e" and prefix.encode() in k)
+
+    assert held("old-") == 3_000
+    offset = 3_000
+    new_ids: list[str] = []
+    forgotten_after: list[int] = []
+    for b in range(5):  # batches of 10 records three hours later: each moves the sweep on by 1,000 keys
+        ids = [f"new-{b}-{n}" for n in range(10)]
+        new_ids += ids
+        assert all(isinstance(v, Accepted) for v in batch(ids, [EXAMPLE_TS_MS + b * 10 + n for n in range(10)], offset))
+        offset += 10
+        forgotten_after.append(3_000 - held("old-"))
+    # each batch's slice: 1,000 keys (the new ids among them, which stay), so no batch forgot them all
+    assert 900 <= forgotten_after[0] <= 1_000 and forgotten_after[1] <= 2_000
+    assert forgotten_after == sorted(forgotten_after) and forgotten_after[-1] == 3_000
+    assert held("new-") == 50
+    resend = batch([new_ids[0]], [EXAMPLE_TS_MS], offset)
+    assert isinstance(resend[0], Rejected) and resend[0].reason == "duplicate"
+    store.close()
