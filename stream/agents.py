@@ -33,6 +33,7 @@ from stream.batching import take_batches
 from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack
 from stream.gate import Accepted, Gate, Passed, Rejected, dlq_message, reject
 from stream.handoff import Handed, Handoff
+from stream.inflight import SendWindow
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
@@ -371,7 +372,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         app.own_services.append(intake)
     app.stats = WorkerStats()
     if "features" in stages:
-        app.stats.engine = _features_agent(app, w, k, send, datadir, scorer)
+        app.stats.engine = _features_agent(app, w, k, enqueue, datadir, scorer)
     if "fraud" in stages:
         _fraud_agent(app, w, send)
     if not app.agents:  # a gate-only worker: Faust's consumer would subscribe to nothing and stop
@@ -422,7 +423,13 @@ def _scorer(w: WorkerSettings):
     return scorer, w.worker_scorer
 
 
-def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, send: Outbox, datadir: Path,
+# hands messages to the producer and returns what to await for their acknowledgements
+Enqueue = Callable[[list[Out]], Awaitable[Awaitable[list[tuple[int, int]] | None]]]
+
+MAX_SENDS_IN_FLIGHT = 4  # features steps whose rows are on their way to Kafka
+
+
+def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, enqueue: Enqueue, datadir: Path,
                     scorer: tuple = (None, "reference")) -> FeatureEngine:
     """One agent over the four clean telemetry topics (co-partitioned by vehicle), so
     park states and SOC readings meet the dynamics they belong to."""
@@ -442,21 +449,30 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, s
                      for vid, key, value in engine.take_changes()]
         return outs
 
+    sends = SendWindow(MAX_SENDS_IN_FLIGHT)  # steps whose rows Kafka has not acknowledged yet
+
     async def send_and_ack(rows) -> None:
-        """Emit a step's rows, then acknowledge the messages it finished: a message is
-        acked (its offset may be committed) only once all its records are processed
-        and their rows sent, so what the reorder buffer holds is redelivered after a crash.
-        A message the gate handed over is acked when its copy from the stream is here."""
+        """Emit a step's rows; once Kafka acknowledged them, acknowledge the messages the
+        step finished: a message is acked (its offset may be committed) only once all its
+        records are processed and their rows sent, so what the reorder buffer holds is
+        redelivered after a crash. A message the gate handed over is acked when its copy
+        from the stream is here. The next step does not wait for the acknowledgements
+        (``stream.inflight``); a failed send raises from the next step."""
+        await sends.settle(sends.size - 1)
         done = engine.take_settled()
         try:
-            await send(as_out(rows))
+            acknowledged = await enqueue(as_out(rows))
         except BaseException:
             handoff.forget(t for t in done if type(t) is Handed)
             raise
-        for token in done:
-            event = handoff.settle(token) if type(token) is Handed else token
-            if event is not None:
-                await source[0].ack(event)
+
+        async def ack() -> None:
+            for token in done:
+                event = handoff.settle(token) if type(token) is Handed else token
+                if event is not None:
+                    await source[0].ack(event)
+
+        sends.start(acknowledged, ack, lambda: handoff.forget(t for t in done if type(t) is Handed))
 
     source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
     handoff = Handoff()
@@ -499,12 +515,14 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, s
         engine.handing_over = True
         held = engine.held_records
         await send_and_ack(engine.drain())
+        await sends.settle()
         if held:
             log.info("features: processed the %d held records before handing the partitions over", held)
 
     async def hand_over(sender, *args, **kwargs):
         ready.clear()  # no batch until the assignment's state is read
         await send_and_ack(engine.drain())
+        await sends.settle()
 
     app.before_handover.append(let_go)
     app.on_partitions_revoked.connect(hand_over)

@@ -1,0 +1,52 @@
+"""Sends in flight: a step hands its rows to the producer and goes on, and what must
+follow Kafka's acknowledgement (acknowledging the messages the rows came from) runs
+when it arrives.
+
+Waiting for each step's acknowledgements before the next step was most of a live
+batch's time in the worker (a round trip to the broker per step, with the CPU idle);
+a window of sends in flight keeps the round trips and the next steps overlapping, and
+its size bounds how much is unacknowledged. A failed send raises from the next
+``settle`` (the next step, a hand-over or a stop), so a failure still stops the
+stream's progress, one step later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+
+class SendWindow:
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"a send window holds at least one send, not {size}")
+        self.size = size
+        self._in_flight: deque[asyncio.Future] = deque()
+
+    def __len__(self) -> int:
+        return len(self._in_flight)
+
+    def start(self, acknowledged: Awaitable, then: Callable[[], Awaitable[None]], failed: Callable[[], None]) -> None:
+        """Track a send: once ``acknowledged`` resolves, run ``then``; if it raises, call
+        ``failed`` (and the next ``settle`` raises its error). Call ``settle(size - 1)``
+        first, so the window stays within its size."""
+        self._in_flight.append(asyncio.ensure_future(_follow(acknowledged, then, failed)))
+
+    async def settle(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` sends are in flight (0: all acknowledged, before a
+        hand-over or a stop), oldest first; raise the first failed send's error."""
+        while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0].done()):
+            oldest = self._in_flight[0]
+            await asyncio.wait([oldest])  # not `await oldest`: cancelling the caller must not cancel it
+            self._in_flight.popleft()
+            oldest.result()
+
+
+async def _follow(acknowledged: Awaitable, then: Callable[[], Awaitable[None]], failed: Callable[[], None]) -> None:
+    try:
+        await acknowledged
+    except BaseException:
+        failed()
+        raise
+    await then()

@@ -1,0 +1,69 @@
+"""The window of sends in flight (stream.inflight): a step does not wait for the
+acknowledgements of the one before, what follows an acknowledgement runs only after
+it, the window stays within its size, and a failed send is not lost: its messages are
+forgotten and the next settle raises."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stream.inflight import SendWindow
+
+
+async def test_steps_go_on_while_sends_wait_and_acks_follow_their_acknowledgement():
+    loop = asyncio.get_running_loop()
+    window = SendWindow(2)
+    acks, order = [loop.create_future() for _ in range(3)], []
+
+    def then(i):
+        async def run():
+            order.append(i)
+        return run
+
+    await window.settle(window.size - 1)
+    window.start(acks[0], then(0), lambda: order.append("failed"))
+    await window.settle(window.size - 1)  # one in flight: the second step need not wait
+    window.start(acks[1], then(1), lambda: order.append("failed"))
+    assert len(window) == 2 and order == []  # nothing acknowledged, nothing followed
+
+    third = asyncio.ensure_future(window.settle(window.size - 1))
+    await asyncio.sleep(0.01)
+    assert not third.done()  # a full window: the third step waits for the oldest send
+    acks[1].set_result([(0, 1)])
+    await asyncio.sleep(0.01)
+    assert order == [1] and not third.done()  # the newer one's follow-up ran; the oldest still holds the window
+    acks[0].set_result([(0, 0)])
+    await asyncio.wait_for(third, 1)
+    assert order == [1, 0] and len(window) == 0  # both settled (the second was already done)
+    window.start(acks[2], then(2), lambda: order.append("failed"))
+    acks[2].set_result([(0, 2)])
+    await window.settle()
+    assert order == [1, 0, 2] and len(window) == 0
+
+
+async def test_a_failed_send_forgets_its_messages_and_the_next_settle_raises():
+    loop = asyncio.get_running_loop()
+    window = SendWindow(4)
+    forgotten, followed = [], []
+    bad, good = loop.create_future(), loop.create_future()
+
+    async def follow():
+        followed.append(True)
+
+    window.start(bad, follow, lambda: forgotten.append("bad"))
+    window.start(good, follow, lambda: forgotten.append("good"))
+    bad.set_exception(ConnectionError("broker away"))
+    good.set_result([])
+    await asyncio.sleep(0.01)
+    assert forgotten == ["bad"] and followed == [True]
+    with pytest.raises(ConnectionError, match="broker away"):
+        await window.settle(3)  # within size, but a finished failure is raised at once
+    await window.settle()
+    assert len(window) == 0
+
+
+def test_a_window_holds_at_least_one_send():
+    with pytest.raises(ValueError, match="at least one"):
+        SendWindow(0)
