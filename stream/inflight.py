@@ -39,8 +39,11 @@ class SendWindow:
         while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0].done()):
             oldest = self._in_flight[0]
             await asyncio.wait([oldest])  # not `await oldest`: cancelling the caller must not cancel it
-            self._in_flight.popleft()
-            oldest.result()
+            # several callers may wait for the same send (a step, the release timer, a
+            # hand-over): the first to wake takes it off, and raises its error if it failed
+            if self._in_flight and self._in_flight[0] is oldest:
+                self._in_flight.popleft()
+                oldest.result()
 
 
 async def _follow(acknowledged: Awaitable, then: Callable[[], Awaitable[None]], failed: Callable[[], None]) -> None:

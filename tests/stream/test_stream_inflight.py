@@ -67,3 +67,32 @@ async def test_a_failed_send_forgets_its_messages_and_the_next_settle_raises():
 def test_a_window_holds_at_least_one_send():
     with pytest.raises(ValueError, match="at least one"):
         SendWindow(0)
+
+
+async def test_several_callers_waiting_for_the_same_send_each_go_on_once_it_is_acknowledged():
+    """The features' step, their release timer and a hand-over can all wait for the
+    window at once: each must go on when the send they wait for is acknowledged (one of
+    them takes it off), and a failure is raised once, not lost and not twice."""
+    loop = asyncio.get_running_loop()
+    window = SendWindow(1)
+    first, second = loop.create_future(), loop.create_future()
+    forgotten: list[str] = []
+
+    async def nothing():
+        return None
+
+    window.start(first, nothing, lambda: forgotten.append("first"))
+    waiters = [asyncio.ensure_future(window.settle(window.size - 1)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert not any(w.done() for w in waiters)
+    first.set_result([])
+    results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 1)
+    assert results == [None, None, None] and len(window) == 0
+
+    window.start(second, nothing, lambda: forgotten.append("second"))
+    waiters = [asyncio.ensure_future(window.settle()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    second.set_exception(ConnectionError("broker away"))
+    results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 1)
+    assert sum(isinstance(r, ConnectionError) for r in results) == 1 and results.count(None) == 2
+    assert forgotten == ["second"] and len(window) == 0
