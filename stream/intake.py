@@ -136,15 +136,11 @@ class GateIntake(Service):
             try:
                 if fetched:
                     await self._process(fetched)
-                await self._reap()
+                self._reap()
                 backoff = 0.5
             except Exception as exc:  # a send failed (e.g. the broker is away): read the batches again
-                first = await self._abandon_in_flight({} if self._staged else fetched)
-                log.warning("gate: messages not delivered (%s: %s); re-reading them from offsets %s in %.1f s",
-                            type(exc).__name__, exc, _fmt_offsets(first), backoff)
-                for tp, offset in first.items():
-                    if tp in self.consumer.assignment():
-                        self.consumer.seek(tp, offset)
+                self._read_again(exc, await self._abandon_in_flight({} if self._staged else fetched),
+                                       f" in {backoff:.1f} s")
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
                 continue
@@ -155,7 +151,7 @@ class GateIntake(Service):
         flight when ``MAX_IN_FLIGHT`` are."""
         if len(self._in_flight) >= MAX_IN_FLIGHT:
             await asyncio.wait([self._in_flight[0].task])
-            await self._reap()
+            self._reap()
         async with self._lock:
             if self.should_stop:  # stopped while this batch waited: it is read again after the restart
                 return
@@ -183,14 +179,13 @@ class GateIntake(Service):
                     if completion is not None:
                         completions.append(completion)
             except BaseException:
-                for c in completions:  # never awaited: close them (their sends may still land)
-                    getattr(c, "close", lambda: None)()
+                _close(completions)
                 raise
             previous = self._in_flight[-1].task if self._in_flight else None
             self._in_flight.append(_InFlight(asyncio.ensure_future(_complete(previous, completions)), first, done))
             self._staged = True
 
-    async def _reap(self) -> None:
+    def _reap(self) -> None:
         """Take the finished batches, oldest first: their offsets may be committed. A
         failed one raises (the caller reads it and the batches after it again)."""
         while self._in_flight and self._in_flight[0].task.done():
@@ -207,14 +202,17 @@ class GateIntake(Service):
             return
         await asyncio.wait([item.task for item in self._in_flight])
         try:
-            await self._reap()
+            self._reap()
         except Exception as exc:
-            first = await self._abandon_in_flight({})
-            log.warning("gate: messages not delivered (%s: %s); re-reading them from offsets %s",
-                        type(exc).__name__, exc, _fmt_offsets(first))
-            for tp, offset in first.items():
-                if tp in self.consumer.assignment():
-                    self.consumer.seek(tp, offset)
+            self._read_again(exc, await self._abandon_in_flight({}))
+
+    def _read_again(self, exc: Exception, first: dict[TopicPartition, int], when: str = "") -> None:
+        """Seek the partitions still assigned back to ``first``: what a failure left undone."""
+        log.warning("gate: messages not delivered (%s: %s); re-reading them from offsets %s%s",
+                    type(exc).__name__, exc, _fmt_offsets(first), when)
+        for tp, offset in first.items():
+            if tp in self.consumer.assignment():
+                self.consumer.seek(tp, offset)
 
     async def _abandon_in_flight(self, fetched: dict) -> dict[TopicPartition, int]:
         """After a failure: wait for the batches in flight to end (each after a failed
@@ -310,11 +308,20 @@ async def _complete(previous: asyncio.Future | None, completions: list[Awaitable
     if previous is not None:
         await asyncio.wait([previous])  # not `await previous`: cancelling this must not cancel it
         if previous.cancelled() or previous.exception() is not None:
-            for c in completions:
-                getattr(c, "close", lambda: None)()
+            _close(completions)
             raise _Abandoned("a batch before this one was not delivered")
+    for i, c in enumerate(completions):
+        try:
+            await c
+        except BaseException:
+            _close(completions[i + 1:])
+            raise
+
+
+def _close(completions: list[Awaitable]) -> None:
+    """Completions that will not be awaited (their sends may still land)."""
     for c in completions:
-        await c
+        getattr(c, "close", lambda: None)()
 
 
 def _fmt_partitions(tps) -> str:
