@@ -473,25 +473,6 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
                     await source[0].ack(event)
 
         sends.start(acknowledged, ack, lambda: handoff.forget(t for t in done if type(t) is Handed))
-        release_when_due()
-
-    release_at: list = [None]  # the scheduled release of live records whose hold ends
-
-    def release_when_due() -> None:
-        """Release held live records when their hold ends, not at the next step or tick
-        of the timer below (which may be tens of milliseconds later)."""
-        if engine.live_due is None or release_at[0] is not None:
-            return
-        delay = max(0.0, engine.live_due - engine.clock())
-        release_at[0] = asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(release_live()))
-
-    async def release_live() -> None:
-        release_at[0] = None
-        if ready.is_set() and not engine.handing_over:
-            try:
-                await send_and_ack(engine.release())
-            except Exception as exc:  # a send failed (its messages are not acknowledged, so they come again)
-                log.error("features: rows of released live records not sent (%s: %s)", type(exc).__name__, exc)
 
     source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
     handoff = Handoff()

@@ -91,8 +91,6 @@ class FeatureEngine:
         self._changes: dict[bytes, bytes] = {}  # store writes not yet taken for the changelog
         self._settled: list = []  # tokens of fully processed messages, not yet taken
         self.handing_over = False  # partitions are being given up: hold nothing back
-        # when the oldest live record held ends its live hold (clock time), None if none is held
-        self.live_due: float | None = None
 
     def _load(self, vids: Sequence[str]) -> tuple[dict, dict]:
         states, history = {}, {}
@@ -173,7 +171,6 @@ class FeatureEngine:
         settled = now - self.live_hold_s
         ready: list[tuple[str, msgspec.Struct]] = []
         tokens = self._settled
-        live_due = None  # the earliest hold end among the live chunks kept
 
         def settle(chunk) -> None:
             if chunk[4] is not None:
@@ -210,20 +207,9 @@ class FeatureEngine:
                         settle(c)
             if keep:
                 self._held[vid] = keep
-                if live_from is not None:  # live records still in their hold: when the first one ends
-                    for k in keep:
-                        if k[1] >= live_from and k[2] > settled and (live_due is None or k[2] < live_due):
-                            live_due = k[2]
             else:
                 del self._held[vid]
-        self.live_due = None if live_due is None else live_due + self.live_hold_s
         return ready
-
-    def release(self) -> list[tuple[str, str, bytes]]:
-        """Process what the reorder buffer may let go now (live records whose hold
-        ended), without ``flush``'s check for idle trips: the worker calls it when
-        ``live_due`` comes."""
-        return self._process(self._release(self.clock()))
 
     def _process(self, pairs: list[tuple[str, msgspec.Struct]]) -> list[tuple[str, str, bytes]]:
         if not pairs:

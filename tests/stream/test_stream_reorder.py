@@ -99,35 +99,3 @@ def test_live_records_wait_only_the_live_hold():
     assert engine.held_records == 10  # the hour-old records still wait for the reorder window
     scores = [msgspec.json.decode(v) for topic, _, v in out if topic == "scores.ubi.v1"]
     assert [s["vehicle_id"] for s in scores] == ["veh-live"] and scores[0]["through_ts_ms"] == recs[-1].ts_ms
-
-
-def test_the_engine_says_when_the_first_held_live_record_ends_its_hold():
-    """The worker releases held live records when their hold ends (``live_due``), not at
-    the next step or timer tick; records held for the reorder window set no such time."""
-    now_s = 2_000_000_000.0
-    clock = Clock(now_s)
-    engine = FeatureEngine({}, reorder_ms=120_000, max_hold_s=10.0, live_hold_ms=50, live_window_ms=30_000,
-                           score_every_ms=0, clock=clock)
-    now_ms = int(now_s * 1000)
-
-    def dyn(vid: bytes, prefix: str, ts0: int):
-        recs = [R.DynamicsV1(event_id=f"{prefix}{i}", ts_ms=ts0 + i * 100, speed_kmh=40.0, accel_long_mps2=0.0,
-                             accel_lat_mps2=0.0, yaw_rate_dps=0.0, heading_deg=0.0, motor_power_kw=10.0,
-                             adas_state="off", fcw=False, headway_s=None, seatbelt_driver=True, lat=31.2,
-                             lon=121.4 + i * 1e-4) for i in range(5)]
-        return (T.clean_name(T.DYNAMICS.name), vid, msgspec.json.encode(recs))
-
-    assert engine.step([dyn(b"veh-old", "o", now_ms - 3_600_000)]) == []
-    assert engine.held_records == 5 and engine.live_due is None  # the reorder window, not the live hold
-    assert engine.step([dyn(b"veh-a", "a", now_ms - 500)]) == []
-    assert engine.live_due == pytest.approx(now_s + 0.05)
-    clock.t += 0.02
-    assert engine.step([dyn(b"veh-b", "b", now_ms - 480)]) == []
-    assert engine.live_due == pytest.approx(now_s + 0.05)  # the first one held still decides
-    clock.t += 0.031  # veh-a's hold has ended: released, and veh-b's end is next
-    out = engine.release()
-    assert {v for _, v, _ in out} >= {"veh-a"} and "veh-b" not in {v for _, v, _ in out}
-    assert engine.live_due == pytest.approx(now_s + 0.02 + 0.05)
-    clock.t += 0.02
-    engine.release()
-    assert engine.live_due is None and engine.held_records == 5  # only the hour-old records wait
