@@ -460,10 +460,14 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
         (``stream.inflight``); a failed send raises from the next step."""
         await sends.settle(sends.size - 1)
         done = engine.take_settled()
+
+        def forget_handed() -> None:  # their stream copies take the ordinary path
+            handoff.forget(t for t in done if type(t) is Handed)
+
         try:
             acknowledged = await enqueue(as_out(rows))
         except BaseException:
-            handoff.forget(t for t in done if type(t) is Handed)
+            forget_handed()
             raise
 
         async def ack() -> None:
@@ -472,7 +476,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
                 if event is not None:
                     await source[0].ack(event)
 
-        sends.start(acknowledged, ack, lambda: handoff.forget(t for t in done if type(t) is Handed))
+        sends.start(acknowledged, ack, forget_handed)
 
     source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
     handoff = Handoff()

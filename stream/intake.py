@@ -190,7 +190,7 @@ class GateIntake(Service):
         failed one raises (the caller reads it and the batches after it again)."""
         while self._in_flight and self._in_flight[0].task.done():
             item = self._in_flight[0]
-            if item.task.cancelled() or item.task.exception() is not None:
+            if _failed(item.task):
                 item.task.result()  # raises its error
             self._in_flight.popleft()
             self._pending.update(item.done)
@@ -220,16 +220,17 @@ class GateIntake(Service):
         finish, the failed ``fetched`` batch's included."""
         if self._in_flight:
             await asyncio.wait([item.task for item in self._in_flight])
-        first: dict[TopicPartition, int] = {}
+        undone = [{tp: msgs[0].offset for tp, msgs in fetched.items()}]
         for item in self._in_flight:
-            if item.task.cancelled() or item.task.exception() is not None:
-                for tp, offset in item.first.items():
-                    first[tp] = min(offset, first.get(tp, offset))
+            if _failed(item.task):
+                undone.append(item.first)
             else:  # finished before the failed one: committed as usual
                 self._pending.update(item.done)
         self._in_flight.clear()
-        for tp, msgs in fetched.items():
-            first[tp] = min(msgs[0].offset, first.get(tp, msgs[0].offset))
+        first: dict[TopicPartition, int] = {}
+        for offsets in undone:
+            for tp, offset in offsets.items():
+                first[tp] = min(offset, first.get(tp, offset))
         return first
 
     def _unread(self, next_offsets: dict[TopicPartition, int]) -> int:
@@ -307,7 +308,7 @@ async def _complete(previous: asyncio.Future | None, completions: list[Awaitable
     take the gate's batches in order)."""
     if previous is not None:
         await asyncio.wait([previous])  # not `await previous`: cancelling this must not cancel it
-        if previous.cancelled() or previous.exception() is not None:
+        if _failed(previous):
             _close(completions)
             raise _Abandoned("a batch before this one was not delivered")
     for i, c in enumerate(completions):
@@ -316,6 +317,11 @@ async def _complete(previous: asyncio.Future | None, completions: list[Awaitable
         except BaseException:
             _close(completions[i + 1:])
             raise
+
+
+def _failed(task: asyncio.Future) -> bool:
+    """Whether a finished batch's completion did not finish well."""
+    return task.cancelled() or task.exception() is not None
 
 
 def _close(completions: list[Awaitable]) -> None:

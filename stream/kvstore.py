@@ -10,8 +10,8 @@ emitted), and recently written values are read back from memory.
 from __future__ import annotations
 
 from collections import deque
-from itertools import islice
 from collections.abc import Iterator, MutableMapping
+from itertools import islice
 from pathlib import Path
 
 _DELETED = object()
