@@ -33,7 +33,7 @@ from stream.batching import take_batches
 from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack
 from stream.gate import Accepted, Gate, Passed, Rejected, dlq_message, reject
 from stream.handoff import Handed, Handoff
-from stream.inflight import SendWindow
+from stream.inflight import SendFailed, SendWindow
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
@@ -443,41 +443,64 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
     ready.set()
 
     def as_out(rows) -> list[Out]:
-        outs = [Out(topic, key, value, []) for topic, key, value in pack(rows)]
-        if w.state_changelog:
-            outs += [Out(T.FEATURE_STATE.name, key, value, [], T.partition_of(vid.encode(), n_partitions))
-                     for vid, key, value in engine.take_changes()]
-        return outs
+        return [Out(topic, key, value, []) for topic, key, value in pack(rows)]
+
+    def changelog() -> list[Out]:
+        if not w.state_changelog:
+            return []
+        return [Out(T.FEATURE_STATE.name, key, value, [], T.partition_of(vid.encode(), n_partitions))
+                for vid, key, value in engine.take_changes()]
 
     sends = SendWindow(MAX_SENDS_IN_FLIGHT)  # steps whose rows Kafka has not acknowledged yet
 
     async def send_and_ack(rows) -> None:
-        """Emit a step's rows; once Kafka acknowledged them, acknowledge the messages the
-        step finished: a message is acked (its offset may be committed) only once all its
+        """Emit a step's rows; once Kafka acknowledged them, send the step's state to the
+        changelog, make it durable locally, then acknowledge the messages the step
+        finished: a message is acked (its offset may be committed) only once all its
         records are processed and their rows sent, so what the reorder buffer holds is
-        redelivered after a crash. A message the gate handed over is acked when its copy
-        from the stream is here. The next step does not wait for the acknowledgements
-        (``stream.inflight``); a failed send raises from the next step."""
+        redelivered after a crash, and neither copy of the state runs ahead of the rows
+        (a crash in between re-computes them; the warehouse keeps one version of each).
+        A message the gate handed over is acked when its copy from the stream is here.
+        The next step does not wait for the acknowledgements (``stream.inflight``); a
+        failed send stops the worker (``stop_worker``)."""
         await sends.settle(sends.size - 1)
         done = engine.take_settled()
+        sealed, state = engine.seal(), changelog()
 
-        def forget_handed() -> None:  # their stream copies take the ordinary path
-            handoff.forget(t for t in done if type(t) is Handed)
+        def failed(exc: BaseException) -> None:
+            engine.rollback()  # what this process wrote after the last acknowledged step is not kept
+            handoff.forget(t for t in done if type(t) is Handed)  # their stream copies take the ordinary path
+            stop_worker(exc)
 
         try:
             acknowledged = await enqueue(as_out(rows))
-        except BaseException:
-            forget_handed()
+        except BaseException as exc:
+            failed(exc)
             raise
 
-        async def ack() -> None:
+        async def durable_then_ack() -> None:
+            if state:
+                await (await enqueue(state))
+            engine.commit(sealed)
             for token in done:
                 event = handoff.settle(token) if type(token) is Handed else token
                 if event is not None:
                     await source[0].ack(event)
 
-        sends.start(acknowledged, ack, forget_handed)
+        sends.start(acknowledged, durable_then_ack, failed)
 
+    def stop_worker(exc: BaseException) -> None:
+        """Rows that did not reach Kafka: the stream cannot go on past them (their records
+        are in this process's memory only), so the worker stops with an error and its
+        restart (the process supervisor's) resumes from the committed offsets and the
+        state written before them."""
+        if not stopping and not isinstance(exc, (SendFailed, asyncio.CancelledError)):  # the first failure, not a shutdown
+            stopping.append(exc)
+            log.critical("features: a send of derived rows failed (%s: %s); the worker stops, to resume from what "
+                         "Kafka acknowledged when it is restarted", type(exc).__name__, exc)
+            asyncio.ensure_future(app.crash(exc))
+
+    stopping: list = []
     source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
     handoff = Handoff()
     app.stats.handoff = handoff

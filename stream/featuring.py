@@ -110,9 +110,6 @@ class FeatureEngine:
         for v, closed in up.closed_days.items():
             history[v] = merge_history(history.get(v, []), closed)
             store[b"h" + v.encode()] = changes[b"h" + v.encode()] = encode_history(history[v])
-        flush = getattr(self.store, "flush", None)
-        if flush is not None:
-            flush()
         out = []
         for topic, rows in ((TRIPS, up.trips), (DAILY, up.daily), (CELLS, up.visits), (CRASHES, up.crashes)):
             out.extend((topic, r.vehicle_id, _encode(r)) for r in rows)
@@ -314,6 +311,25 @@ class FeatureEngine:
         self._settled.extend(c[4] for chunks in self._held.values() for c in chunks if c[4] is not None)
         self._held.clear()
         return self._process(pairs)
+
+    def seal(self) -> int | None:
+        """Set the state written since the last seal apart: it becomes durable (``commit``)
+        only once Kafka acknowledged the rows computed with it. Were it durable before,
+        a crash between the two would lose those rows: the redelivered records would be
+        skipped as already in their vehicle's state. None for a store kept in memory."""
+        seal = getattr(self.store, "seal", None)
+        return seal() if seal is not None else None
+
+    def commit(self, seal: int | None) -> None:
+        if seal is not None:
+            self.store.commit(seal)
+
+    def rollback(self) -> None:
+        """A step's rows did not reach Kafka: keep the state as it was before the first
+        step not committed, for the process that resumes from it (this one stops)."""
+        rollback = getattr(self.store, "rollback", None)
+        if rollback is not None:
+            rollback()
 
     def take_changes(self) -> list[tuple[str, bytes, bytes]]:
         """(vehicle id, store key, value) of the state written since the last call: the

@@ -5,6 +5,13 @@ of a key written moments ago goes through the memtable. The gate and the feature
 engine touch a few keys per record, so writes are collected per batch and written
 with one ``WriteBatch`` (``flush``, called once per batch before its outputs are
 emitted), and recently written values are read back from memory.
+
+A store whose writes must not become durable before something else happened (the
+features' state before Kafka acknowledged the rows computed from it) seals each
+batch's writes (``seal``) and writes them once that happened (``commit``), in seal
+order; meanwhile they are read back like pending writes. ``rollback`` drops what is
+not written and writes nothing more: the process then stops, and its successor
+resumes from what is on disk.
 """
 
 from __future__ import annotations
@@ -20,14 +27,18 @@ _DELETED = object()
 class WriteBackStore(MutableMapping[bytes, bytes]):
     """A ``MutableMapping`` over an ``Rdict`` (raw mode) with per-batch writes.
 
-    Reads see pending writes first, then a bounded cache of flushed values, then
-    the database. ``flush()`` makes pending writes durable (RocksDB WAL) in one batch.
+    Reads see pending writes first, then sealed ones (newest first), then a bounded
+    cache of written values, then the database. ``flush()`` makes every write durable
+    (RocksDB WAL) in one batch.
     """
 
     def __init__(self, db, cache_limit: int = 200_000) -> None:
         self.db = db
         self.cache_limit = cache_limit
         self._pending: dict[bytes, object] = {}
+        self._sealed: deque[tuple[int, dict[bytes, object]]] = deque()  # (seal number, writes), oldest first
+        self._seals = 0
+        self._rolled_back = False
         self._cache: dict[bytes, bytes] = {}
 
     @classmethod
@@ -49,6 +60,11 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
 
     def get(self, key: bytes, default=None):
         v = self._pending.get(key)
+        if v is None and self._sealed:
+            for _, writes in reversed(self._sealed):
+                v = writes.get(key)
+                if v is not None:
+                    break
         if v is None:
             v = self._cache.get(key)
             if v is None:
@@ -59,6 +75,8 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
     def holds_any(self, keys: list[bytes]) -> bool:
         """Whether any of ``keys`` is held: set operations over what is in memory, then
         one database read (a multi-get) for the rest."""
+        if self._sealed:  # not on the gate's path, which never seals
+            return any(self.get(k) is not None for k in keys)
         pending = self._pending
         gone: set = set()
         if pending:
@@ -108,17 +126,46 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
         self.flush()
         return sum(1 for _ in self.db.keys())
 
+    def seal(self) -> int:
+        """Set the writes so far apart, to be written by ``commit`` of the number returned."""
+        if self._pending:
+            self._seals += 1
+            self._sealed.append((self._seals, self._pending))
+            self._pending = {}
+        return self._seals
+
+    def commit(self, seal: int) -> None:
+        """Write the sealed writes up to ``seal``, oldest first, in one batch."""
+        sealed = self._sealed
+        if not sealed or sealed[0][0] > seal:
+            return
+        writes = sealed.popleft()[1]
+        if sealed and sealed[0][0] <= seal:
+            writes = dict(writes)
+            while sealed and sealed[0][0] <= seal:
+                writes.update(sealed.popleft()[1])
+        self._write(writes)
+
+    def rollback(self) -> None:
+        """Forget every write not yet written, and write nothing from now on."""
+        self._pending.clear()
+        self._sealed.clear()
+        self._rolled_back = True
+
     def flush(self) -> None:
-        if not self._pending:
+        self.commit(self.seal())
+
+    def _write(self, writes: dict[bytes, object]) -> None:
+        if self._rolled_back:
             return
         from rocksdict import WriteBatch
 
         wb = WriteBatch(raw_mode=True)
-        cache, pending = self._cache, self._pending
-        if len(cache) + len(pending) > self.cache_limit:
+        cache = self._cache
+        if len(cache) + len(writes) > self.cache_limit:
             cache.clear()
-        if _DELETED in pending.values():
-            for k, v in pending.items():
+        if _DELETED in writes.values():
+            for k, v in writes.items():
                 if v is _DELETED:
                     wb.delete(k)
                     cache.pop(k, None)
@@ -126,10 +173,9 @@ class WriteBackStore(MutableMapping[bytes, bytes]):
                     wb.put(k, v)
                     cache[k] = v  # type: ignore[assignment]
         else:  # puts only (nearly every batch): no Python-level loop
-            deque(map(wb.put, pending.keys(), pending.values()), maxlen=0)
-            cache.update(pending)
+            deque(map(wb.put, writes.keys(), writes.values()), maxlen=0)
+            cache.update(writes)
         self.db.write(wb)
-        pending.clear()
 
     def close(self) -> None:
         self.flush()

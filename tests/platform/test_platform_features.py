@@ -14,6 +14,7 @@ import pytest
 
 from platform_helpers import produce_ordered, random_vin
 from stream import records as R
+from stream.featuring import CELLS
 from stream.features import Batch, features_offline
 from stream.features.synthetic import synthetic_stream
 from stream.pseudonym import Pseudonymiser
@@ -37,7 +38,9 @@ def platform_env(platform_env):
     return {**platform_env, "VOLTRISK_REORDER_MS": str(3_600_000)}
 
 
-def test_trips_and_cells_in_clickhouse_equal_the_pure_functions(kafka_bootstrap, warehouse_proc, worker_proc):
+def _produce_synthetic_fleet(kafka_bootstrap: str):
+    """Four vehicles' trips produced as they would report them; what the platform should
+    compute from them (the pure functions over the pseudonymised events) and their ids."""
     rng = random.Random()
     pairs = synthetic_stream(vehicles=4, trips_per_vehicle=2, seed=11, max_trip_s=300, max_gap_h=1.0)
     vins = {vid: random_vin(rng) for vid, _ in pairs}
@@ -67,9 +70,11 @@ def test_trips_and_cells_in_clickhouse_equal_the_pure_functions(kafka_bootstrap,
     for vid in list(runs):
         flush(vid)
     asyncio.run(produce_ordered(kafka_bootstrap, ordered))
+    return expected, sorted({pseudo.vehicle_id(v) for v in vins.values()})
 
-    ch = http_client(warehouse_proc.url)
-    ids = sorted({pseudo.vehicle_id(v) for v in vins.values()})
+
+def _assert_features_equal_the_pure_functions(ch, expected, ids, worker_proc) -> None:
+    """Trips, harsh-event counts, cell visits and scores in ClickHouse as the pure functions say."""
     q = ("SELECT vehicle_id, start_ts_ms, end_reason, samples_n, round(distance_km, 6), hard_brake_n, harsh_accel_n, "
          "harsh_turn_n, fcw_n FROM trips FINAL WHERE vehicle_id IN {ids:Array(String)} ORDER BY vehicle_id, start_ts_ms")
     want = sorted((t.vehicle_id, t.start_ts_ms, t.end_reason, t.samples_n, round(t.distance_km, 6), t.hard_brake_n,
@@ -82,19 +87,67 @@ def test_trips_and_cells_in_clickhouse_equal_the_pure_functions(kafka_bootstrap,
         assert parked() == closed
     assert sum(t[5] for t in closed) > 0  # the synthetic stream brakes hard: the counts compared are not all zero
 
-    visits = ch.query(
+    visits = lambda: {tuple(v) for v in ch.query(  # noqa: E731
         "SELECT vehicle_id, cell, start_ts_ms, round(driving_s, 6) FROM cell_visits FINAL "
         "WHERE vehicle_id IN {ids:Array(String)} ORDER BY vehicle_id, cell, start_ts_ms", parameters={"ids": ids},
-    ).result_rows
+    ).result_rows}
     closed_starts = {(t[0], t[1]) for t in closed}
     closed_visits = sorted((c.vehicle_id, c.cell, c.start_ts_ms, round(c.driving_s, 6)) for c in expected.visits.values()
                            if any(c.vehicle_id == v and s <= c.start_ts_ms for v, s in closed_starts))
-    assert {tuple(v) for v in visits} >= {v for v in closed_visits if v[3] > 0} - {v for v in closed_visits if v[2] > max(s for _, s in closed_starts)}
+    want_visits = {v for v in closed_visits if v[3] > 0} - {v for v in closed_visits if v[2] > max(s for _, s in closed_starts)}
+    try:
+        wait_for(lambda: visits() >= want_visits, 60, "the closed trips' cell visits in ClickHouse", worker_proc)
+    finally:
+        assert visits() >= want_visits
     scored = lambda: ch.query(  # noqa: E731
         "SELECT uniqExact(vehicle_id), min(score), max(score) FROM scores FINAL WHERE vehicle_id IN {ids:Array(String)}",
         parameters={"ids": ids}).result_rows[0]
     n, lo, hi = wait_for(lambda: (r := scored())[0] == len(ids) and r, 60, "a score for every vehicle", worker_proc)
     assert 0 <= lo <= hi <= 100
+
+
+def test_trips_and_cells_in_clickhouse_equal_the_pure_functions(kafka_bootstrap, warehouse_proc, worker_proc):
+    expected, ids = _produce_synthetic_fleet(kafka_bootstrap)
+    _assert_features_equal_the_pure_functions(http_client(warehouse_proc.url), expected, ids, worker_proc)
     # the features took part of the stream straight from the gate (stream.handoff): both paths ran
     stats = json.loads((Path(worker_proc.env["VOLTRISK_HOME"]) / "run" / "worker.stats.json").read_text())
     assert stats["features"]["handed_over"] > 0  # clean messages
+
+
+async def _cell_topic_configs(bootstrap: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The cell-visit topic's own settings (those not from the broker's defaults); with
+    ``overrides``, set them to exactly these first (AlterConfigs replaces the whole set)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if overrides is not None:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, CELLS, configs=overrides)])
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, CELLS)])
+        entries = described[0].resources[0][4]
+        # (name, value, read_only, config_source, ...): source 1 is the topic's own setting
+        return {e[0]: e[1] for e in entries if e[3] == 1}
+    finally:
+        await admin.close()
+
+
+def test_a_failed_send_of_derived_rows_stops_the_worker_and_its_restart_delivers_them(
+        kafka_bootstrap, warehouse_proc, worker_proc):
+    """The broker refuses the worker's cell-visit rows (a topic limit far below their
+    size): the worker stops with an error instead of going on without them, and once the
+    topic takes them again, the restarted worker delivers every row, exactly as the pure
+    functions compute them (the state of the failed steps was never made durable)."""
+    own = asyncio.run(_cell_topic_configs(kafka_bootstrap))
+    assert asyncio.run(_cell_topic_configs(kafka_bootstrap, {**own, "max.message.bytes": "64"}))["max.message.bytes"] == "64"
+    try:
+        expected, ids = _produce_synthetic_fleet(kafka_bootstrap)
+        stopped = wait_for(lambda: worker_proc.proc.poll() is not None, 120, "the worker to stop")
+        assert stopped and worker_proc.proc.returncode != 0
+        log = worker_proc.log.read_text(errors="replace")
+        assert "a send of derived rows failed" in log and "MessageSizeTooLarge" in log, worker_proc.tail(60)
+    finally:
+        assert asyncio.run(_cell_topic_configs(kafka_bootstrap, own)) == own
+    worker_proc.start_and_wait()
+    _assert_features_equal_the_pure_functions(http_client(warehouse_proc.url), expected, ids, worker_proc)

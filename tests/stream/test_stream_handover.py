@@ -212,3 +212,60 @@ def test_a_message_is_settled_only_once_all_its_records_are_processed():
     engine.handing_over = False
     engine.step([(T.clean_name(T.DYNAMICS.name), b"veh-0000", b"[]")], ["empty"])
     assert engine.take_settled() == ["empty"]
+
+
+def _replay_after_crash(tmp_path, durable_before_ack: bool) -> tuple[list, list, int]:
+    """Steps over a RocksDB store as the worker runs them: each step's state sealed,
+    committed and its finished messages acknowledged once "Kafka acknowledged" its rows.
+    The process dies while a step that closes a trip is unacknowledged (its rows lost
+    with the producer's buffer); a new process on the same store resumes from the
+    first unacknowledged message. (delivered rows, expected trips, that step's index)"""
+    from stream.kvstore import WriteBackStore
+
+    expected, first, second = _history()
+    msgs = first + second
+    clock = Clock(CATCHING_UP)
+    store = WriteBackStore.open(tmp_path / "features")
+    engine = _engine(store, clock)
+    delivered, acked, lost_at = [], set(), None
+    for i in range(0, len(msgs), 20):
+        rows = engine.step(msgs[i:i + 20], list(range(i, min(i + 20, len(msgs)))))
+        if durable_before_ack:
+            store.flush()
+        sealed, done = engine.seal(), engine.take_settled()
+        if any(t == "trips.v1" and msgspec.json.decode(v)["end_reason"] == "park" for t, _, v in rows) and i > 0:
+            lost_at = i  # this step's rows never reach Kafka
+            break
+        delivered += rows
+        engine.commit(sealed)
+        acked.update(done)
+        clock.t += 0.01
+    assert lost_at is not None
+    store.db.close()  # the crash: nothing more is written
+
+    resume = min(set(range(len(msgs))) - acked)  # the committed offset
+    assert resume <= lost_at
+    store = WriteBackStore.open(tmp_path / "features")
+    engine = _engine(store, clock)
+    delivered += _run(engine, clock, msgs[resume:]) + _finish(engine, clock)
+    store.close()
+    return delivered, expected, lost_at
+
+
+def test_a_crash_before_the_rows_are_acknowledged_recomputes_them_from_the_state_before(tmp_path):
+    """The features' state becomes durable only after Kafka acknowledged the rows computed
+    with it (``FeatureEngine.seal``/``commit``): a worker killed in between resumes from
+    the state before that step and emits its rows again, so a trip that closed in the
+    lost step is still delivered, exactly as the offline functions compute it."""
+    delivered, expected, _ = _replay_after_crash(tmp_path, durable_before_ack=False)
+    assert _final_trips(delivered) == expected
+
+
+def test_state_made_durable_before_the_acknowledgement_loses_the_rows_of_the_crashed_step(tmp_path):
+    """The failure the ordering prevents (and proof the test above can fail): the
+    redelivered records are skipped as already in the state, and the closed trip of the
+    lost step never reaches Kafka."""
+    delivered, expected, _ = _replay_after_crash(tmp_path, durable_before_ack=True)
+    got = _final_trips(delivered)
+    assert got != expected
+    assert {(t[0], t[1]) for t in got if t[3] == "park"} < {(t[0], t[1]) for t in expected if t[3] == "park"}

@@ -1,7 +1,8 @@
 """The window of sends in flight (stream.inflight): a step does not wait for the
 acknowledgements of the one before, what follows an acknowledgement runs only after
-it, the window stays within its size, and a failed send is not lost: its messages are
-forgotten and the next settle raises."""
+it and after the follow-up of the send before, the window stays within its size, and
+a failed send is not lost: it and every send after it are failed (their messages
+forgotten, nothing of theirs made durable) and the next settle raises."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import asyncio
 
 import pytest
 
-from stream.inflight import SendWindow
+from stream.inflight import SendFailed, SendWindow
 
 
 async def test_steps_go_on_while_sends_wait_and_acks_follow_their_acknowledgement():
@@ -23,9 +24,9 @@ async def test_steps_go_on_while_sends_wait_and_acks_follow_their_acknowledgemen
         return run
 
     await window.settle(window.size - 1)
-    window.start(acks[0], then(0), lambda: order.append("failed"))
+    window.start(acks[0], then(0), lambda exc: order.append("failed"))
     await window.settle(window.size - 1)  # one in flight: the second step need not wait
-    window.start(acks[1], then(1), lambda: order.append("failed"))
+    window.start(acks[1], then(1), lambda exc: order.append("failed"))
     assert len(window) == 2 and order == []  # nothing acknowledged, nothing followed
 
     third = asyncio.ensure_future(window.settle(window.size - 1))
@@ -33,34 +34,40 @@ async def test_steps_go_on_while_sends_wait_and_acks_follow_their_acknowledgemen
     assert not third.done()  # a full window: the third step waits for the oldest send
     acks[1].set_result([(0, 1)])
     await asyncio.sleep(0.01)
-    assert order == [1] and not third.done()  # the newer one's follow-up ran; the oldest still holds the window
+    assert order == [] and not third.done()  # the newer one is acknowledged, but its follow-up waits for the older's
     acks[0].set_result([(0, 0)])
     await asyncio.wait_for(third, 1)
-    assert order == [1, 0] and len(window) == 0  # both settled (the second was already done)
-    window.start(acks[2], then(2), lambda: order.append("failed"))
+    await window.settle()
+    assert order == [0, 1] and len(window) == 0  # both followed up, in the order they started
+    window.start(acks[2], then(2), lambda exc: order.append("failed"))
     acks[2].set_result([(0, 2)])
     await window.settle()
-    assert order == [1, 0, 2] and len(window) == 0
+    assert order == [0, 1, 2] and len(window) == 0
 
 
-async def test_a_failed_send_forgets_its_messages_and_the_next_settle_raises():
+async def test_a_failed_send_fails_the_sends_after_it_and_the_next_settle_raises():
     loop = asyncio.get_running_loop()
     window = SendWindow(4)
     forgotten, followed = [], []
-    bad, good = loop.create_future(), loop.create_future()
+    before, bad, after = loop.create_future(), loop.create_future(), loop.create_future()
 
     async def follow():
         followed.append(True)
 
-    window.start(bad, follow, lambda: forgotten.append("bad"))
-    window.start(good, follow, lambda: forgotten.append("good"))
+    window.start(before, follow, lambda exc: forgotten.append(("before", exc)))
+    window.start(bad, follow, lambda exc: forgotten.append(("bad", exc)))
+    window.start(after, follow, lambda exc: forgotten.append(("after", exc)))
+    after.set_result([])  # acknowledged first, but it follows a send that fails
+    before.set_result([])
     bad.set_exception(ConnectionError("broker away"))
-    good.set_result([])
     await asyncio.sleep(0.01)
-    assert forgotten == ["bad"] and followed == [True]
+    assert followed == [True]  # the send before the failure followed up
+    assert [(w, type(e).__name__) for w, e in forgotten] == [("bad", "ConnectionError"), ("after", "SendFailed")]
+    assert isinstance(forgotten[1][1].__cause__, ConnectionError)  # the cause is said
     with pytest.raises(ConnectionError, match="broker away"):
-        await window.settle(3)  # within size, but a finished failure is raised at once
-    await window.settle()
+        await window.settle(3)  # within size, but a finished failure is raised at once (the one before it passed)
+    with pytest.raises(SendFailed):
+        await window.settle()
     assert len(window) == 0
 
 
@@ -81,7 +88,7 @@ async def test_several_callers_waiting_for_the_same_send_each_go_on_once_it_is_a
     async def nothing():
         return None
 
-    window.start(first, nothing, lambda: forgotten.append("first"))
+    window.start(first, nothing, lambda exc: forgotten.append("first"))
     waiters = [asyncio.ensure_future(window.settle(window.size - 1)) for _ in range(3)]
     await asyncio.sleep(0.01)
     assert not any(w.done() for w in waiters)
@@ -89,7 +96,7 @@ async def test_several_callers_waiting_for_the_same_send_each_go_on_once_it_is_a
     results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 1)
     assert results == [None, None, None] and len(window) == 0
 
-    window.start(second, nothing, lambda: forgotten.append("second"))
+    window.start(second, nothing, lambda exc: forgotten.append("second"))
     waiters = [asyncio.ensure_future(window.settle()) for _ in range(3)]
     await asyncio.sleep(0.01)
     second.set_exception(ConnectionError("broker away"))
