@@ -187,7 +187,8 @@ def service(s: BrokerSettings) -> procs.Service:
     bootstrap = f"127.0.0.1:{s.broker_port}"
     client = admin_client(s)
     return procs.Service("kafka", argv, lambda: procs.port_open("127.0.0.1", s.broker_port) and answers(bootstrap, client=client),
-                         marker=str(props), start_timeout_s=s.broker_start_timeout_s)
+                         marker=str(props), start_timeout_s=s.broker_start_timeout_s,
+                         supervised=False)  # the JVM itself: the tests and the chaos runner stop and restart it
 
 
 def admin_client(s: BrokerSettings) -> KafkaClientSettings | None:

@@ -4,7 +4,8 @@ Each service started by ``voltrisk up`` (or ``voltrisk broker start``) runs in
 its own session with its PID in ``.voltrisk/run/NAME.pid`` and its output in
 ``.voltrisk/logs/NAME.log``. Stopping signals exactly that PID, after checking
 the process still is the one we started (its command line carries the marker),
-so a recycled PID is never killed.
+so a recycled PID is never killed. A supervised service's PID is its supervisor's
+(``voltrisk.supervise``, which restarts it after a failure and passes SIGTERM on).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,12 @@ class Service:
     marker: str  # a string the service's command line contains
     env: dict[str, str] | None = None
     start_timeout_s: float = 60.0
+    supervised: bool = True  # restarted after a failure (voltrisk.supervise)
+
+    def command(self) -> list[str]:
+        if not self.supervised:
+            return self.argv
+        return [sys.executable, "-m", "voltrisk.supervise", "--name", self.name, "--", *self.argv]
 
 
 def run_dir(home: Path) -> Path:
@@ -86,7 +94,7 @@ def start(home: Path, svc: Service) -> tuple[int, bool]:
     logf = log_path(home, svc.name)
     with open(logf, "ab") as out:
         proc = subprocess.Popen(
-            svc.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            svc.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, **(svc.env or {})},
         )
     pid_file(home, svc.name).write_text(str(proc.pid))
@@ -103,7 +111,8 @@ def start(home: Path, svc: Service) -> tuple[int, bool]:
 
 
 def stop(home: Path, name: str, marker: str, timeout_s: float = 30.0) -> bool:
-    """Stop our service NAME (SIGTERM, then SIGKILL after TIMEOUT_S). True if it was running."""
+    """Stop our service NAME (SIGTERM, then SIGKILL after TIMEOUT_S, to its whole
+    process group: a supervisor's service too). True if it was running."""
     pid = running_pid(home, name, marker)
     if pid is None:
         return False
@@ -113,7 +122,10 @@ def stop(home: Path, name: str, marker: str, timeout_s: float = 30.0) -> bool:
         _reap(pid)
         time.sleep(0.2)
     if marker in _cmdline(pid):
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.killpg(pid, signal.SIGKILL)  # started in a session of its own: its group is its PID
+        except ProcessLookupError:
+            pass
         time.sleep(0.2)
         _reap(pid)
     pid_file(home, name).unlink(missing_ok=True)
