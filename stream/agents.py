@@ -25,6 +25,7 @@ from pathlib import Path
 import faust
 import msgspec
 import numpy as np
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from stream import records
@@ -463,14 +464,15 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
         A message the gate handed over is acked when its copy from the stream is here.
         The next step does not wait for the acknowledgements (``stream.inflight``); a
         failed send stops the worker (``stop_worker``)."""
+        if stopping:  # after a failure nothing more leaves: the restart recomputes it
+            return
         await sends.settle(sends.size - 1)
         done = engine.take_settled()
         sealed, state = engine.seal(), changelog()
 
         def failed(exc: BaseException) -> None:
-            engine.rollback()  # what this process wrote after the last acknowledged step is not kept
             handoff.forget(t for t in done if type(t) is Handed)  # their stream copies take the ordinary path
-            stop_worker(exc)
+            stop_worker(exc, "a send of derived rows failed")
 
         try:
             acknowledged = await enqueue(as_out(rows))
@@ -479,6 +481,8 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
             raise
 
         async def durable_then_ack() -> None:
+            if stopping:  # a later step failed: the rows of this one are recomputed after the restart
+                raise SendFailed("the worker stops after a failure")
             if state:
                 await (await enqueue(state))
             engine.commit(sealed)
@@ -489,16 +493,31 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
 
         sends.start(acknowledged, durable_then_ack, failed)
 
-    def stop_worker(exc: BaseException) -> None:
-        """Rows that did not reach Kafka: the stream cannot go on past them (their records
-        are in this process's memory only), so the worker stops with an error and its
-        restart (the process supervisor's) resumes from the committed offsets and the
-        state written before them."""
+    def stop_worker(exc: BaseException, what: str) -> None:
+        """Rows that did not reach Kafka, or a step that raised half-way: the stream cannot
+        go on past them (their records are in this process's memory only, and the state may
+        hold part of a step), so the state written since the last acknowledged step is
+        dropped, no step runs any more, and the worker stops with an error; its restart
+        (the process supervisor's) resumes from the committed offsets and the state written
+        before them. Going on would lose the failed steps' rows for good: their records,
+        redelivered after the next restart, would be skipped as already in the state."""
+        engine.rollback()
+        ready.clear()
         if not stopping and not isinstance(exc, (SendFailed, asyncio.CancelledError)):  # the first failure, not a shutdown
             stopping.append(exc)
-            log.critical("features: a send of derived rows failed (%s: %s); the worker stops, to resume from what "
-                         "Kafka acknowledged when it is restarted", type(exc).__name__, exc)
+            log.critical("features: %s (%s: %s); the worker stops, to resume from what Kafka acknowledged when it "
+                         "is restarted", what, type(exc).__name__, exc, exc_info=not isinstance(exc, KafkaError))
             asyncio.ensure_future(app.crash(exc))
+
+    def computed(compute: Callable[..., list], *args) -> list:
+        """A features step's rows; a step that raises (a defect, as the gate passed its
+        records) stops the worker (``stop_worker``) instead of leaving the agent to be
+        restarted by Faust over a state that holds part of the step."""
+        try:
+            return compute(*args)
+        except Exception as exc:
+            stop_worker(exc, "a features step failed")
+            raise
 
     stopping: list = []
     source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
@@ -508,7 +527,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
     async def step(taken: list, handed: list) -> None:
         items = [(e.message.topic, e.message.key, e.message.value) for e in taken] + [item for item, _ in handed]
         if items:
-            await send_and_ack(engine.step(items, taken + [token for _, token in handed]))
+            await send_and_ack(computed(engine.step, items, taken + [token for _, token in handed]))
 
     @app.agent(inputs, name="features")
     async def features(stream):
@@ -531,7 +550,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
     @app.timer(interval=min(1.0, max(0.05, w.live_hold_ms / 1000)))
     async def release_held_and_close_idle_trips():
         if ready.is_set():
-            await send_and_ack(engine.flush())
+            await send_and_ack(computed(engine.flush))
 
     owned: set[int] = set()
 
@@ -541,14 +560,14 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
         are assigned again, so that wait ends."""
         engine.handing_over = True
         held = engine.held_records
-        await send_and_ack(engine.drain())
+        await send_and_ack(computed(engine.drain))
         await sends.settle()
         if held:
             log.info("features: processed the %d held records before handing the partitions over", held)
 
     async def hand_over(sender, *args, **kwargs):
         ready.clear()  # no batch until the assignment's state is read
-        await send_and_ack(engine.drain())
+        await send_and_ack(computed(engine.drain))
         await sends.settle()
 
     app.before_handover.append(let_go)

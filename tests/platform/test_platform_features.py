@@ -151,3 +151,47 @@ def test_a_failed_send_of_derived_rows_stops_the_worker_and_its_restart_delivers
         assert asyncio.run(_cell_topic_configs(kafka_bootstrap, own)) == own
     worker_proc.start_and_wait()
     _assert_features_equal_the_pure_functions(http_client(warehouse_proc.url), expected, ids, worker_proc)
+
+
+FAILING_STEP = '''
+import stream.featuring as featuring
+
+_step = featuring.FeatureEngine.step
+
+
+def step(self, items, *args, **kwargs):
+    """The worker's first features step computes its rows and state, then raises."""
+    rows = _step(self, items, *args, **kwargs)
+    if items and not isinstance(self.store, dict) and not getattr(featuring, "failed_once", False):
+        featuring.failed_once = True
+        raise RuntimeError("a defect injected by the test, after the step wrote its state")
+    return rows
+
+
+featuring.FeatureEngine.step = step
+'''
+
+
+def test_a_features_step_that_raises_stops_the_worker_and_its_restart_delivers_the_rows(
+        kafka_bootstrap, warehouse_proc, worker_proc, tmp_path):
+    """A defect in a features step (here injected into the worker process through
+    ``sitecustomize``, after the step wrote its state): the worker stops with the error
+    instead of Faust restarting the agent over a state holding the failed step, whose
+    records would then be skipped on their redelivery; the restarted worker delivers
+    every trip and cell visit as the pure functions compute them."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(FAILING_STEP)
+    own_env = worker_proc.env
+    worker_proc.stop()
+    worker_proc.env = {**own_env, "PYTHONPATH": str(inject)}
+    worker_proc.start_and_wait()
+    expected, ids = _produce_synthetic_fleet(kafka_bootstrap)
+    wait_for(lambda: worker_proc.proc.poll() is not None, 120, "the worker to stop")
+    assert worker_proc.proc.returncode != 0
+    log = worker_proc.log.read_text(errors="replace")
+    assert "features: a features step failed (RuntimeError: a defect injected by the test" in log, worker_proc.tail(60)
+    worker_proc.env = own_env
+    worker_proc.stop()
+    worker_proc.start_and_wait()
+    _assert_features_equal_the_pure_functions(http_client(warehouse_proc.url), expected, ids, worker_proc)
