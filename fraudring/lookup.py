@@ -7,7 +7,8 @@ read-only endpoint or a server) and handed to ``fraudring.verify`` as records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -22,12 +23,30 @@ def insured_vehicle(claim: FnolV1) -> str | None:
 
 
 class WarehouseTelemetry:
-    def __init__(self, client):
-        self.client = client
+    """``connect`` makes the ClickHouse client, on first use and again after a failed
+    read, so a worker starts while the warehouse is away and reconnects when it is back."""
+
+    def __init__(self, connect: Callable[[], Any]):
+        self._connect = connect
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
 
     def records_for(self, claims: Sequence[FnolV1]) -> dict[str, list]:
         """claim id -> the insured vehicle's records around the loss (claims without
-        an identified insured vehicle are left out: judged ``no_telematics``)."""
+        an identified insured vehicle are left out: judged ``no_telematics``). A failed
+        read drops the client, to connect again on the next call."""
+        try:
+            return self._records_for(claims)
+        except Exception:
+            self._client = None
+            raise
+
+    def _records_for(self, claims: Sequence[FnolV1]) -> dict[str, list]:
         out: dict[str, list] = {}
         for claim in claims:
             vid = insured_vehicle(claim)

@@ -642,9 +642,30 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
     from warehouse.client import http_client
 
     engine = FraudEngine(state)
-    telemetry = WarehouseTelemetry(http_client(w.worker_clickhouse_url))
+    telemetry = WarehouseTelemetry(lambda: http_client(w.worker_clickhouse_url))
     claims_topic = app.topic(T.clean_name(T.FNOL.name), key_type=bytes, value_type=bytes)
     one, many = msgspec.json.Decoder(records.FnolV1), msgspec.json.Decoder(list[records.FnolV1])
+
+    async def telemetry_of(claims: list) -> dict:
+        """The claims' telemetry from the warehouse. While the warehouse does not answer,
+        the batch waits and the read is retried with a back-off (0.5 s doubling to 10 s):
+        a claim is never judged without the telemetry it has, and its offset stays
+        uncommitted meanwhile."""
+        delay, failures = 0.5, 0
+        while True:
+            try:
+                facts = await asyncio.to_thread(telemetry.records_for, claims)
+            except Exception as exc:
+                failures += 1
+                log.warning("fraud: reading the telemetry of %d claims from the warehouse failed (%s: %s); "
+                            "retrying in %.1f s", len(claims), type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
+                            delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if failures:
+                log.warning("fraud: read the telemetry of %d claims after %d failed attempts", len(claims), failures)
+            return facts
 
     @app.agent(claims_topic, name="fraud")
     async def fraud(stream):
@@ -653,7 +674,7 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
             for e in events:
                 v = e.message.value
                 claims.extend(many.decode(v) if v[:1] == b"[" else [one.decode(v)])
-            facts = await asyncio.to_thread(telemetry.records_for, claims)
+            facts = await telemetry_of(claims)
             alerts = engine.process(claims, facts)
             await send([Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts])
 

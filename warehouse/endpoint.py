@@ -21,6 +21,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from multidict import MultiDict
 
 log = logging.getLogger("voltrisk.warehouse.endpoint")
 
@@ -34,6 +35,7 @@ _OUTSIDE_FUNCTIONS = re.compile(
 _FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.I)
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 _STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`", re.S)
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # URL parameters that are HTTP-transport concerns, not query settings
 _TRANSPORT_PARAMS = {
     "query", "database", "default_format", "session_id", "session_timeout", "session_check", "query_id",
@@ -91,7 +93,15 @@ class ReadOnlyEndpoint:
 
     async def _query(self, request: web.Request) -> web.Response:
         params = request.rel_url.query
-        body = (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
+        body = ""
+        if request.content_type in _FORM_TYPES:
+            # ClickHouse clients move the query and its parameters into form fields when the
+            # parameters would make the URL too long (clickhouse-connect past 4 KiB of them)
+            params = MultiDict(params)
+            for name, value in (await request.post()).items():
+                params[name] = value if isinstance(value, str) else value.file.read().decode("utf-8", "replace")
+        elif request.can_read_body:
+            body = (await request.read()).decode("utf-8", "replace")
         sql = "\n".join(part for part in (params.get("query", ""), body) if part.strip())
         if not sql.strip():
             return web.Response(text="Ok.\n")
