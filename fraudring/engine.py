@@ -12,6 +12,12 @@ Before ``process`` returns, what it changed is appended to a journal beside
 and the journal restarts. A restarted worker loads the snapshot, replays the
 journal (a torn last entry from a crash is ignored) and carries on with the same
 graph and without re-alerting. Replaying an entry twice changes nothing.
+
+The alerts of a call are journaled with its claims and stay *unsent* until the caller
+``confirm``s that Kafka took them: after a crash or a failed send they come back from
+``unsent_alerts`` to be sent again (a repeat has the same alert id and version, which
+the warehouse keeps once). Without that, the redelivered claims would be ignored as
+known and their alerts lost.
 """
 
 from __future__ import annotations
@@ -44,11 +50,14 @@ class _Known(msgspec.Struct, array_like=True):
 class _EngineState(msgspec.Struct):
     graph: bytes
     claims: dict[str, _Known]
+    unsent: dict[str, dict] = {}  # alert id -> alert, until confirmed sent
 
 
 class _JournalEntry(msgspec.Struct, array_like=True):
     added: list[tuple[ClaimLinks, _Known]]
     alerted: dict[str, int]  # claim id -> ring size at this alert
+    alerts: list[dict] = []  # this call's alerts (unsent until confirmed)
+    sent: list[tuple[str, int]] = []  # (alert id, version) confirmed sent
 
 
 _FRAME = struct.Struct("<I")
@@ -75,9 +84,12 @@ class FraudEngine:
         if self.state_path.exists():
             state = msgspec.msgpack.decode(self.state_path.read_bytes(), type=_EngineState)
             self.graph, self.known = ClaimGraph.from_bytes(state.graph), state.claims
+            self.unsent = state.unsent
         else:
             self.graph, self.known = ClaimGraph(), {}
+            self.unsent = {}
         self._journaled = 0
+        self._last_version = max((a["version"] for a in self.unsent.values()), default=0)
         for entry in self._read_journal():
             self._apply(entry)
             self._journaled += len(entry.added)
@@ -88,6 +100,27 @@ class FraudEngine:
             self.known.setdefault(links.claim_id, known)
         for cid, ring_claims in entry.alerted.items():
             self.known[cid].alerted_ring_claims = max(self.known[cid].alerted_ring_claims, ring_claims)
+        for alert in entry.alerts:
+            self.unsent[alert["alert_id"]] = alert
+            self._last_version = max(self._last_version, alert["version"])
+        self._forget_sent(entry.sent)
+
+    def _forget_sent(self, sent: Sequence[tuple[str, int]]) -> None:
+        for alert_id, version in sent:
+            if self.unsent.get(alert_id, {}).get("version") == version:  # not a newer version of it
+                del self.unsent[alert_id]
+
+    def unsent_alerts(self) -> list[dict]:
+        """Alerts ``process`` returned that were not confirmed sent, highest expected
+        saving first: send them (again) and ``confirm`` them."""
+        return sorted(self.unsent.values(), key=lambda a: -a["expected_saving_eur"])
+
+    def confirm(self, alerts: Sequence[dict]) -> None:
+        """``alerts`` reached Kafka: journaled, so they are not sent again after a restart."""
+        sent = [(a["alert_id"], a["version"]) for a in alerts]
+        if any(self.unsent.get(aid, {}).get("version") == v for aid, v in sent):
+            self._forget_sent(sent)
+            self._log(_JournalEntry([], {}, [], sent))
 
     def _read_journal(self) -> list[_JournalEntry]:
         if not self.journal_path.exists():
@@ -120,7 +153,7 @@ class FraudEngine:
 
     def save(self) -> None:
         """Write the whole state atomically and start an empty journal."""
-        data = msgspec.msgpack.encode(_EngineState(self.graph.to_bytes(), self.known))
+        data = msgspec.msgpack.encode(_EngineState(self.graph.to_bytes(), self.known, self.unsent))
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
@@ -135,7 +168,8 @@ class FraudEngine:
         """Add ``claims`` (duplicates of known claim ids are ignored) and return new
         alerts ranked by expected saving. ``telemetry_facts`` maps claim id to either
         ready ``TelematicsFacts`` or the insured vehicle's records around the loss;
-        a claim missing from it is judged ``no_telematics``."""
+        a claim missing from it is judged ``no_telematics``. The alerts are also kept in
+        ``unsent_alerts`` until they are ``confirm``ed."""
         touched: set[str] = set()
         added: list[tuple[ClaimLinks, _Known]] = []
         for claim in claims:
@@ -169,7 +203,8 @@ class FraudEngine:
         hits = [i for i, (cid, p) in enumerate(zip(ids, scores))
                 if p >= self.threshold and self.known[cid].alerted_ring_claims < rows[i]["ring_claims"]]
         words = reasons(self.model, [rows[i] for i in hits])
-        now_ms = int(time.time() * 1000)
+        # a version a call: a ring's newer alert replaces the older one wherever it is kept
+        now_ms = self._last_version = max(int(time.time() * 1000), self._last_version + 1)
         alerts = []
         for i, why in zip(hits, words):
             cid, p, row = ids[i], float(scores[i]), rows[i]
@@ -185,5 +220,8 @@ class FraudEngine:
                 "reasons": [r["text"] for r in why], "claim_ts_ms": self.graph.claim(cid).ts_ms,
                 "created_ts_ms": now_ms, "version": now_ms,
             })
-        self._log(_JournalEntry(added, {a["claim_id"]: self.known[a["claim_id"]].alerted_ring_claims for a in alerts}))
+        for alert in alerts:
+            self.unsent[alert["alert_id"]] = alert
+        self._log(_JournalEntry(added, {a["claim_id"]: self.known[a["claim_id"]].alerted_ring_claims for a in alerts},
+                                alerts))
         return sorted(alerts, key=lambda a: -a["expected_saving_eur"])

@@ -507,7 +507,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
             stopping.append(exc)
             log.critical("features: %s (%s: %s); the worker stops, to resume from what Kafka acknowledged when it "
                          "is restarted", what, type(exc).__name__, exc, exc_info=not isinstance(exc, KafkaError))
-            asyncio.ensure_future(app.crash(exc))
+            stop_process(app, exc)
 
     def computed(compute: Callable[..., list], *args) -> list:
         """A features step's rows; a step that raises (a defect, as the gate passed its
@@ -626,6 +626,28 @@ async def _read_state(k: KafkaClientSettings, partitions: list[int], engine: Fea
     return engine.restore(items), len(items)
 
 
+STOP_TIMEOUT_S = 20.0  # a worker told to stop after a failure exits at the latest this much later
+
+
+def stop_process(app: faust.App, exc: BaseException, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Stop the worker with an error after a failure it must not go on past: Faust's crash
+    (a graceful stop: the producer flushed, acknowledged offsets committed), and, should
+    that not end the process within ``timeout_s`` (a shutdown waiting for acknowledgements
+    that will not come once nothing is acknowledged any more), an exit without it. Either
+    way the restart resumes from what was committed; nothing after the failure was."""
+    import threading
+
+    def exit_now() -> None:
+        log.critical("the worker did not stop within %.0f s of the failure; it exits now", timeout_s)
+        logging.shutdown()
+        os._exit(70)
+
+    watchdog = threading.Timer(timeout_s, exit_now)
+    watchdog.daemon = True
+    watchdog.start()
+    asyncio.ensure_future(app.crash(exc))
+
+
 def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
     """Claims → entity graph + telematics verification → ring score → alerts.
     Without a trained model the agent is not started (claims keep their offsets
@@ -667,16 +689,36 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
                 log.warning("fraud: read the telemetry of %d claims after %d failed attempts", len(claims), failures)
             return facts
 
+    async def send_alerts() -> None:
+        """Send the alerts not confirmed yet (this batch's, or a crashed run's) and confirm
+        them. A failed send stops the worker: the engine already knows the claims (their
+        redelivery is ignored), so the alerts are sent again from the engine's journal by
+        the restarted worker, not recomputed."""
+        alerts = engine.unsent_alerts()
+        if not alerts:
+            return
+        try:
+            await send([Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts])
+        except Exception as exc:
+            log.critical("fraud: sending %d alerts failed (%s: %s); the worker stops, they are sent when it is "
+                         "restarted", len(alerts), type(exc).__name__, exc)
+            stop_process(app, exc)
+            raise
+        engine.confirm(alerts)
+
     @app.agent(claims_topic, name="fraud")
     async def fraud(stream):
+        if engine.unsent_alerts():
+            log.warning("fraud: sending %d alerts the last run did not send", len(engine.unsent_alerts()))
+            await send_alerts()
         async for events in take_batches(stream, 500, w.take_within_s):
             claims = []
             for e in events:
                 v = e.message.value
                 claims.extend(many.decode(v) if v[:1] == b"[" else [one.decode(v)])
             facts = await telemetry_of(claims)
-            alerts = engine.process(claims, facts)
-            await send([Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts])
+            engine.process(claims, facts)
+            await send_alerts()
 
 
 class GcPauses:

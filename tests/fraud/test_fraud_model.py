@@ -176,3 +176,40 @@ def test_engine_restart_from_snapshot_plus_journal_with_a_torn_tail(runs, tmp_pa
     restarted.process([_ring_claim(3, "Gao Jun", "13755550001", "Helper 3")], {})
     again = FraudEngine(state, model=runs["both"].model)
     assert again.graph.members("R0") == ["R0", "R1", "R2", "R3"]
+
+
+def test_alerts_stay_unsent_until_confirmed_across_restarts_and_snapshots(runs, tmp_path):
+    """A crash (or a failed send) between ``process`` and ``confirm``: the restarted engine
+    ignores the redelivered claims as known, and returns their alerts from
+    ``unsent_alerts`` instead; confirmed alerts are not sent again, and a ring that grew
+    replaces its older unsent alert with the newer version."""
+    state = tmp_path / "state.bin"
+    model = runs["both"].model
+    engine = FraudEngine(state, model=model)
+    claims = [_ring_claim(i, "Gao Jun", "13755550001", f"Helper {i}") for i in range(3)]
+    alerts = engine.process(claims, {c.claim_id: _parked(c) for c in claims})
+    assert alerts and engine.unsent_alerts() == alerts
+
+    crashed = FraudEngine(state, model=model)  # the worker died before Kafka took the alerts
+    assert crashed.process(claims, {}) == []  # the redelivered claims are known...
+    assert crashed.unsent_alerts() == alerts  # ...and their alerts are still to send
+
+    crashed.confirm(alerts[:1])
+    assert crashed.unsent_alerts() == alerts[1:]
+    assert FraudEngine(state, model=model).unsent_alerts() == alerts[1:]  # the confirmation is journaled
+
+    fourth = _ring_claim(3, "Gao Jun", "13755550001", "Helper 3")
+    grown = crashed.process([fourth], {fourth.claim_id: _parked(fourth)})
+    assert {a["claim_id"] for a in grown} == {"R0", "R1", "R2", "R3"}
+    unsent = {a["alert_id"]: a for a in crashed.unsent_alerts()}
+    assert set(unsent) == {a["alert_id"] for a in grown}
+    assert all(unsent[a["alert_id"]]["version"] == a["version"] for a in grown)  # the newer versions
+    crashed.confirm(alerts)  # a late confirmation of the older versions leaves the newer ones
+    assert {a["alert_id"] for a in crashed.unsent_alerts()} == set(unsent)
+
+    crashed.save()  # a snapshot carries them too
+    assert not crashed.journal_path.exists()
+    again = FraudEngine(state, model=model)
+    assert again.unsent_alerts() == crashed.unsent_alerts()
+    again.confirm(again.unsent_alerts())
+    assert FraudEngine(state, model=model).unsent_alerts() == []

@@ -112,3 +112,22 @@ def time_ordered_batches(records: list[tuple[bytes, bytes, list]], per_message: 
     msgs = batched(records, per_message)
     msgs.sort(key=lambda m: int(m[1].split(b'"ts_ms":')[1].split(b",")[0]))
     return msgs
+
+
+async def topic_configs(bootstrap: str, topic: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """A topic's own settings (those not from the broker's defaults); with ``overrides``,
+    set them to exactly these first (AlterConfigs replaces the whole set)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if overrides is not None:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=overrides)])
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        entries = described[0].resources[0][4]
+        # (name, value, read_only, config_source, ...): source 1 is the topic's own setting
+        return {e[0]: e[1] for e in entries if e[3] == 1}
+    finally:
+        await admin.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from platform_helpers import produce_ordered, random_vin
+from platform_helpers import produce_ordered, random_vin, topic_configs
 from stream import records as R
 from stream.featuring import CELLS
 from stream.features import Batch, features_offline
@@ -114,33 +114,14 @@ def test_trips_and_cells_in_clickhouse_equal_the_pure_functions(kafka_bootstrap,
     assert stats["features"]["handed_over"] > 0  # clean messages
 
 
-async def _cell_topic_configs(bootstrap: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
-    """The cell-visit topic's own settings (those not from the broker's defaults); with
-    ``overrides``, set them to exactly these first (AlterConfigs replaces the whole set)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        if overrides is not None:
-            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, CELLS, configs=overrides)])
-        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, CELLS)])
-        entries = described[0].resources[0][4]
-        # (name, value, read_only, config_source, ...): source 1 is the topic's own setting
-        return {e[0]: e[1] for e in entries if e[3] == 1}
-    finally:
-        await admin.close()
-
-
 def test_a_failed_send_of_derived_rows_stops_the_worker_and_its_restart_delivers_them(
         kafka_bootstrap, warehouse_proc, worker_proc):
     """The broker refuses the worker's cell-visit rows (a topic limit far below their
     size): the worker stops with an error instead of going on without them, and once the
     topic takes them again, the restarted worker delivers every row, exactly as the pure
     functions compute them (the state of the failed steps was never made durable)."""
-    own = asyncio.run(_cell_topic_configs(kafka_bootstrap))
-    assert asyncio.run(_cell_topic_configs(kafka_bootstrap, {**own, "max.message.bytes": "64"}))["max.message.bytes"] == "64"
+    own = asyncio.run(topic_configs(kafka_bootstrap, CELLS))
+    assert asyncio.run(topic_configs(kafka_bootstrap, CELLS, {**own, "max.message.bytes": "64"}))["max.message.bytes"] == "64"
     try:
         expected, ids = _produce_synthetic_fleet(kafka_bootstrap)
         stopped = wait_for(lambda: worker_proc.proc.poll() is not None, 120, "the worker to stop")
@@ -148,7 +129,7 @@ def test_a_failed_send_of_derived_rows_stops_the_worker_and_its_restart_delivers
         log = worker_proc.log.read_text(errors="replace")
         assert "a send of derived rows failed" in log and "MessageSizeTooLarge" in log, worker_proc.tail(60)
     finally:
-        assert asyncio.run(_cell_topic_configs(kafka_bootstrap, own)) == own
+        assert asyncio.run(topic_configs(kafka_bootstrap, CELLS, own)) == own
     worker_proc.start_and_wait()
     _assert_features_equal_the_pure_functions(http_client(warehouse_proc.url), expected, ids, worker_proc)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 import pytest
+from platform_helpers import topic_configs
 
 from simulators.claims import to_fnol
 from voltrisk.harness import http_ok, wait_for
@@ -47,8 +49,19 @@ def ring_claims(platform_env, tmp_path) -> pd.DataFrame:
     return pd.concat([full[in_ring], full[~in_ring].tail(300)]).sort_values("ts_ms")
 
 
-async def _produce_and_collect_alerts(bootstrap: str, claims: list, until, timeout_s: float) -> list[dict]:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+def _claims_and_rings(book: pd.DataFrame) -> tuple[list, dict[str, set[str]]]:
+    """The book's claims as FNOL records, and its rings of three claims or more. The claim
+    ids carry a tag of the test's own: the tests of a session share the broker's topics."""
+    book = book.assign(claim_id=f"t{uuid.uuid4().hex[:8]}-" + book["claim_id"].astype(str))
+    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in book.to_dict("records")]
+    rings = book[book["ring_id"].notna() & (book["ring_id"] != "")].groupby("ring_id")["claim_id"].apply(set)
+    rings = {ring: ids for ring, ids in rings.items() if len(ids) >= 3}
+    assert len(rings) >= 2, "the book should hold organised rings to find"
+    return [to_fnol(r) for r in rows], rings
+
+
+async def _produce(bootstrap: str, claims: list) -> None:
+    from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
@@ -58,7 +71,12 @@ async def _produce_and_collect_alerts(bootstrap: str, claims: list, until, timeo
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
-    await until()
+
+
+async def _collect_alerts(bootstrap: str, timeout_s: float, quiet_s: float = 15) -> list[dict]:
+    """Every alert on fraud.alerts.v1, read until none came for ``quiet_s``."""
+    from aiokafka import AIOKafkaConsumer
+
     consumer = AIOKafkaConsumer("fraud.alerts.v1", bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -66,9 +84,8 @@ async def _produce_and_collect_alerts(bootstrap: str, claims: list, until, timeo
     try:
         loop = asyncio.get_running_loop()
         deadline, quiet_since = loop.time() + timeout_s, loop.time()
-        while loop.time() < deadline and loop.time() - quiet_since < 15:
-            got = await consumer.getmany(timeout_ms=500)
-            for msgs in got.values():
+        while loop.time() < deadline and loop.time() - quiet_since < quiet_s:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 alerts += [msgspec.json.decode(m.value) for m in msgs]
                 quiet_since = loop.time()
     finally:
@@ -76,38 +93,53 @@ async def _produce_and_collect_alerts(bootstrap: str, claims: list, until, timeo
     return alerts
 
 
-def test_rings_are_alerted_live_and_claims_wait_out_a_warehouse_outage(
-        kafka_bootstrap, ring_claims, warehouse_proc, worker_proc):
-    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-            for r in ring_claims.to_dict("records")]
-    claims = [to_fnol(r) for r in rows]
-    rings = ring_claims[ring_claims["ring_id"].notna() & (ring_claims["ring_id"] != "")].groupby("ring_id")["claim_id"].apply(set)
-    rings = {ring: ids for ring, ids in rings.items() if len(ids) >= 3}
-    assert len(rings) >= 2, "the book should hold organised rings to find"
-
-    warehouse_proc.stop()  # away while the claims arrive: the agent cannot read their telemetry
-
-    async def outage_seen_then_warehouse_back() -> None:
-        await asyncio.to_thread(wait_for, lambda: "fraud: reading the telemetry of" in worker_proc.log.read_text(errors="replace"),
-                                120, "the fraud agent to meet the warehouse outage", worker_proc)
-        await asyncio.sleep(3)  # a few retries: the worker stays up, nothing is judged meanwhile
-        assert worker_proc.proc.poll() is None, worker_proc.tail(40)
-        warehouse_proc.start()
-        await asyncio.to_thread(wait_for, lambda: http_ok(warehouse_proc.url + "/ping"), 60, "the warehouse back", warehouse_proc)
-
-    alerts = asyncio.run(_produce_and_collect_alerts(kafka_bootstrap, claims, outage_seen_then_warehouse_back, 180))
-    log = worker_proc.log.read_text(errors="replace")
-    assert "failed attempts" in log, worker_proc.tail(40)  # the batch that waited was read after the outage
-
+def _assert_every_ring_alerted_and_stored(alerts: list[dict], claims: list, rings: dict, warehouse_proc) -> None:
+    tag = claims[0].claim_id.split("-", 1)[0] + "-"
+    alerts = [a for a in alerts if a["claim_id"].startswith(tag)]  # this test's
     named = [{a["claim_id"], *a.get("members", [])} for a in alerts]
     missed = [ring for ring, ids in rings.items() if not any(ids & n for n in named)]
     assert not missed, f"rings not alerted: {missed} of {len(rings)}"
-    produced = {c.claim_id for c in claims}
-    assert {a["claim_id"] for a in alerts} <= produced
-
+    assert {a["claim_id"] for a in alerts} <= {c.claim_id for c in claims}
     # the warehouse's alert queue holds what the topic carried
     ch = http_client(warehouse_proc.url)
     ids = sorted({a["alert_id"] for a in alerts})
     stored = lambda: sorted(r[0] for r in ch.query(  # noqa: E731
         "SELECT alert_id FROM fraud_alerts FINAL WHERE alert_id IN {ids:Array(String)}", parameters={"ids": ids}).result_rows)
     wait_for(lambda: stored() == ids, 60, "the alerts in ClickHouse", warehouse_proc)
+
+
+def test_rings_are_alerted_live_and_claims_wait_out_a_warehouse_outage(
+        kafka_bootstrap, ring_claims, warehouse_proc, worker_proc):
+    claims, rings = _claims_and_rings(ring_claims)
+    warehouse_proc.stop()  # away while the claims arrive: the agent cannot read their telemetry
+    asyncio.run(_produce(kafka_bootstrap, claims))
+    wait_for(lambda: "fraud: reading the telemetry of" in worker_proc.log.read_text(errors="replace"),
+             120, "the fraud agent to meet the warehouse outage", worker_proc)
+    time.sleep(3)  # a few retries: the worker stays up, nothing is judged meanwhile
+    assert worker_proc.proc.poll() is None, worker_proc.tail(40)
+    warehouse_proc.start()
+    wait_for(lambda: http_ok(warehouse_proc.url + "/ping"), 60, "the warehouse back", warehouse_proc)
+
+    alerts = asyncio.run(_collect_alerts(kafka_bootstrap, 180))
+    assert "failed attempts" in worker_proc.log.read_text(errors="replace"), worker_proc.tail(40)  # the batch waited
+    _assert_every_ring_alerted_and_stored(alerts, claims, rings, warehouse_proc)
+
+
+def test_alerts_kafka_refused_are_sent_by_the_restarted_worker(kafka_bootstrap, ring_claims, warehouse_proc, worker_proc):
+    """The broker refuses the alerts (a topic limit far below their size): the worker
+    stops with an error, and once the topic takes them again the restarted worker sends
+    them from the engine's journal, although the redelivered claims are known to it."""
+    claims, rings = _claims_and_rings(ring_claims)
+    own = asyncio.run(topic_configs(kafka_bootstrap, "fraud.alerts.v1"))
+    asyncio.run(topic_configs(kafka_bootstrap, "fraud.alerts.v1", {**own, "max.message.bytes": "64"}))
+    try:
+        asyncio.run(_produce(kafka_bootstrap, claims))
+        wait_for(lambda: worker_proc.proc.poll() is not None, 120, "the worker to stop")
+        assert worker_proc.proc.returncode != 0
+        assert "fraud: sending" in worker_proc.log.read_text(errors="replace"), worker_proc.tail(60)
+    finally:
+        assert asyncio.run(topic_configs(kafka_bootstrap, "fraud.alerts.v1", own)) == own
+    worker_proc.start_and_wait()
+    alerts = asyncio.run(_collect_alerts(kafka_bootstrap, 120))
+    assert "alerts the last run did not send" in worker_proc.log.read_text(errors="replace"), worker_proc.tail(60)
+    _assert_every_ring_alerted_and_stored(alerts, claims, rings, warehouse_proc)
