@@ -239,18 +239,24 @@ def down() -> None:
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object")) -> None:
-    """Show which local services run.
+    """Show which local services run, and which their supervisor restarted after a failure.
 
     Example: voltrisk status
     """
     from voltrisk import local
 
-    st = local.status()
+    st, restarted = local.status(), local.restarts()
     if as_json:
-        typer.echo(json.dumps(st))
+        typer.echo(json.dumps({**st, "restarts": restarted}))
     else:
         for name, pid in st.items():
-            err.print(f"{name:10} {'pid ' + str(pid) if pid else 'stopped'}")
+            line = f"{name:10} {'pid ' + str(pid) if pid else 'stopped'}"
+            if pid and name in restarted:
+                r = restarted[name]
+                last = r.get("last_exit") or {}
+                line += (f" (restarted {r['restarts']}×; last exit code {last.get('code')} at {last.get('at')} "
+                         f"after {last.get('after_s')} s; see its log)")
+            err.print(line)
 
 
 @app.command()

@@ -164,6 +164,17 @@ def down(say: Callable[[str], None] = print) -> None:
         say("kafka      stopped")
 
 
+def restarts() -> dict[str, dict]:
+    """Per supervised service that was restarted: its supervisor's record."""
+    b = BrokerSettings()
+    out = {}
+    for svc in services(simulate=True):
+        st = procs.supervisor_state(b.home, svc.name)
+        if st and st.get("restarts"):
+            out[svc.name] = st
+    return out
+
+
 def status() -> dict[str, int | None]:
     b = BrokerSettings()
     st = {"kafka": broker.status(b)["pid"]}

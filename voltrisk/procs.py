@@ -33,10 +33,11 @@ class Service:
     start_timeout_s: float = 60.0
     supervised: bool = True  # restarted after a failure (voltrisk.supervise)
 
-    def command(self) -> list[str]:
+    def command(self, home: Path) -> list[str]:
         if not self.supervised:
             return self.argv
-        return [sys.executable, "-m", "voltrisk.supervise", "--name", self.name, "--", *self.argv]
+        return [sys.executable, "-m", "voltrisk.supervise", "--name", self.name,
+                "--state-file", str(supervisor_file(home, self.name)), "--", *self.argv]
 
 
 def run_dir(home: Path) -> Path:
@@ -53,6 +54,21 @@ def log_path(home: Path, name: str) -> Path:
 
 def pid_file(home: Path, name: str) -> Path:
     return run_dir(home) / f"{name}.pid"
+
+
+def supervisor_file(home: Path, name: str) -> Path:
+    return run_dir(home) / f"{name}.supervisor.json"
+
+
+def supervisor_state(home: Path, name: str) -> dict | None:
+    """What the supervisor of NAME recorded: restarts, the service's PID, how its last
+    run ended; None for a service not run under a supervisor."""
+    import json
+
+    try:
+        return json.loads(supervisor_file(home, name).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _cmdline(pid: int) -> str:
@@ -94,10 +110,11 @@ def start(home: Path, svc: Service) -> tuple[int, bool]:
     logf = log_path(home, svc.name)
     with open(logf, "ab") as out:
         proc = subprocess.Popen(
-            svc.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            svc.command(home), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, **(svc.env or {})},
         )
     pid_file(home, svc.name).write_text(str(proc.pid))
+    supervisor_file(home, svc.name).unlink(missing_ok=True)  # a new supervisor: its own count
     deadline = time.monotonic() + svc.start_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

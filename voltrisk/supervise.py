@@ -16,12 +16,17 @@ runs each service under this supervisor:
 - SIGTERM / SIGINT are passed to the service, whose exit then ends the supervisor.
 
 The service's command line follows ``--``, so the supervisor's own command line
-carries it (``voltrisk.procs`` recognises a service by a marker in it).
+carries it (``voltrisk.procs`` recognises a service by a marker in it). With
+``--state-file`` the supervisor keeps there how often it restarted the service and how
+the last run ended, which ``voltrisk status`` shows (a service restarting again and
+again is running in name only).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -34,9 +39,20 @@ def say(name: str, text: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: {name} {text}", flush=True)
 
 
-def supervise(name: str, argv: list[str], settle_s: float = 30.0, max_backoff_s: float = MAX_BACKOFF_S) -> int:
+def supervise(name: str, argv: list[str], settle_s: float = 30.0, max_backoff_s: float = MAX_BACKOFF_S,
+              state_file: str | None = None) -> int:
     stopping: list[int] = []
     child: list[subprocess.Popen] = []
+    restarts, last_exit = 0, None
+
+    def record() -> None:
+        if state_file is None:
+            return
+        state = {"restarts": restarts, "child_pid": child[0].pid if child else None, "last_exit": last_exit}
+        tmp = f"{state_file}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, state_file)
 
     def on_signal(signum, _frame) -> None:
         stopping.append(signum)
@@ -52,8 +68,11 @@ def supervise(name: str, argv: list[str], settle_s: float = 30.0, max_backoff_s:
         if stopping:  # told to stop while the service was being started
             child[0].send_signal(stopping[0])
         runs += 1
+        record()
         code = child[0].wait()
         ran_s = time.monotonic() - started
+        last_exit = {"code": code, "at": time.strftime("%Y-%m-%d %H:%M:%S"), "after_s": round(ran_s, 1)}
+        record()
         if stopping or code == 0:
             return code
         if runs == 1 and ran_s < settle_s:
@@ -68,20 +87,22 @@ def supervise(name: str, argv: list[str], settle_s: float = 30.0, max_backoff_s:
         if stopping:
             return code
         backoff = min(backoff * 2, max_backoff_s)
+        restarts += 1
 
 
 def main(args: list[str] | None = None) -> int:
     args = sys.argv[1:] if args is None else args
     if "--" not in args:
-        raise SystemExit("usage: python -m voltrisk.supervise --name NAME [--settle-s S] -- COMMAND ...")
+        raise SystemExit("usage: python -m voltrisk.supervise --name NAME [--settle-s S] [--state-file F] -- COMMAND ...")
     cut = args.index("--")
     p = argparse.ArgumentParser(prog="python -m voltrisk.supervise")
     p.add_argument("--name", required=True)
     p.add_argument("--settle-s", type=float, default=30.0)
+    p.add_argument("--state-file")
     opts = p.parse_args(args[:cut])
     if not args[cut + 1:]:
         raise SystemExit("no command after --")
-    return supervise(opts.name, args[cut + 1:], opts.settle_s)
+    return supervise(opts.name, args[cut + 1:], opts.settle_s, state_file=opts.state_file)
 
 
 if __name__ == "__main__":

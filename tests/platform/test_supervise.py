@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -29,8 +30,12 @@ open(p, 'a').write('run\\n')
 time.sleep(0.3)
 sys.exit(3 if n < 2 else 0)
 """)
-    assert supervise("svc", argv, settle_s=0.2, max_backoff_s=0.2) == 0
+    state = tmp_path / "svc.supervisor.json"
+    assert supervise("svc", argv, settle_s=0.2, max_backoff_s=0.2, state_file=str(state)) == 0
     assert runs.read_text().count("run") == 3
+    # what `voltrisk status` shows: two restarts, and how the last run ended
+    recorded = json.loads(state.read_text())
+    assert recorded["restarts"] == 2 and recorded["last_exit"]["code"] == 0 and recorded["last_exit"]["after_s"] >= 0.3
 
 
 def test_a_service_failing_during_its_start_is_not_restarted(tmp_path):
@@ -76,6 +81,7 @@ while True:
     pid, started = procs.start(tmp_path, svc)
     assert started and "voltrisk.supervise" in procs._cmdline(pid)
     child = int(pidf.read_text())
+    assert procs.supervisor_state(tmp_path, "svc") == {"restarts": 0, "child_pid": child, "last_exit": None}
     assert argv[1] in procs._cmdline(child)
     assert procs.stop(tmp_path, "svc", svc.marker, timeout_s=10)
     deadline = time.monotonic() + 5
