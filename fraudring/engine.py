@@ -105,10 +105,14 @@ class FraudEngine:
             self._last_version = max(self._last_version, alert["version"])
         self._forget_sent(entry.sent)
 
-    def _forget_sent(self, sent: Sequence[tuple[str, int]]) -> None:
+    def _forget_sent(self, sent: Sequence[tuple[str, int]]) -> bool:
+        """Drop the unsent alerts ``sent`` names (not a newer version of one); whether any was."""
+        dropped = False
         for alert_id, version in sent:
-            if self.unsent.get(alert_id, {}).get("version") == version:  # not a newer version of it
+            if self.unsent.get(alert_id, {}).get("version") == version:
                 del self.unsent[alert_id]
+                dropped = True
+        return dropped
 
     def unsent_alerts(self) -> list[dict]:
         """Alerts ``process`` returned that were not confirmed sent, highest expected
@@ -118,8 +122,7 @@ class FraudEngine:
     def confirm(self, alerts: Sequence[dict]) -> None:
         """``alerts`` reached Kafka: journaled, so they are not sent again after a restart."""
         sent = [(a["alert_id"], a["version"]) for a in alerts]
-        if any(self.unsent.get(aid, {}).get("version") == v for aid, v in sent):
-            self._forget_sent(sent)
+        if self._forget_sent(sent):
             self._log(_JournalEntry([], {}, [], sent))
 
     def _read_journal(self) -> list[_JournalEntry]:

@@ -35,6 +35,7 @@ from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack
 from stream.gate import Accepted, Gate, Passed, Rejected, dlq_message, reject
 from stream.handoff import Handed, Handoff
 from stream.inflight import SendFailed, SendWindow
+from voltrisk.errors import first_line
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
@@ -680,8 +681,7 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
             except Exception as exc:
                 failures += 1
                 log.warning("fraud: reading the telemetry of %d claims from the warehouse failed (%s: %s); "
-                            "retrying in %.1f s", len(claims), type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
-                            delay)
+                            "retrying in %.1f s", len(claims), type(exc).__name__, first_line(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -708,8 +708,8 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
 
     @app.agent(claims_topic, name="fraud")
     async def fraud(stream):
-        if engine.unsent_alerts():
-            log.warning("fraud: sending %d alerts the last run did not send", len(engine.unsent_alerts()))
+        if engine.unsent:
+            log.warning("fraud: sending %d alerts the last run did not send", len(engine.unsent))
             await send_alerts()
         async for events in take_batches(stream, 500, w.take_within_s):
             claims = []

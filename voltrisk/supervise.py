@@ -61,13 +61,12 @@ def supervise(name: str, argv: list[str], settle_s: float = 30.0, max_backoff_s:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    backoff, runs = 1.0, 0
+    backoff = 1.0
     while True:
         started = time.monotonic()
         child[:] = [subprocess.Popen(argv)]
         if stopping:  # told to stop while the service was being started
             child[0].send_signal(stopping[0])
-        runs += 1
         record()
         code = child[0].wait()
         ran_s = time.monotonic() - started
@@ -75,7 +74,7 @@ def supervise(name: str, argv: list[str], settle_s: float = 30.0, max_backoff_s:
         record()
         if stopping or code == 0:
             return code
-        if runs == 1 and ran_s < settle_s:
+        if restarts == 0 and ran_s < settle_s:  # the first run
             say(name, f"exited with code {code} {ran_s:.1f} s after its start; not restarted (a start-up failure)")
             return code
         if ran_s >= settle_s:

@@ -34,6 +34,7 @@ from fraudring.rows import alert_row, decision_row
 from stream import records as R
 from stream import topics as T
 from stream.features.cells import cells_of
+from voltrisk.errors import first_line
 
 log = logging.getLogger("voltrisk.sink")
 
@@ -406,7 +407,7 @@ class Sink:
                 attempt += 1
                 self.stats.retries += 1
                 log.warning("insert %s into %s failed (%s); retrying in %.1fs, offsets not committed",
-                            token, table, str(exc).splitlines()[0][:200], delay)
+                            token, table, first_line(exc), delay)
                 if self._stopping.is_set():
                     raise
                 await asyncio.sleep(delay)

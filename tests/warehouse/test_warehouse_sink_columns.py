@@ -113,3 +113,13 @@ def test_dense_columns_equal_the_plain_conversion(raw):
     if raw == T.DYNAMICS.name:
         assert {"ts_ms", "speed_kmh", "lat", "fcw"} <= set(fast.dense)
         assert "headway_s" not in fast.dense and tables[0].column("headway_s").null_count == 3
+
+
+def test_a_retry_names_an_error_by_its_first_line_or_its_type_when_it_has_no_message():
+    """The sink's and the fraud agent's retry warnings: an error raised without a message
+    (a bare ``TimeoutError()``) used to raise IndexError inside the sink's retry loop."""
+    from voltrisk.errors import first_line
+
+    assert first_line(TimeoutError()) == "TimeoutError"
+    assert first_line(ConnectionError("refused\nat 127.0.0.1:8123")) == "refused"
+    assert first_line(ValueError("x" * 300)) == "x" * 200
