@@ -34,7 +34,7 @@ from stream.batching import take_batches
 from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack
 from stream.gate import Accepted, Gate, Passed, Rejected, dlq_message, reject
 from stream.handoff import Handed, Handoff
-from stream.inflight import SendFailed, SendWindow
+from stream.inflight import StepSender
 from voltrisk.errors import first_line
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
@@ -453,48 +453,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
         return [Out(T.FEATURE_STATE.name, key, value, [], T.partition_of(vid.encode(), n_partitions))
                 for vid, key, value in engine.take_changes()]
 
-    sends = SendWindow(MAX_SENDS_IN_FLIGHT)  # steps whose rows Kafka has not acknowledged yet
-
-    async def send_and_ack(rows) -> None:
-        """Emit a step's rows; once Kafka acknowledged them, send the step's state to the
-        changelog, make it durable locally, then acknowledge the messages the step
-        finished: a message is acked (its offset may be committed) only once all its
-        records are processed and their rows sent, so what the reorder buffer holds is
-        redelivered after a crash, and neither copy of the state runs ahead of the rows
-        (a crash in between re-computes them; the warehouse keeps one version of each).
-        A message the gate handed over is acked when its copy from the stream is here.
-        The next step does not wait for the acknowledgements (``stream.inflight``); a
-        failed send stops the worker (``stop_worker``)."""
-        if stopping:  # after a failure nothing more leaves: the restart recomputes it
-            return
-        await sends.settle(sends.size - 1)
-        done = engine.take_settled()
-        sealed, state = engine.seal(), changelog()
-
-        def failed(exc: BaseException) -> None:
-            handoff.forget(t for t in done if type(t) is Handed)  # their stream copies take the ordinary path
-            stop_worker(exc, "a send of derived rows failed")
-
-        try:
-            acknowledged = await enqueue(as_out(rows))
-        except BaseException as exc:
-            failed(exc)
-            raise
-
-        async def durable_then_ack() -> None:
-            if stopping:  # a later step failed: the rows of this one are recomputed after the restart
-                raise SendFailed("the worker stops after a failure")
-            if state:
-                await (await enqueue(state))
-            engine.commit(sealed)
-            for token in done:
-                event = handoff.settle(token) if type(token) is Handed else token
-                if event is not None:
-                    await source[0].ack(event)
-
-        sends.start(acknowledged, durable_then_ack, failed)
-
-    def stop_worker(exc: BaseException, what: str) -> None:
+    def stop_worker(exc: BaseException, what: str, first: bool) -> None:
         """Rows that did not reach Kafka, or a step that raised half-way: the stream cannot
         go on past them (their records are in this process's memory only, and the state may
         hold part of a step), so the state written since the last acknowledged step is
@@ -504,31 +463,32 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
         redelivered after the next restart, would be skipped as already in the state."""
         engine.rollback()
         ready.clear()
-        if not stopping and not isinstance(exc, (SendFailed, asyncio.CancelledError)):  # the first failure, not a shutdown
-            stopping.append(exc)
+        if first:  # not a send failed after it, nor a shutdown
             log.critical("features: %s (%s: %s); the worker stops, to resume from what Kafka acknowledged when it "
                          "is restarted", what, type(exc).__name__, exc, exc_info=not isinstance(exc, KafkaError))
             stop_process(app, exc)
 
-    def computed(compute: Callable[..., list], *args) -> list:
-        """A features step's rows; a step that raises (a defect, as the gate passed its
-        records) stops the worker (``stop_worker``) instead of leaving the agent to be
-        restarted by Faust over a state that holds part of the step."""
-        try:
-            return compute(*args)
-        except Exception as exc:
-            stop_worker(exc, "a features step failed")
-            raise
+    async def ack(token) -> None:
+        event = handoff.settle(token) if type(token) is Handed else token
+        if event is not None:
+            await source[0].ack(event)
 
-    stopping: list = []
     source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
     handoff = Handoff()
     app.stats.handoff = handoff
+    # a message is acked (its offset may be committed) only once all its records are
+    # processed and their rows sent, so what the reorder buffer holds is redelivered after
+    # a crash, and neither copy of the state runs ahead of the rows (a crash in between
+    # re-computes them; the warehouse keeps one version of each). A message the gate
+    # handed over is acked when its copy from the stream is here.
+    steps = StepSender(engine, enqueue, outs=as_out, changelog=changelog, ack=ack,
+                     forget=lambda done: handoff.forget(t for t in done if type(t) is Handed),
+                     stop=stop_worker, size=MAX_SENDS_IN_FLIGHT)
 
     async def step(taken: list, handed: list) -> None:
         items = [(e.message.topic, e.message.key, e.message.value) for e in taken] + [item for item, _ in handed]
         if items:
-            await send_and_ack(computed(engine.step, items, taken + [token for _, token in handed]))
+            await steps.run(engine.step, items, taken + [token for _, token in handed])
 
     @app.agent(inputs, name="features")
     async def features(stream):
@@ -551,7 +511,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
     @app.timer(interval=min(1.0, max(0.05, w.live_hold_ms / 1000)))
     async def release_held_and_close_idle_trips():
         if ready.is_set():
-            await send_and_ack(computed(engine.flush))
+            await steps.run(engine.flush)
 
     owned: set[int] = set()
 
@@ -561,15 +521,15 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
         are assigned again, so that wait ends."""
         engine.handing_over = True
         held = engine.held_records
-        await send_and_ack(computed(engine.drain))
-        await sends.settle()
+        await steps.run(engine.drain)
+        await steps.settle()
         if held:
             log.info("features: processed the %d held records before handing the partitions over", held)
 
     async def hand_over(sender, *args, **kwargs):
         ready.clear()  # no batch until the assignment's state is read
-        await send_and_ack(computed(engine.drain))
-        await sends.settle()
+        await steps.run(engine.drain)
+        await steps.settle()
 
     app.before_handover.append(let_go)
     app.on_partitions_revoked.connect(hand_over)

@@ -70,3 +70,84 @@ async def _follow(previous: asyncio.Future | None, acknowledged: Awaitable, then
 class SendFailed(Exception):
     """A send after one that failed: its rows may have reached Kafka, but the state
     they were computed from builds on the failed step's."""
+
+
+class StepSender:
+    """Runs a stateful engine's steps and sends their rows through a ``SendWindow``, one
+    step at a time: a step computes only once the window has room, and what the step
+    finished (the messages to acknowledge, its sealed state, its changelog) is taken
+    right after it computed, before anything else may run. Steps come from several
+    tasks (the agent's batches, the gate's hand-offs, the release timer, a hand-over);
+    had one of them computed while another waited for room in the window, the waiting
+    step would have taken the other's messages and state as its own, and made them
+    durable and acknowledged once its own rows were, before the other's were.
+
+    ``engine``: ``take_settled()``, ``seal()``, ``commit(seal)``. ``enqueue(outs)`` hands
+    messages to the producer and returns what to await for their acknowledgements.
+    ``outs(rows)`` makes the step's messages, ``changelog()`` the state's, ``ack(token)``
+    acknowledges a finished message, ``forget(tokens)`` is told of the finished messages
+    of a failed send, and ``stop(exc, what, first)`` of every failure (nothing runs after the first)."""
+
+    def __init__(self, engine, enqueue: Callable, *, outs: Callable, changelog: Callable[[], list],
+                 ack: Callable[[object], Awaitable[None]], forget: Callable[[list], None],
+                 stop: Callable[[BaseException, str, bool], None], size: int) -> None:
+        self.engine, self.enqueue, self.outs, self.changelog = engine, enqueue, outs, changelog
+        self.ack, self.forget, self._stop = ack, forget, stop
+        self.sends = SendWindow(size)
+        self.stopping: list[BaseException] = []
+        self._turn = asyncio.Lock()  # FIFO: steps run in the order they asked
+
+    def stop(self, exc: BaseException, what: str) -> None:
+        """A failure: no step runs after it and nothing more is made durable. ``first``
+        tells the callback whether it is the first failure, not one that follows from it
+        (a send after a failed one) or a shutdown (a cancelled send)."""
+        first = not self.stopping and not isinstance(exc, (SendFailed, asyncio.CancelledError))
+        if first:
+            self.stopping.append(exc)
+        self._stop(exc, what, first)
+
+    async def run(self, compute: Callable[..., list], *args) -> None:
+        """Compute one step (``compute(*args)``: its rows) and send them; once Kafka
+        acknowledged them, send the step's state to the changelog, commit it, then
+        acknowledge the messages the step finished. A step that raises stops everything
+        (``stop``) and the error propagates."""
+        async with self._turn:
+            if self.stopping:  # after a failure nothing more leaves: the restart recomputes it
+                return
+            await self.sends.settle(self.sends.size - 1)
+            if self.stopping:
+                return
+            engine = self.engine
+            try:
+                rows = compute(*args)
+                outs = self.outs(rows)
+            except Exception as exc:
+                self.stop(exc, "a features step failed")
+                raise
+            done = engine.take_settled()
+            sealed, state = engine.seal(), self.changelog()
+
+            def failed(exc: BaseException) -> None:
+                self.forget(done)
+                self.stop(exc, "a send of derived rows failed")
+
+            try:
+                acknowledged = await self.enqueue(outs)
+            except BaseException as exc:
+                failed(exc)
+                raise
+
+            async def durable_then_ack() -> None:
+                if self.stopping:  # a later step failed: the rows of this one are recomputed after the restart
+                    raise SendFailed("the worker stops after a failure")
+                if state:
+                    await (await self.enqueue(state))
+                engine.commit(sealed)
+                for token in done:
+                    await self.ack(token)
+
+            self.sends.start(acknowledged, durable_then_ack, failed)
+
+    async def settle(self) -> None:
+        """Wait until every send is acknowledged and followed up (a hand-over, a stop)."""
+        await self.sends.settle()

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from stream.inflight import SendFailed, SendWindow
+from stream.inflight import SendFailed, SendWindow, StepSender
 
 
 async def test_steps_go_on_while_sends_wait_and_acks_follow_their_acknowledgement():
@@ -103,3 +103,85 @@ async def test_several_callers_waiting_for_the_same_send_each_go_on_once_it_is_a
     results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 1)
     assert sum(isinstance(r, ConnectionError) for r in results) == 1 and results.count(None) == 2
     assert forgotten == ["second"] and len(window) == 0
+
+
+class _Engine:
+    """What StepSender needs of the features engine: each step finishes its token's
+    message and writes state tagged with it."""
+
+    def __init__(self) -> None:
+        self.settled: list[str] = []
+        self.pending: list[str] = []
+        self.sealed: list[list[str]] = []
+        self.durable: list[str] = []
+
+    def step(self, token: str) -> list[str]:
+        self.settled.append(token)
+        self.pending.append(token)
+        return [f"row of {token}"]
+
+    def take_settled(self) -> list[str]:
+        out, self.settled = self.settled, []
+        return out
+
+    def seal(self) -> int:
+        self.sealed.append(self.pending)
+        self.pending = []
+        return len(self.sealed)
+
+    def commit(self, seal: int) -> None:
+        self.durable = [t for writes in self.sealed[:seal] for t in writes]
+
+
+async def test_a_step_waiting_for_room_does_not_take_what_a_later_step_finished():
+    """Three steps from three tasks (a batch, another batch, the release timer) with room
+    for one send: the waiting steps compute in turn, so each message is acknowledged and
+    each state made durable only once Kafka acknowledged the rows computed from it. (When
+    the timer computed while a batch waited for room, that batch took the timer's message
+    and state as its own, and acknowledged both before the timer's rows were.)"""
+    loop = asyncio.get_running_loop()
+    engine = _Engine()
+    sent: list[tuple[list[str], asyncio.Future]] = []
+    acked: list[str] = []
+
+    async def enqueue(outs):
+        if outs and outs[0] == "state":
+            return asyncio.sleep(0)
+        sent.append((outs, loop.create_future()))
+        return sent[-1][1]
+
+    async def ack(token):
+        acked.append(token)
+
+    steps = StepSender(engine, enqueue, outs=list, changelog=lambda: ["state"], ack=ack,
+                       forget=lambda done: None, stop=lambda exc, what, first: None, size=1)
+    await steps.run(engine.step, "a")
+    later = [asyncio.ensure_future(steps.run(engine.step, t)) for t in ("b", "c")]
+    await asyncio.sleep(0.01)
+    assert [outs for outs, _ in sent] == [["row of a"]]  # no room: b and c wait, uncomputed
+    for i, token in enumerate("abc"):
+        sent[i][1].set_result([(0, i)])
+        await asyncio.sleep(0.01)
+        assert acked == list("abc"[: i + 1]) and engine.durable == acked  # nothing ahead of its rows
+        assert [outs for outs, _ in sent] == [[f"row of {t}"] for t in "abc"[: min(i + 2, 3)]]
+    await asyncio.gather(*later)
+    await steps.settle()
+
+
+async def test_a_step_that_raises_stops_the_steps_after_it():
+    engine = _Engine()
+    stops: list[tuple[str, str, bool]] = []
+
+    async def enqueue(outs):
+        return asyncio.sleep(0, [])
+
+    def boom(token):
+        raise RuntimeError("defect")
+
+    steps = StepSender(engine, enqueue, outs=list, changelog=list, ack=lambda t: asyncio.sleep(0),
+                       forget=lambda done: None, stop=lambda exc, what, first: stops.append((type(exc).__name__, what, first)),
+                       size=2)
+    with pytest.raises(RuntimeError, match="defect"):
+        await steps.run(boom, "a")
+    await steps.run(engine.step, "b")  # nothing runs after the failure
+    assert stops == [("RuntimeError", "a features step failed", True)] and engine.settled == []
