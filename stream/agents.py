@@ -31,7 +31,7 @@ from mode import Service
 from stream import records
 from stream import topics as T
 from stream.batching import take_batches
-from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack
+from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack, redriven_topic
 from stream.gate import Accepted, Gate, Passed, Rejected, dlq_message, reject
 from stream.handoff import Handed, Handoff
 from stream.inflight import StepSender
@@ -437,15 +437,19 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
     park states and SOC readings meet the dynamics they belong to."""
     engine = FeatureEngine(_open_store(datadir / "features"), scorer[0], scorer[1],
                            score_every_ms=w.score_every_ms, reorder_ms=w.reorder_ms, live_hold_ms=w.live_hold_ms,
-                           live_window_ms=w.live_window_ms, scoring="scoring" in w.stages)
+                           live_window_ms=w.live_window_ms, scoring="scoring" in w.stages,
+                           partitions=k.telemetry_partitions)
     inputs = app.topic(*FEATURE_INPUTS, key_type=bytes, value_type=bytes)
+    redrive = T.REDRIVE.name
     n_partitions = k.telemetry_partitions
     # no batch while a rebalance moves vehicles: the new owner first reads their state
     ready = asyncio.Event()
     ready.set()
 
     def as_out(rows) -> list[Out]:
-        return [Out(topic, key, value, []) for topic, key, value in pack(rows)]
+        """A step's rows, and the dead letters of the vehicles it failed on (``FeatureEngine._confined``)."""
+        return [Out(topic, key, value, []) for topic, key, value in pack(rows)] + \
+            [Out(T.DLQ.name, key, value, headers) for key, value, headers in engine.take_dead_letters()]
 
     def changelog() -> list[Out]:
         if not w.state_changelog:
@@ -486,7 +490,8 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
                      stop=stop_worker, size=MAX_SENDS_IN_FLIGHT)
 
     async def step(taken: list, handed: list) -> None:
-        items = [(e.message.topic, e.message.key, e.message.value) for e in taken] + [item for item, _ in handed]
+        items = [(m.topic, m.key, m.value) if m.topic != redrive else (redriven_topic(m.headers), m.key, m.value)
+                 for m in (e.message for e in taken)] + [item for item, _ in handed]
         if items:
             await steps.run(engine.step, items, taken + [token for _, token in handed])
 

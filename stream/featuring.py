@@ -9,6 +9,7 @@ features and its score. Kept apart from Faust so tests and replays call it direc
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from itertools import groupby, repeat
@@ -21,6 +22,7 @@ from stream import topics as T
 from stream.features import (
     Batch,
     CellTable,
+    Update,
     decode_history,
     decode_state,
     encode_history,
@@ -32,12 +34,17 @@ from stream.features import (
     vehicle_feature_records,
     vehicle_features_from_states,
 )
+from stream.gate import REASONS
 from stream.score import ReferenceScorer, Scorer, score_records
+from voltrisk.errors import first_line
+
+log = logging.getLogger("voltrisk.features")
 
 TRIPS, DAILY, CELLS, CRASHES, VEHICLE, SCORES = (
     "trips.v1", "features.daily.v1", "features.cell.v1", "features.crash.v1", "features.vehicle.v1", "scores.ubi.v1",
 )
-FEATURE_INPUTS = tuple(T.clean_name(t.name) for t in (T.STATE, T.DYNAMICS, T.ALARM, T.CRASH))
+CLEAN_INPUTS = tuple(T.clean_name(t.name) for t in (T.STATE, T.DYNAMICS, T.ALARM, T.CRASH))
+FEATURE_INPUTS = CLEAN_INPUTS + (T.REDRIVE.name,)
 
 _decoders = {
     T.clean_name(t.name): (msgspec.json.Decoder(t.record), msgspec.json.Decoder(list[t.record]))
@@ -45,17 +52,23 @@ _decoders = {
 }
 _encode = msgspec.json.encode
 _KIND_INDEX = {R.DynamicsV1: 0, R.StateV1: 1, R.AlarmV1: 2, R.CrashV1: 3}
+_CLEAN_TOPIC = {R.DynamicsV1: T.clean_name(T.DYNAMICS.name), R.StateV1: T.clean_name(T.STATE.name),
+                R.AlarmV1: T.clean_name(T.ALARM.name), R.CrashV1: T.clean_name(T.CRASH.name)}
+QUARANTINED = "features_error"  # the dead-letter reason of records the features step failed on
+DEAD_LETTER_RECORDS = 500  # records per dead-letter message (a JSON array, as on the clean topics)
 _VID, _RECORD = itemgetter(0), itemgetter(1)
 _EVENT_ID, _TS = attrgetter("event_id"), attrgetter("ts_ms")
 
 
-def decode_clean_grouped(msgs: Sequence[tuple[str, bytes, bytes]]) -> list[tuple[str, list[msgspec.Struct]]]:
-    """(vehicle id, its records) per clean (topic, key, value) message."""
-    out = []
-    for topic, key, value in msgs:
-        one, many = _decoders[topic]
-        out.append((key.decode(), many.decode(value) if value[:1] == b"[" else [one.decode(value)]))
-    return out
+def redriven_topic(headers) -> str:
+    """The clean topic a message of ``features.redrive.v1`` comes from (its ``source_topic``
+    header, as ``voltrisk dlq redrive`` sets it); the redrive topic itself when it names
+    none of them, which the engine then dead-letters as unreadable."""
+    for name, value in (headers.items() if isinstance(headers, dict) else headers or ()):
+        if name == "source_topic":
+            topic = bytes(value or b"").decode("utf-8", "replace")
+            return topic if topic in CLEAN_INPUTS else T.REDRIVE.name
+    return T.REDRIVE.name
 
 
 class FeatureEngine:
@@ -65,7 +78,7 @@ class FeatureEngine:
     def __init__(self, store: MutableMapping[bytes, bytes], scorer: Scorer | None = None, scorer_name: str = "reference",
                  *, cells: CellTable | None = None, score_every_ms: int = 5_000, reorder_ms: int = 120_000,
                  max_hold_s: float = 10.0, live_hold_ms: int = 0, live_window_ms: int = 0, scoring: bool = True,
-                 clock: Callable[[], float] = time.time):
+                 partitions: int = 0, clock: Callable[[], float] = time.time):
         self.store = store
         self.scorer = scorer or ReferenceScorer()
         self.scorer_name = scorer_name
@@ -74,6 +87,11 @@ class FeatureEngine:
         self.records_in = 0  # records taken in (for the worker's stats)
         self.scores_out = 0
         self.redelivered = 0  # records skipped as already in their vehicle's state
+        self.quarantined = 0  # records dead-lettered because the step failed on their vehicle
+        self.partitions = partitions  # of the clean topics: names a dead letter's source partition
+        self._dead: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []  # dead letters not yet taken
+        self._failed_alone: set[str] = set()  # vehicles failing alone since a step last passed (``_confined``)
+        self.max_failed_alone = 3
         self.cells = cells
         self.score_every_ms = score_every_ms
         self.clock = clock
@@ -131,7 +149,15 @@ class FeatureEngine:
         held, newest = self._held, self._newest
         dynamics = T.clean_name(T.DYNAMICS.name)
         tokens = tokens if tokens is not None else repeat(None)
-        for (vid, recs), (topic, _, _), token in zip(decode_clean_grouped(msgs), msgs, tokens):
+        decoders = _decoders
+        for (topic, key, value), token in zip(msgs, tokens):
+            vid = key.decode() if key else ""
+            try:
+                one, many = decoders[topic]
+                recs = many.decode(value) if value[:1] == b"[" else [one.decode(value)]
+            except Exception as exc:  # a voltrisk defect (the gate wrote it), or a bad redrive
+                self._dead_letter_message(topic, key, value, exc)
+                recs = []
             if not recs:
                 if token is not None:
                     self._settled.append(token)
@@ -215,10 +241,26 @@ class FeatureEngine:
         pairs = self._unseen(pairs, states)
         if not pairs:
             return []
-        up = update(states, Batch.from_records(pairs), self.cells)
+
+        def run(states: dict, vehicles: set | None) -> Update:
+            mine = pairs if vehicles is None else [p for p in pairs if p[0] in vehicles]
+            return update(states, Batch.from_records(mine), self.cells)
+
+        up, failing = self._confined(states, run, lambda: sorted({v for v, _ in pairs}))
+        if failing:
+            for vid, exc in failing.items():
+                self._quarantine(vid, [r for v, r in pairs if v == vid], exc)
+            pairs = [p for p in pairs if p[0] not in failing]
+            if not pairs:
+                return []
         self._mark_taken(pairs, up.states)
         self.watermark_ms = max(self.watermark_ms, max(s.seen_ts_ms for s in up.states.values()))
-        self.open_trips.update(v for v, s in up.states.items() if s.trip is not None)
+        open_trips = self.open_trips
+        for v, s in up.states.items():
+            if s.trip is not None:
+                open_trips.add(v)
+            else:
+                open_trips.discard(v)
         out = self._emit_update(up, history)
         if self.scoring:
             out.extend(self._score(up.states, history))
@@ -300,7 +342,12 @@ class FeatureEngine:
         # topic's partition may still deliver this vehicle's closing park state
         quiet = [v for v in self.open_trips if now - self._arrived.get(v, 0.0) >= self.idle_wall_s]
         states, history = self._load(sorted(quiet))
-        up = flush_idle(states, self.watermark_ms, self.cells)
+        self.open_trips.difference_update(v for v in quiet if v not in states or states[v].trip is None)
+        up, failing = self._confined(states, lambda st, _: flush_idle(st, self.watermark_ms, self.cells), lambda: sorted(states))
+        for vid, exc in failing.items():  # its trip stays open until its next records
+            self.open_trips.discard(vid)
+            log.error("features: closing the idle trip of vehicle %s failed (%s: %s); it stays open until the "
+                      "vehicle's next records", vid, type(exc).__name__, first_line(exc))
         self.open_trips.difference_update(v for v, s in up.states.items() if s.trip is None)
         return out + self._emit_update(up, history)
 
@@ -311,6 +358,89 @@ class FeatureEngine:
         self._settled.extend(c[4] for chunks in self._held.values() for c in chunks if c[4] is not None)
         self._held.clear()
         return self._process(pairs)
+
+    def _confined(self, states: dict, run: Callable[[dict, set | None], Update], vehicles_of: Callable[[], list[str]]
+                  ) -> tuple[Update, dict[str, Exception]]:
+        """``run(states, None)`` over the step's vehicles (``vehicles_of()``). Should it
+        raise, each vehicle runs alone: those on which it raises are returned with their
+        errors, their state untouched, and the step runs again, on freshly loaded states,
+        over the others (their rows are those of one run: a vehicle's rows depend on its own
+        records and state only). A failure of every vehicle of several, of no vehicle alone,
+        or of ``max_failed_alone`` different vehicles one after another with no step passing
+        in between, is taken for a defect of the step rather than of some vehicles' data:
+        it is raised, and the worker stops."""
+        try:
+            up = run(states, None)
+        except Exception:
+            vehicles = vehicles_of()
+            failing: dict[str, Exception] = {}
+            for vid in vehicles:
+                try:
+                    run(self._load([vid])[0], {vid})
+                except Exception as exc:
+                    failing[vid] = exc
+            if not failing:  # it fails together only
+                raise
+            passing = [v for v in vehicles if v not in failing]
+            if not passing:
+                alone = self._failed_alone | failing.keys()
+                if len(vehicles) > 1 or len(alone) >= self.max_failed_alone:
+                    raise  # every vehicle of several, or one after another: not some vehicles' data
+                self._failed_alone = alone
+                return Update(), failing
+            up = run(self._load(passing)[0], set(passing))
+        else:
+            failing = {}
+        if up.states:
+            self._failed_alone = set()
+        return up, failing
+
+    def _quarantine(self, vid: str, recs: list[msgspec.Struct], exc: Exception) -> None:
+        """Dead-letter the records of a vehicle the step failed on (a voltrisk defect the
+        gate could not catch): to ``voltrisk.dlq.v1``, with the clean topic they came from,
+        as JSON arrays like the clean topics' messages, so ``voltrisk dlq redrive`` can run
+        them through the features again once the defect is fixed."""
+        self.quarantined += len(recs)
+        log.error("features: the step failed on vehicle %s (%s: %s); its %d records of this step go to %s; "
+                  "the other vehicles go on", vid, type(exc).__name__, first_line(exc), len(recs), T.DLQ.name)
+        by_topic: dict[str, list[msgspec.Struct]] = {}
+        for r in sorted(recs, key=_TS):
+            by_topic.setdefault(_CLEAN_TOPIC[type(r)], []).append(r)
+        key = vid.encode()
+        partition = str(T.partition_of(key, self.partitions)).encode() if self.partitions else b"0"
+        reason = REASONS[QUARANTINED]
+        for topic, rs in by_topic.items():
+            for i in range(0, len(rs), DEAD_LETTER_RECORDS):
+                chunk = rs[i:i + DEAD_LETTER_RECORDS]
+                value = _encode(chunk)
+                message = (f"{topic}: the features step failed on vehicle {vid}'s records from ts_ms {chunk[0].ts_ms} "
+                           f"to {chunk[-1].ts_ms} ({type(exc).__name__}: {first_line(exc)}); {reason.fix}")
+                self._dead.append((key, value, [
+                    ("source_topic", topic.encode()), ("source_partition", partition),
+                    ("error_class", reason.error_class.encode()), ("reason", QUARANTINED.encode()),
+                    ("message", message.encode()), ("source_value_bytes", str(len(value)).encode()),
+                    ("records", str(len(chunk)).encode()),
+                ]))
+
+    def _dead_letter_message(self, topic: str, key: bytes | None, value: bytes | None, exc: Exception) -> None:
+        """A message the features cannot read: kept on the dead-letter topic as it came."""
+        self.quarantined += 1
+        log.error("features: a message of %s is not readable (%s: %s); it goes to %s", topic, type(exc).__name__,
+                  first_line(exc), T.DLQ.name)
+        value = value or b""
+        self._dead.append((key, value, [
+            ("source_topic", topic.encode()), ("error_class", REASONS[QUARANTINED].error_class.encode()),
+            ("reason", QUARANTINED.encode()),
+            ("message", f"{topic}: the features could not read this message ({type(exc).__name__}: {first_line(exc)}); "
+                        f"{REASONS[QUARANTINED].fix}".encode()),
+            ("source_value_bytes", str(len(value)).encode()),
+        ]))
+
+    def take_dead_letters(self) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+        """(key, value, headers) of the dead letters of the steps since the last call: to
+        send with those steps' rows, before their messages are acknowledged."""
+        out, self._dead = self._dead, []
+        return out
 
     def seal(self) -> int | None:
         """Set the state written since the last seal apart: it becomes durable (``commit``)
@@ -402,4 +532,4 @@ def pack(rows: list[tuple[str, str, bytes]]) -> list[tuple[str, bytes, bytes]]:
     return [(topic, vid.encode(), b"[" + b",".join(vals) + b"]") for (topic, vid), vals in grouped.items()]
 
 
-__all__ = ["FEATURE_INPUTS", "FeatureEngine", "decode_clean_grouped", "pack"]
+__all__ = ["CLEAN_INPUTS", "FEATURE_INPUTS", "QUARANTINED", "FeatureEngine", "pack", "redriven_topic"]

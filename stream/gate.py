@@ -89,6 +89,8 @@ REASONS: dict[str, Reason] = {
         Reason("duplicate", "ordering", "nothing to do if this was a retry: the first copy was accepted"),
         Reason("late", "ordering", "send buffered events within lateness_ms (6 h by default) of the vehicle's newest one"),
         Reason("internal_error", "internal", "report it to the voltrisk team with the source offset; the record is kept here"),
+        Reason("features_error", "internal", "nothing to resend: the features step failed on the vehicle's clean records (a voltrisk "
+               "defect); they are kept here, and `voltrisk dlq redrive` runs them through the features again once it is fixed"),
     )
 }
 

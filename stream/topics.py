@@ -60,8 +60,12 @@ DERIVED = (
 FEATURE_STATE = TopicSpec("features.state.v1", None, "store key: s|h + pseudonymous vehicle id", "telemetry",
                           "Changelog of the features' per-vehicle state and closed-day history", compact=True)
 ALERTS = TopicSpec("fraud.alerts.v1", None, "alert id", "other", "Fraud ring alerts with evidence")
+# Clean records the features failed on, sent back to them from the dead-letter topic once the
+# defect is fixed (``voltrisk dlq redrive``): read by the features only, not stored again.
+REDRIVE = TopicSpec("features.redrive.v1", None, "pseudonymous vehicle id", "telemetry",
+                    "Dead-lettered clean records sent back to the features; the source_topic header names their clean topic")
 
-ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED + (FEATURE_STATE, ALERTS)
+ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED + (FEATURE_STATE, ALERTS, REDRIVE)
 BY_NAME = {t.name: t for t in ALL}
 
 

@@ -21,7 +21,7 @@ from pricing.cli import app as pricing_app
 from simulators.cli import app as simulate_app
 from simulators.cli import load_app
 from voltrisk import __version__
-from voltrisk.errors import UserError
+from voltrisk.errors import UserError, first_line
 from voltrisk.security_cli import app as security_app
 
 err = Console(stderr=True)
@@ -37,11 +37,14 @@ broker_app = typer.Typer(help="The local Apache Kafka broker (KRaft, single node
 topics_app = typer.Typer(help="Kafka topics, created explicitly from stream/topics.py.\n\nExample: voltrisk topics create", no_args_is_help=True)
 warehouse_app = typer.Typer(help="The warehouse: migrations, sink and read-only endpoint.\n\nExample: voltrisk warehouse migrate", no_args_is_help=True)
 worker_app = typer.Typer(help="The Faust stream worker.\n\nExample: voltrisk worker run", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter topic: what was refused and why; records the features failed on sent back "
+                            "to them.\n\nExample: voltrisk dlq summary", no_args_is_help=True)
 
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(worker_app, name="worker")
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(load_app, name="load")
 app.add_typer(contracts_app, name="contracts")
@@ -210,6 +213,73 @@ def worker_run(loglevel: str = typer.Option("info", help="crit|error|warn|info|d
     from stream.worker import main
 
     main(loglevel)
+
+
+# --- dead letters -----------------------------------------------------------
+
+@dlq_app.command("summary")
+def dlq_summary(url: str = typer.Option("http://127.0.0.1:8124", help="ClickHouse HTTP URL"),
+                as_json: bool = typer.Option(False, "--json", help="Print one JSON object per line")) -> None:
+    """Dead letters stored in the warehouse, per source topic and reason, with the latest message.
+
+    Example: voltrisk dlq summary
+    """
+    from stream.deadletters import summary
+    from warehouse.client import http_client
+
+    try:
+        rows = summary(http_client(url))
+    except Exception as exc:
+        raise UserError(f"the warehouse at {url} did not answer ({first_line(exc)}); start it with `make up`") from None
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r, default=str))
+        return
+    if not rows:
+        err.print("no dead letters")
+    for r in rows:
+        typer.echo(f"{r['messages']:>8}  {r['source_topic']:24} {r['reason']:22} latest {r['latest']}  {r['latest_message'][:160]}")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    reason: str = typer.Option("features_error", help="The dead letters of this reason"),
+    vehicle: str = typer.Option(None, help="Only this pseudonymous vehicle id"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be sent, send nothing"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+) -> None:
+    """Send the clean records the features failed on (reason features_error) back to them, once the
+    defect is fixed and the workers run the fix. The gate's refusals cannot be sent back: the
+    carmaker sends those records anew.
+
+    Example: voltrisk dlq redrive --dry-run
+    """
+    from stream.deadletters import redrive
+    from voltrisk.settings import KafkaClientSettings
+
+    k = KafkaClientSettings()
+
+    def progress(r) -> None:
+        if not as_json:
+            err.print(f"read {r.read:,} dead letters, {r.sent:,} to send ({r.records:,} records of {r.vehicles:,} vehicles)")
+
+    try:
+        out = asyncio.run(redrive(k, reason=reason, vehicle=vehicle, dry_run=dry_run, progress=progress))
+    except LookupError as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    except Exception as exc:
+        if not isinstance(exc, (OSError, TimeoutError)) and not type(exc).__module__.startswith("aiokafka"):
+            raise
+        raise UserError(f"Kafka at {k.kafka_bootstrap} did not answer ({first_line(exc)}); start it with `make up`") from None
+    if as_json:
+        typer.echo(json.dumps(out.as_dict()))
+        return
+    verb = "would send" if dry_run else "sent"
+    err.print(f"{verb} {out.sent:,} dead letters ({out.records:,} records of {out.vehicles:,} vehicles) of reason "
+              f"{reason} to features.redrive.v1; read {out.read:,}, matched {out.matched:,}")
+    for topic, n in out.not_redrivable.items():
+        err.print(f"[yellow]{n:,} of reason {reason} came from {topic}: the gate's refusals cannot be sent back; "
+                  f"the carmaker sends those records anew[/]")
 
 
 # --- local platform -------------------------------------------------------

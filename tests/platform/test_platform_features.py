@@ -38,14 +38,17 @@ def platform_env(platform_env):
     return {**platform_env, "VOLTRISK_REORDER_MS": str(3_600_000)}
 
 
-def _produce_synthetic_fleet(kafka_bootstrap: str):
+def _produce_synthetic_fleet(kafka_bootstrap: str, poisoned: str | None = None):
     """Four vehicles' trips produced as they would report them; what the platform should
-    compute from them (the pure functions over the pseudonymised events) and their ids."""
+    compute from them (the pure functions over the pseudonymised events) and their ids.
+    ``poisoned``: the event ids of the second vehicle carry it."""
     rng = random.Random()
     pairs = synthetic_stream(vehicles=4, trips_per_vehicle=2, seed=11, max_trip_s=300, max_gap_h=1.0)
     vins = {vid: random_vin(rng) for vid, _ in pairs}
     tag = f"ft{rng.randrange(10**9)}"
-    pairs = [(vid, msgspec.structs.replace(rec, event_id=f"{tag}-{i}")) for i, (vid, rec) in enumerate(pairs)]
+    marked = sorted(vins)[1] if poisoned else None
+    pairs = [(vid, msgspec.structs.replace(rec, event_id=f"{tag}-{poisoned if vid == marked else ''}{i}"))
+             for i, (vid, rec) in enumerate(pairs)]
 
     # what the platform should compute: the pure functions over the same events, pseudonymised ids
     w = WorkerSettings()
@@ -70,7 +73,11 @@ def _produce_synthetic_fleet(kafka_bootstrap: str):
     for vid in list(runs):
         flush(vid)
     asyncio.run(produce_ordered(kafka_bootstrap, ordered))
-    return expected, sorted({pseudo.vehicle_id(v) for v in vins.values()})
+    ids = sorted({pseudo.vehicle_id(v) for v in vins.values()})
+    if marked is None:
+        return expected, ids
+    others = features_offline(Batch.from_records([(pseudo.vehicle_id(vins[v]), r) for v, r in pairs if v != marked]))
+    return expected, ids, (pseudo.vehicle_id(vins[marked]), others, sum(1 for v, _ in pairs if v == marked))
 
 
 def _assert_features_equal_the_pure_functions(ch, expected, ids, worker_proc) -> None:
@@ -176,3 +183,74 @@ def test_a_features_step_that_raises_stops_the_worker_and_its_restart_delivers_t
     worker_proc.stop()
     worker_proc.start_and_wait()
     _assert_features_equal_the_pure_functions(http_client(warehouse_proc.url), expected, ids, worker_proc)
+
+
+POISONED_DATA = '''
+import stream.features.batch as batch
+
+_from_records = batch.Batch.from_records.__func__
+
+
+def from_records(cls, pairs):
+    """A defect met by one vehicle's records only: its event ids carry a mark."""
+    pairs = pairs if isinstance(pairs, list) else list(pairs)
+    if any("poison" in r.event_id for _, r in pairs):
+        raise RuntimeError("a defect injected by the test, met by the marked records")
+    return _from_records(cls, pairs)
+
+
+batch.Batch.from_records = classmethod(from_records)
+'''
+
+
+def test_a_defect_met_by_one_vehicle_dead_letters_its_records_and_a_redrive_completes_it(
+        kafka_bootstrap, warehouse_proc, worker_proc, tmp_path):
+    """A features defect met by one vehicle's records (injected through ``sitecustomize``)
+    no longer stops the worker: the other vehicles' trips, cell visits and scores are
+    exactly the pure functions', the vehicle's records are all on the dead-letter topic
+    (reason features_error) and in the ``dlq`` table; once the fixed worker runs,
+    ``voltrisk dlq redrive`` sends them back and the vehicle's trips are exact too."""
+    from typer.testing import CliRunner
+
+    from stream.deadletters import redrive
+    from voltrisk.cli import app
+    from voltrisk.settings import KafkaClientSettings
+
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(POISONED_DATA)
+    own_env = worker_proc.env
+    worker_proc.stop()
+    worker_proc.env = {**own_env, "PYTHONPATH": str(inject)}
+    worker_proc.start_and_wait()
+    expected, ids, (poison, others, n_poisoned) = _produce_synthetic_fleet(kafka_bootstrap, poisoned="poison")
+    ch = http_client(warehouse_proc.url)
+    _assert_features_equal_the_pure_functions(ch, others, [v for v in ids if v != poison], worker_proc)
+    assert worker_proc.proc.poll() is None  # the worker went on
+    log = worker_proc.log.read_text(errors="replace")
+    assert f"features: the step failed on vehicle {poison} (RuntimeError: a defect injected by the test" in log
+    assert not ch.query("SELECT count() FROM trips FINAL WHERE vehicle_id = {v:String}", parameters={"v": poison}).result_rows[0][0]
+
+    k = KafkaClientSettings(kafka_bootstrap=kafka_bootstrap)
+    held = wait_for(lambda: (r := asyncio.run(redrive(k, vehicle=poison, dry_run=True))).records == n_poisoned and r,
+                    60, "every marked record on the dead-letter topic", worker_proc)
+    assert held.sent >= 1 and held.vehicles == 1 and not held.not_redrivable
+    stored = "SELECT count() FROM dlq FINAL WHERE reason = 'features_error' AND key = {v:String}"
+    wait_for(lambda: ch.query(stored, parameters={"v": poison}).result_rows[0][0] == held.sent, 60,
+             "the dead letters in the dlq table", worker_proc)
+
+    cli = CliRunner()
+    summary = cli.invoke(app, ["dlq", "summary", "--url", warehouse_proc.url, "--json"])
+    assert summary.exit_code == 0, summary.output
+    rows = [json.loads(line) for line in summary.stdout.splitlines()]
+    mine = [r for r in rows if r["reason"] == "features_error"]
+    assert sum(r["messages"] for r in mine) >= held.sent and any(poison in r["latest_message"] for r in mine), rows
+
+    worker_proc.env = own_env  # the defect fixed
+    worker_proc.stop()
+    worker_proc.start_and_wait()
+    out = cli.invoke(app, ["dlq", "redrive", "--vehicle", poison, "--json"], env={"VOLTRISK_KAFKA_BOOTSTRAP": kafka_bootstrap})
+    assert out.exit_code == 0, out.output
+    sent = json.loads(out.stdout)
+    assert (sent["sent"], sent["records"], sent["vehicles"]) == (held.sent, n_poisoned, 1)
+    _assert_features_equal_the_pure_functions(ch, expected, ids, worker_proc)
