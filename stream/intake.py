@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
 from voltrisk.broker import commit_offsets
@@ -91,6 +91,7 @@ class GateIntake(Service):
         self._resumed: set[TopicPartition] = set()
         self._in_flight: deque[_InFlight] = deque()
         self._staged = False  # the fetch in hand is in flight (a failure then reads it again with the rest)
+        self._handovers = 0  # hand-overs so far: a fetch made before one is not decided after it
         # the batch being handled left at least a batch unread: a backlog, not live records
         self.behind = False
 
@@ -125,6 +126,7 @@ class GateIntake(Service):
         backoff = 0.5
         while not self.should_stop:
             try:
+                handovers = self._handovers
                 fetched = await self.consumer.getmany(timeout_ms=100, max_records=self.w.take_batch)
             except ConsumerStoppedError:
                 return
@@ -135,7 +137,7 @@ class GateIntake(Service):
             self._staged = False
             try:
                 if fetched:
-                    await self._process(fetched)
+                    await self._process(fetched, handovers)
                 self._reap()
                 backoff = 0.5
             except Exception as exc:  # a send failed (e.g. the broker is away): read the batches again
@@ -146,14 +148,21 @@ class GateIntake(Service):
                 continue
             await self._commit_if_due()
 
-    async def _process(self, fetched: dict) -> None:
+    async def _process(self, fetched: dict, handovers: int | None = None) -> None:
         """Decide a fetch and start its completion; wait first for the oldest batch in
-        flight when ``MAX_IN_FLIGHT`` are."""
+        flight when ``MAX_IN_FLIGHT`` are. A fetch made before a hand-over (``handovers``,
+        the count when it was fetched, differs) is dropped: the group may give its
+        partitions to another worker, which reads them from the offsets the hand-over
+        committed (the consumer's assignment still lists them until the rebalance ends),
+        and partitions staying here are read again from the same offsets."""
         if len(self._in_flight) >= MAX_IN_FLIGHT:
             await asyncio.wait([self._in_flight[0].task])
             self._reap()
         async with self._lock:
             if self.should_stop:  # stopped while this batch waited: it is read again after the restart
+                return
+            if handovers is not None and handovers != self._handovers:
+                log.info("gate: a fetch made before the hand-over of partitions is dropped; their owners read it again")
                 return
             owned = self.consumer.assignment()
             by_topic: dict[str, list[RawMessage]] = {}
@@ -267,9 +276,18 @@ class GateIntake(Service):
         offsets = {tp: o for tp, o in self._pending.items() if only is None or tp in only}
         if not offsets:
             return
+        owned = self.consumer.assignment()
+        gone = [tp for tp in offsets if tp not in owned]
+        if gone:  # not this consumer's to commit any more (the commit of all would be refused)
+            log.warning("gate: offsets %s not committed: the partitions are no longer assigned here; their owners "
+                        "read from the last committed offsets", _fmt_offsets({tp: offsets.pop(tp) for tp in gone}))
+            for tp in gone:
+                self._pending.pop(tp, None)
+            if not offsets:
+                return
         try:
             await self.consumer.commit(offsets)
-        except CommitFailedError as exc:  # the group moved on: the partitions' new owners re-read these
+        except (CommitFailedError, IllegalStateError) as exc:  # the group moved on: the partitions' new owners re-read these
             log.warning("gate: offsets %s not committed (%s); the partitions' new owners re-read from the last "
                         "committed offsets", _fmt_offsets(offsets), exc)
         except KafkaError as exc:  # kept, committed next time
@@ -282,6 +300,7 @@ class GateIntake(Service):
     async def hand_over(self, revoked) -> None:
         """Partitions are about to move: finish the batch in hand and commit what was processed."""
         async with self._lock:
+            self._handovers += 1
             await self._drain()
             await self._commit(set(revoked))
         for tp in revoked:
@@ -291,6 +310,8 @@ class GateIntake(Service):
             log.info("gate: handed over %s", _fmt_partitions(revoked))
 
     def assigned(self, assigned) -> None:
+        for tp in [tp for tp in self._pending if tp not in assigned]:  # another worker's now
+            del self._pending[tp]
         if assigned:
             log.info("gate: assigned %s", _fmt_partitions(assigned))
 

@@ -22,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from operator import attrgetter
+from types import SimpleNamespace
 from typing import Callable
 
 import h3
@@ -171,10 +172,12 @@ class Columnar:
         """(records, per-message sink columns, records per message)"""
         return [], [], []
 
+    def decode(self, value: bytes) -> list:
+        return self.many.decode(value) if value[:1] == b"[" else [self.one.decode(value)]
+
     def add(self, acc: tuple[list, list, list], msg, now_ms: int) -> None:
         """Decode ``msg`` and add its records; raises (and adds nothing) if it does not decode."""
-        v = msg.value
-        recs = self.many.decode(v) if v[:1] == b"[" else [self.one.decode(v)]
+        recs = self.decode(msg.value)
         if not recs:
             return
         h = _headers(msg)
@@ -238,7 +241,7 @@ class Route:
     table: str
     row: Callable[[object, int], bytes] | None
     # columns holding the Kafka partition/offset a row came from, so a restarted sink
-    # skips what an earlier run already inserted (an insert is atomic: all or nothing)
+    # skips what an earlier run already inserted (``Sink._unstored``)
     partition_col: str | None = "kafka_partition"
     offset_col: str = "kafka_offset"
     own_rows: str = "1"
@@ -313,9 +316,14 @@ class Sink:
 
         sink = self
 
+        buffered: dict = {}  # partition -> messages fetched, not yet stored
+
         class Rebalance(ConsumerRebalanceListener):
             async def on_partitions_revoked(self, revoked):
-                pass
+                # not committed: whoever owns them next reads them again (this consumer too,
+                # from the committed offset), so they must not stay buffered as well
+                for tp in revoked:
+                    buffered.pop(tp, None)
 
             async def on_partitions_assigned(self, assigned):
                 sink.forget_watermarks()
@@ -325,24 +333,47 @@ class Sink:
         await consumer.start()
         log.info("sink consuming %s", ", ".join(sorted(self.routes)))
         try:
-            buffered: dict = {}
-            n_buffered, deadline = 0, None
+            deadline = None
             while not self._stopping.is_set():
                 wait_ms = self.batch_ms if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
                 polled = await consumer.getmany(timeout_ms=wait_ms, max_records=self.batch_rows)
                 for tp, msgs in polled.items():
-                    buffered.setdefault(tp, []).extend(msgs)
-                    n_buffered += len(msgs)
-                if buffered and deadline is None:
-                    deadline = time.monotonic() + self.batch_ms / 1000
-                if not buffered or (n_buffered < self.batch_rows and time.monotonic() < deadline):
+                    have = buffered.setdefault(tp, [])
+                    if have and msgs[0].offset <= have[-1].offset:  # read again from an earlier position
+                        msgs = [m for m in msgs if m.offset > have[-1].offset]
+                    have.extend(msgs)
+                buffered = {tp: msgs for tp, msgs in buffered.items() if msgs}
+                if not buffered:
+                    deadline = None
                     continue
-                await self._flush(buffered)
-                # at-least-once: offsets move only after every insert of the batch succeeded
-                await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in buffered.items()})
-                buffered, n_buffered, deadline = {}, 0, None
+                if deadline is None:
+                    deadline = time.monotonic() + self.batch_ms / 1000
+                if sum(map(len, buffered.values())) < self.batch_rows and time.monotonic() < deadline:
+                    continue
+                batch = dict(buffered)
+                await self._flush(batch)
+                await self._commit(consumer, batch)
+                for tp, msgs in batch.items():  # what a rebalance during the flush did not take back
+                    if buffered.get(tp) is msgs:
+                        del buffered[tp]
+                deadline = None
         finally:
             await consumer.stop()
+
+    async def _commit(self, consumer, batch: dict) -> None:
+        """At-least-once: offsets move only after every insert of the batch succeeded, and
+        only for partitions still assigned here (a moved one's owner skips what is stored)."""
+        from aiokafka.errors import CommitFailedError, IllegalStateError
+
+        owned = consumer.assignment()
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if tp in owned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("offsets %s not committed (%s); the rows are stored, and whoever reads them again skips them",
+                        offsets, first_line(exc))
 
     async def _flush(self, buffered: dict) -> None:
         """One insert per table for everything buffered (size and time bounded)."""
@@ -360,11 +391,12 @@ class Sink:
         for partition, msgs in parts:
             stored = await self._watermark(topic, partition)
             if msgs[0].offset <= stored:
-                fresh = [m for m in msgs if m.offset > stored]
-                self.stats.skipped_already_stored += len(msgs) - len(fresh)
-                log.info("%s[%d]: offsets %d-%d already stored by an earlier run; skipped",
-                         topic, partition, msgs[0].offset, min(stored, msgs[-1].offset))
-                msgs = fresh
+                seen = [m for m in msgs if m.offset <= stored]
+                missing = await self._unstored(route, partition, seen)
+                self.stats.skipped_already_stored += len(seen) - len(missing)
+                log.info("%s[%d]: offsets %d-%d were stored by an earlier run%s", topic, partition, seen[0].offset,
+                         seen[-1].offset, f", but for {len(missing)} messages' rows, stored now" if missing else "; skipped")
+                msgs = missing + msgs[len(seen):]
             if not msgs:
                 continue
             ranges.append((partition, msgs[0].offset, msgs[-1].offset))
@@ -378,7 +410,10 @@ class Sink:
                     rejected.append((partition, m, exc))
         if not ranges:
             return
-        # one atomic insert covers every partition's range: all of it is stored, or none
+        if rejected:  # first: a restart skips what the main insert stored, and would not see these
+            await self._reject(topic, rejected, now_ms)
+        # one insert covers every partition's range (ClickHouse writes it a table partition
+        # at a time: a restart looks for rows an interrupted one left out, ``_unstored``)
         token = topic + ":" + ",".join(f"{p}:{a}-{b}" for p, a, b in ranges)
         if cols is not None and cols[0]:
             table = route.columnar.table(cols)
@@ -386,11 +421,48 @@ class Sink:
         elif lines:
             body = b"\n".join(lines)
             await self._insert_with_retry(route.table, body, token, body.count(b"\n") + 1)
-        if rejected:
-            await self._reject(topic, rejected, now_ms)
         for p, _, last in ranges:
             self._stored[(topic, p)] = last
         self.stats.batches += 1
+
+    async def _unstored(self, route: Route, partition: int, msgs: list) -> list:
+        """Of ``msgs`` (offsets at or below the highest the table holds for the partition),
+        what an earlier run did not store. An insert of rows of several table partitions
+        (two days) is written one partition at a time, so a process killed in between
+        leaves part of it stored: telemetry keeps each message's records not stored (by
+        event id; a message of just those where some were), other tables each message
+        with fewer rows stored than it makes. A message that does not shape stays, to be
+        rejected as usual."""
+        lo, hi, p = int(msgs[0].offset), int(msgs[-1].offset), int(partition)
+        where = f"{route.partition_col} = {p} AND {route.offset_col} BETWEEN {lo} AND {hi} AND {route.own_rows}"
+        out = []
+        if route.columnar is not None:
+            res = await asyncio.to_thread(self.client.query, f"SELECT {route.offset_col}, event_id FROM {route.table} WHERE {where}")
+            stored = {(int(o), e) for o, e in res.result_rows}
+            for m in msgs:
+                try:
+                    recs = route.columnar.decode(m.value)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    out.append(m)
+                    continue
+                keep = [r for r in recs if (m.offset, r.event_id) not in stored]
+                if len(keep) == len(recs):
+                    out.append(m)
+                elif keep:
+                    out.append(SimpleNamespace(key=m.key, value=_encode(keep), headers=m.headers, partition=m.partition,
+                                               offset=m.offset))
+            return out
+        res = await asyncio.to_thread(
+            self.client.query, f"SELECT {route.offset_col}, count() FROM {route.table} WHERE {where} GROUP BY {route.offset_col}")
+        counts = {int(o): int(n) for o, n in res.result_rows}
+        for m in msgs:
+            try:
+                rows = route.row(m, 0).count(b"\n") + 1
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError):
+                rows = 1
+            if counts.get(m.offset, 0) < rows:
+                out.append(m)
+        return out
 
     async def _insert_with_retry(self, table: str, body: bytes | pa.Table, token: str, n: int) -> None:
         delay = 0.2

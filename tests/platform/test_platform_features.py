@@ -141,6 +141,18 @@ def test_a_failed_send_of_derived_rows_stops_the_worker_and_its_restart_delivers
     _assert_features_equal_the_pure_functions(http_client(warehouse_proc.url), expected, ids, worker_proc)
 
 
+def _restart_with(worker_proc, tmp_path: Path, sitecustomize: str) -> dict:
+    """Restart the worker with ``sitecustomize`` run at its start (a defect injected); its own env."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(sitecustomize)
+    own_env = worker_proc.env
+    worker_proc.stop()
+    worker_proc.env = {**own_env, "PYTHONPATH": str(inject)}
+    worker_proc.start_and_wait()
+    return own_env
+
+
 FAILING_STEP = '''
 import stream.featuring as featuring
 
@@ -167,13 +179,7 @@ def test_a_features_step_that_raises_stops_the_worker_and_its_restart_delivers_t
     instead of Faust restarting the agent over a state holding the failed step, whose
     records would then be skipped on their redelivery; the restarted worker delivers
     every trip and cell visit as the pure functions compute them."""
-    inject = tmp_path / "inject"
-    inject.mkdir()
-    (inject / "sitecustomize.py").write_text(FAILING_STEP)
-    own_env = worker_proc.env
-    worker_proc.stop()
-    worker_proc.env = {**own_env, "PYTHONPATH": str(inject)}
-    worker_proc.start_and_wait()
+    own_env = _restart_with(worker_proc, tmp_path, FAILING_STEP)
     expected, ids = _produce_synthetic_fleet(kafka_bootstrap)
     wait_for(lambda: worker_proc.proc.poll() is not None, 120, "the worker to stop")
     assert worker_proc.proc.returncode != 0
@@ -216,13 +222,7 @@ def test_a_defect_met_by_one_vehicle_dead_letters_its_records_and_a_redrive_comp
     from voltrisk.cli import app
     from voltrisk.settings import KafkaClientSettings
 
-    inject = tmp_path / "inject"
-    inject.mkdir()
-    (inject / "sitecustomize.py").write_text(POISONED_DATA)
-    own_env = worker_proc.env
-    worker_proc.stop()
-    worker_proc.env = {**own_env, "PYTHONPATH": str(inject)}
-    worker_proc.start_and_wait()
+    own_env = _restart_with(worker_proc, tmp_path, POISONED_DATA)
     expected, ids, (poison, others, n_poisoned) = _produce_synthetic_fleet(kafka_bootstrap, poisoned="poison")
     ch = http_client(warehouse_proc.url)
     _assert_features_equal_the_pure_functions(ch, others, [v for v in ids if v != poison], worker_proc)

@@ -246,3 +246,80 @@ def test_batches_are_decided_while_earlier_ones_complete_in_order_and_a_failed_o
     assert committed == ends
     retried = [r.getMessage() for r in caplog.records if "re-reading them from offsets" in r.getMessage()]
     assert len(retried) == 1 and "simulated acknowledgement failure" in retried[0]
+
+
+class _Consumer:
+    """What the intake asks of aiokafka's consumer around a rebalance, with aiokafka's
+    rule that a commit naming an unassigned partition is refused (IllegalStateError).
+    The interleaving below (a fetch in hand while the rebalance hands its partitions
+    over, before the new assignment is known) cannot be forced on the real broker."""
+
+    def __init__(self, assigned: set) -> None:
+        self.assigned, self.commits = set(assigned), []
+
+    def assignment(self) -> set:
+        return set(self.assigned)
+
+    def highwater(self, tp):
+        return None
+
+    async def committed(self, tp):
+        return 0
+
+    async def commit(self, offsets) -> None:
+        from aiokafka.errors import IllegalStateError
+
+        for tp in offsets:
+            if tp not in self.assigned:
+                raise IllegalStateError(f"Partition {tp} is not assigned")
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp, offset) -> None:
+        pass
+
+
+async def test_a_fetch_in_hand_at_a_hand_over_is_dropped_and_commits_go_on(tmp_path):
+    """A fetch waiting for room among the batches in flight when the group hands its
+    partitions over: deciding it after the hand-over would send what the partitions' next
+    owner reads again, and leave an offset of a partition gone elsewhere that made every
+    later commit fail. It is dropped; the offsets of partitions that left are not committed."""
+    import types
+
+    from stream.intake import _InFlight
+
+    p, q = TopicPartition("raw", 0), TopicPartition("raw", 1)
+    decided = []
+
+    async def handle(topic, raw):
+        decided.extend((m[3], m[4]) for m in raw)
+
+        async def done():
+            await asyncio.sleep(0.01)
+        return done()
+
+    w, k = _settings(tmp_path, "it-fake", "127.0.0.1:1", take_batch=10)
+    intake = GateIntake(w, k, ["raw"], handle, commit_interval_s=0.0)
+    intake.consumer = _Consumer({p, q})
+    intake._resumed = {p, q}
+    msg = lambda tp, o: types.SimpleNamespace(key=b"k", value=b"v", headers=[], partition=tp.partition, offset=o)  # noqa: E731
+    for i in range(3):  # three batches in flight: the next fetch waits for room
+        intake._in_flight.append(_InFlight(asyncio.ensure_future(asyncio.sleep(0.02)), {p: 90 + i}, {p: 91 + i}))
+    fetched_at = intake._handovers
+    waiting = asyncio.ensure_future(intake._process({p: [msg(p, 100), msg(p, 101)], q: [msg(q, 50)]}, fetched_at))
+    await asyncio.sleep(0)
+    await intake.hand_over({p, q})  # the consumer's assignment still lists both until the rebalance ends
+    assert intake.consumer.commits == [{p: 93}]
+    await waiting
+    assert decided == []  # dropped: p's next owner reads it from 93
+    intake.consumer.assigned = {q}
+    intake.assigned({q})
+    intake._pending[p] = 102  # an offset of a partition gone elsewhere, however it got there
+    intake._pending[q] = 51
+    await intake._commit()
+    assert intake.consumer.commits[-1] == {q: 51} and intake._pending == {}  # q committed, p not (nor kept)
+    await intake._process({q: [msg(q, 51)]}, intake._handovers)  # a fetch after the hand-over is decided
+    assert decided == [(1, 51)]
+    await asyncio.sleep(0.05)
+    intake._reap()
+    await intake._commit()
+    assert intake.consumer.commits[-1] == {q: 52}

@@ -151,3 +151,26 @@ def test_a_failing_idle_close_leaves_that_trip_open_and_closes_the_others(monkey
     assert decode_state(store[b"s" + poison.encode()]).trip is not None
     assert {vid for topic, vid, _ in closed if topic == featuring.TRIPS} == open_now - {poison}
     assert engine.take_dead_letters() == []  # nothing to dead-letter: no records
+
+
+def test_a_message_the_features_cannot_read_is_dead_lettered_as_it_came():
+    """A redriven message naming no clean topic, or a value that is not the topic's
+    records: dead-lettered whole, its message settled, the step goes on."""
+    pairs, _ = _fleet()
+    dynamics = T.clean_name(T.DYNAMICS.name)
+    assert featuring.redriven_topic([("source_topic", dynamics.encode())]) == dynamics
+    assert featuring.redriven_topic({"source_topic": dynamics.encode()}) == dynamics
+    assert featuring.redriven_topic([("source_topic", b"ev.dynamics.v1")]) == T.REDRIVE.name  # not a clean topic
+    assert featuring.redriven_topic([]) == T.REDRIVE.name
+
+    clock = Clock(CATCHING_UP)
+    engine = _engine({}, clock)
+    engine.max_hold_s = 0.0
+    good = _messages(pairs)[:5]
+    bad = [(T.REDRIVE.name, b"veh-0009", b'[{"ts_ms": 1}]'), (dynamics, b"veh-0008", b"{not json")]
+    assert engine.step(bad + good, tokens=["b1", "b2"] + [f"g{i}" for i in range(5)]) is not None
+    assert engine.take_settled() == ["b1", "b2"] + [f"g{i}" for i in range(5)]  # every message settled
+    dead = engine.take_dead_letters()
+    assert [(key, value, dict(h)["source_topic"]) for key, value, h in dead] == \
+        [(b"veh-0009", b'[{"ts_ms": 1}]', T.REDRIVE.name.encode()), (b"veh-0008", b"{not json", dynamics.encode())]
+    assert all(dict(h)["reason"] == b"features_error" for _, _, h in dead) and engine.quarantined == 2
