@@ -11,9 +11,7 @@ import pytest
 
 from contracts.examples import RAW_EXAMPLES
 from stream import topics as T
-from voltrisk.settings import WarehouseSettings
-from warehouse.client import writer_client
-from warehouse.migrate import migrate
+from warehouse_helpers import migrated_warehouse
 from warehouse.sink import INSERT_SETTINGS, ROUTES, h3_r8
 
 pytestmark = pytest.mark.integration
@@ -21,11 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    ws = WarehouseSettings(clickhouse_dsn=f"chdb://{tmp_path_factory.mktemp('columns') / 'wh'}")
-    c = writer_client(ws)
-    migrate(c, ws)
-    yield c
-    c.close()
+    with migrated_warehouse(tmp_path_factory.mktemp("columns") / "wh") as c:
+        yield c
 
 
 def _msg(records, key: bytes, partition: int, offset: int, batch: bool = True):

@@ -17,9 +17,7 @@ from aiokafka import TopicPartition
 
 from contracts.examples import RAW_EXAMPLES
 from stream import topics as T
-from voltrisk.settings import WarehouseSettings
-from warehouse.client import writer_client
-from warehouse.migrate import migrate
+from warehouse_helpers import migrated_warehouse
 from warehouse.sink import INSERT_SETTINGS, ROUTES, Sink
 
 pytestmark = pytest.mark.integration
@@ -30,11 +28,8 @@ DAY_MS = 86_400_000
 
 @pytest.fixture
 def client(tmp_path):
-    ws = WarehouseSettings(clickhouse_dsn=f"chdb://{tmp_path / 'wh'}")
-    c = writer_client(ws)
-    migrate(c, ws)
-    yield c
-    c.close()
+    with migrated_warehouse(tmp_path / "wh") as c:
+        yield c
 
 
 def _messages(tag: str, partition: int, first_offset: int, n: int, day0_ms: int) -> list:
