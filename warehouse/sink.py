@@ -394,8 +394,9 @@ class Sink:
                 seen = [m for m in msgs if m.offset <= stored]
                 missing = await self._unstored(route, partition, seen)
                 self.stats.skipped_already_stored += len(seen) - len(missing)
-                log.info("%s[%d]: offsets %d-%d were stored by an earlier run%s", topic, partition, seen[0].offset,
-                         seen[-1].offset, f", but for {len(missing)} messages' rows, stored now" if missing else "; skipped")
+                log.info("%s[%d]: offsets %d-%d already stored by an earlier run; skipped%s", topic, partition,
+                         seen[0].offset, seen[-1].offset,
+                         f", but for rows of {len(missing)} messages an interrupted insert left out: stored now" if missing else "")
                 msgs = missing + msgs[len(seen):]
             if not msgs:
                 continue
