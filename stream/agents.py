@@ -368,7 +368,9 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         from stream.intake import GateIntake
 
         def intake() -> GateIntake:
-            app.gate_intake = GateIntake(w, k, [spec.name for spec in T.RAW], gate_and_send, beacon=app.beacon)
+            app.gate_intake = GateIntake(w, k, [spec.name for spec in T.RAW], gate_and_send, beacon=app.beacon,
+                                         on_commit=lambda offsets: [gate.committed(tp.topic, tp.partition, o)
+                                                                    for tp, o in offsets.items()])
             return app.gate_intake
 
         app.own_services.append(intake)

@@ -619,6 +619,8 @@ class Gate:
         self._sweep_every_ms = max(settings.lateness_ms, _MIN_SWEEP_INTERVAL_MS)
         self._next_sweep_ms: int | None = None
         self._sweep_from: bytes | None = None  # the key the sweep under way goes on from (None: no sweep under way)
+        # (topic code, partition) -> committed offset, once the consumer reports commits (``committed``)
+        self._committed: dict[tuple[bytes, int], int] | None = None
         self._encoder = msgspec.json.Encoder()
         self._topics = {spec.name: _TopicGate(spec, code, self) for code, spec in enumerate(topics.RAW)}
         self._by_code = {gate.code: gate for gate in self._topics.values()}
@@ -714,6 +716,18 @@ class Gate:
         if self._sweep_from is not None:
             self._sweep_from, _ = self.sweep_slice(self._sweep_from, max(_SWEEP_MIN_SLICE, _SWEEP_KEYS_PER_RECORD * records))
 
+    def committed(self, topic: str, partition: int, offset: int) -> None:
+        """The consumer committed ``offset`` (the next to read) on a raw topic's partition.
+        Once told of commits, the sweep forgets only ids read below the committed offsets:
+        a record whose outputs are not acknowledged yet is read again after a failure, and
+        its id must still be there to let it through as the same record (forgotten, it
+        would be refused as late if its vehicle's newest event moved past the lateness)."""
+        gate = self._topics.get(topic)
+        if gate is not None:
+            if self._committed is None:
+                self._committed = {}
+            self._committed[(gate.code, partition)] = offset
+
     def sweep(self) -> int:
         """Forget every event id older than its vehicle's newest event minus the
         lateness (those would be refused as late anyway), in one go. Returns how many."""
@@ -731,6 +745,7 @@ class Gate:
         items = items_from(start, limit + 1) if items_from is not None else sorted(
             kv for kv in store.items() if kv[0] >= start)[:limit + 1]
         newest: dict[bytes, int | None] = {}  # per vehicle and topic: its watermark, read once a slice
+        committed = self._committed
         expired, following = [], None
         for i, (k, v) in enumerate(items):
             if k[:1] != b"e":
@@ -746,6 +761,10 @@ class Gate:
                 newest[water_key] = None if packed is None else _TS.unpack(packed)[0]
             mark = newest[water_key]
             if mark is not None and _TS.unpack_from(v)[0] < mark - self._lateness_ms:
+                if committed is not None and len(v) == _EV.size:
+                    _, partition, offset = _EV.unpack(v)
+                    if offset >= 0 and offset >= committed.get((k[1:2], partition), 0):
+                        continue  # read but not committed: a failure reads it again
                 expired.append(k)
         for k in expired:
             del store[k]

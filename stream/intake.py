@@ -79,11 +79,13 @@ class GateIntake(Service):
     what the gate decided and returns once Kafka acknowledged it), then commit."""
 
     def __init__(self, w: WorkerSettings, k: KafkaClientSettings, topics: Sequence[str], handle: Handler,
-                 *, commit_interval_s: float = 1.0, retry_max_s: float = 30.0, **kwargs) -> None:
+                 *, commit_interval_s: float = 1.0, retry_max_s: float = 30.0,
+                 on_commit: Callable[[dict[TopicPartition, int]], None] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.w, self.k, self.topics, self.handle = w, k, list(topics), handle
         self.group = w.gate_group
         self.commit_interval_s, self.retry_max_s = commit_interval_s, retry_max_s
+        self.on_commit = on_commit  # told of each commit's offsets
         self.consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()  # one batch at a time; a hand-over waits for it
         self._pending: dict[TopicPartition, int] = {}  # processed, not yet committed: next offset
@@ -296,6 +298,8 @@ class GateIntake(Service):
         for tp in offsets:
             self._pending.pop(tp, None)
         self._last_commit = time.monotonic()
+        if self.on_commit is not None:
+            self.on_commit(offsets)
 
     async def hand_over(self, revoked) -> None:
         """Partitions are about to move: finish the batch in hand and commit what was processed."""

@@ -351,3 +351,21 @@ def test_the_sweep_forgets_expired_ids_a_slice_per_batch_never_the_whole_store_a
     resend = batch([new_ids[0]], [EXAMPLE_TS_MS], offset)
     assert isinstance(resend[0], Rejected) and resend[0].reason == "duplicate"
     store.close()
+
+
+def test_an_id_read_but_not_committed_outlives_the_sweep_so_its_replay_passes(tmp_path):
+    """A record accepted in a batch whose outputs fail to reach Kafka is read again; if a
+    later batch in flight moved its vehicle's newest event past the lateness meanwhile,
+    the sweep would have forgotten its id and the replay been refused as late. Once the
+    worker reports commits, ids at or above the committed offset stay until committed."""
+    key, value, headers = example_msg(DYN)
+    newer = msgspec.json.encode(value_dict(DYN, "newer-2", ts_ms=EXAMPLE_TS_MS + LATENESS_MS + 1))
+    gate = Gate(WorkerSettings(), dedupe_store=_write_back(tmp_path / "dedupe"), clock=lambda: CLOCK_S + 86_400)
+    gate.committed(DYN, 0, 5)  # the consumer committed up to offset 5 of partition 0
+    assert isinstance(gate.check(DYN, key, value, headers, 0, 7), Accepted)  # read, not committed
+    assert isinstance(gate.check(DYN, key, newer, headers, 0, 8), Accepted)  # 6 h and more later, in flight too
+    assert gate.sweep() == 0  # neither is committed: both ids stay
+    assert isinstance(gate.check(DYN, key, value, headers, 0, 7), Accepted)  # the replay of offset 7 passes
+    gate.committed(DYN, 0, 9)
+    assert gate.sweep() == 1  # committed: the old id goes
+    assert gate.check(DYN, key, value, headers, 0, 10).reason == "late"  # a resend at a new offset is late, as ever
