@@ -549,6 +549,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
         owned.clear()
         owned.update(mine)
         handoff.reset((tp.topic, tp.partition) for tp in assigned if tp.topic in FEATURE_INPUTS)
+        engine.keep_only(mine)
         engine.handing_over = False
         try:
             if new and w.state_changelog:

@@ -461,6 +461,21 @@ class FeatureEngine:
         if rollback is not None:
             rollback()
 
+    def keep_only(self, partitions: set[int]) -> int:
+        """The worker now owns these partitions of the clean topics: forget the vehicles of
+        the others (their open trips, idle timers, pacing), or its idle timer would close
+        the trips of vehicles another worker carries on, from the stale state left here,
+        with rows and a changelog record newer than that worker's. Returns how many."""
+        if not self.partitions:
+            return 0
+        known = set(self.open_trips) | self._arrived.keys() | self._newest.keys() | self._last_scored.keys()
+        mine = {v for v in known if T.partition_of(v.encode(), self.partitions) in partitions}
+        for book in (self._arrived, self._newest, self._last_scored):
+            for v in [v for v in book if v not in mine]:
+                del book[v]
+        self.open_trips.intersection_update(mine)
+        return len(known) - len(mine)
+
     def take_changes(self) -> list[tuple[str, bytes, bytes]]:
         """(vehicle id, store key, value) of the state written since the last call: the
         changelog that lets another worker take a vehicle over where this one left it."""
@@ -485,7 +500,11 @@ class FeatureEngine:
             state = decode_state(value)
             local_raw = self.store.get(key)
             local = decode_state(local_raw) if local_raw is not None else None
-            if local is None or local.seen_ts_ms < state.seen_ts_ms:
+            # the changelog's on a tie: a new owner may change a state without moving its
+            # event time (a record older than it), and the local copy is never ahead (it is
+            # written after the changelog)
+            if local is None or local.seen_ts_ms < state.seen_ts_ms or (local.seen_ts_ms == state.seen_ts_ms
+                                                                         and local_raw != value):
                 self.store[key] = value
                 h = latest.get(b"h" + vid)
                 if h is not None:
@@ -497,7 +516,7 @@ class FeatureEngine:
                 state = local
             if state.trip is not None:  # its idle timer starts now, not at this process's start
                 self.open_trips.add(vid.decode())
-                self._arrived.setdefault(vid.decode(), now)
+                self._arrived[vid.decode()] = now
             self.watermark_ms = max(self.watermark_ms, state.seen_ts_ms)
         flush = getattr(self.store, "flush", None)
         if flush is not None:

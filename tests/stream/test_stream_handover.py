@@ -10,7 +10,7 @@ import msgspec
 from stream import records as R
 from stream import topics as T
 from stream.featuring import FeatureEngine
-from stream.features import Batch, decode_state, features_offline
+from stream.features import Batch, decode_state, encode_state, features_offline
 from stream.features.synthetic import synthetic_stream
 
 TOPIC_OF = {R.StateV1: T.STATE, R.DynamicsV1: T.DYNAMICS, R.AlarmV1: T.ALARM, R.CrashV1: T.CRASH}
@@ -269,3 +269,44 @@ def test_state_made_durable_before_the_acknowledgement_loses_the_rows_of_the_cra
     got = _final_trips(delivered)
     assert got != expected
     assert {(t[0], t[1]) for t in got if t[3] == "park"} < {(t[0], t[1]) for t in expected if t[3] == "park"}
+
+
+def test_a_worker_forgets_the_vehicles_it_handed_over_and_closes_none_of_their_trips():
+    """After a hand-over the old owner keeps its stale copy of a vehicle in the middle of a
+    trip; its idle timer must not close that trip (its rows and changelog record would be
+    newer than the new owner's) once event time moves on with its own vehicles."""
+    expected, first, _ = _history()
+    clock = Clock(CATCHING_UP)
+    old = FeatureEngine({}, reorder_ms=120_000, max_hold_s=10.0, scoring=False, partitions=12, clock=clock)
+    _run(old, clock, first)
+    old.drain()
+    old.take_changes()
+    moving = sorted(old.open_trips)
+    assert moving
+    gone = T.partition_of(moving[0].encode(), 12)
+    kept = set(range(12)) - {gone}
+    leaving = {v for v in old._arrived if T.partition_of(v.encode(), 12) == gone}
+    assert old.keep_only(kept) == len(leaving) and moving[0] not in old.open_trips
+    old.watermark_ms += 3_600_000  # its own vehicles moved event time on an hour
+    clock.t += 200.0
+    rows = old.flush()
+    assert not any(vid in leaving for _, vid, _ in rows)
+    assert not any(vid in leaving for vid, _, _ in old.take_changes())
+
+
+def test_on_a_tie_of_event_time_the_changelog_state_wins():
+    """A new owner may change a vehicle's state without moving its event time (an alarm
+    older than its newest sample): when the vehicle comes back, the changelog's state is
+    taken, not the stale local copy with the same event time."""
+    _, first, _ = _history()
+    clock = Clock(CATCHING_UP)
+    store: dict[bytes, bytes] = {}
+    a = _engine(store, clock)
+    _run(a, clock, first)
+    a.drain()
+    vid, key, value = next((v, k, val) for v, k, val in a.take_changes() if k[:1] == b"s")
+    other = decode_state(value)
+    other.days = other.days + [[99_999.0] + [0.0] * (len(other.days[0]) - 1 if other.days else 0)]  # B's change, same seen
+    changed = encode_state(other)
+    assert decode_state(changed).seen_ts_ms == decode_state(store[key]).seen_ts_ms
+    assert a.restore([(key, changed)]) == 1 and store[key] == changed
