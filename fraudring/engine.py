@@ -51,6 +51,7 @@ class _EngineState(msgspec.Struct):
     graph: bytes
     claims: dict[str, _Known]
     unsent: dict[str, dict] = {}  # alert id -> alert, until confirmed sent
+    last_version: int = 0  # the newest alert version given: the next is above it, whatever the clock says
 
 
 class _JournalEntry(msgspec.Struct, array_like=True):
@@ -85,11 +86,13 @@ class FraudEngine:
             state = msgspec.msgpack.decode(self.state_path.read_bytes(), type=_EngineState)
             self.graph, self.known = ClaimGraph.from_bytes(state.graph), state.claims
             self.unsent = state.unsent
+            last_version = state.last_version
         else:
             self.graph, self.known = ClaimGraph(), {}
             self.unsent = {}
+            last_version = 0
         self._journaled = 0
-        self._last_version = max((a["version"] for a in self.unsent.values()), default=0)
+        self._last_version = max([last_version] + [a["version"] for a in self.unsent.values()])
         for entry in self._read_journal():
             self._apply(entry)
             self._journaled += len(entry.added)
@@ -134,7 +137,14 @@ class FraudEngine:
             (n,) = _FRAME.unpack_from(data, pos)
             if pos + _FRAME.size + n > len(data):
                 break
-            out.append(decoder.decode(data[pos + _FRAME.size:pos + _FRAME.size + n]))
+            try:
+                out.append(decoder.decode(data[pos + _FRAME.size:pos + _FRAME.size + n]))
+            except msgspec.DecodeError:
+                if data[pos:].strip(b"\x00"):
+                    raise ValueError(f"the fraud journal {self.journal_path} is damaged at byte {pos} of {len(data)}, "
+                                     "with entries after it; move it aside to start from the snapshot (the claims "
+                                     "after the snapshot are then scored again only if Kafka still has them)") from None
+                break  # zeros where a last entry was being written (a crash on some file systems)
             pos += _FRAME.size + n
         if pos < len(data):
             # torn write at a crash (that batch was never acknowledged): cut it off so
@@ -147,16 +157,21 @@ class FraudEngine:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         body = msgspec.msgpack.encode(entry)
         with open(self.journal_path, "ab") as fh:
-            fh.write(_FRAME.pack(len(body)) + body)
-            fh.flush()
-            os.fsync(fh.fileno())
+            start = fh.tell()
+            try:
+                fh.write(_FRAME.pack(len(body)) + body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except BaseException:  # a part written (a full disk): cut it, or the next entry would follow it
+                fh.truncate(start)
+                raise
         self._journaled += len(entry.added)
         if self._journaled >= self.snapshot_every:
             self.save()
 
     def save(self) -> None:
         """Write the whole state atomically and start an empty journal."""
-        data = msgspec.msgpack.encode(_EngineState(self.graph.to_bytes(), self.known, self.unsent))
+        data = msgspec.msgpack.encode(_EngineState(self.graph.to_bytes(), self.known, self.unsent, self._last_version))
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:

@@ -61,6 +61,17 @@ class WarehouseTelemetry:
                     "AND ts_ms BETWEEN {a:Int64} AND {b:Int64} ORDER BY ts_ms",
                     parameters=params,
                 )
-                recs.extend(msgspec.convert(dict(zip(cols, row)), typ, strict=False) for row in res.result_rows)
+                recs.extend(_record(typ, dict(zip(cols, row))) for row in res.result_rows)
             out[claim.claim_id] = sorted(recs, key=lambda r: r.ts_ms)
         return out
+
+
+def _record(typ: type, row: dict):
+    """A stored row as its record. The gate validated it; what the table gives back may
+    sit just outside the contract's bounds (a Float32 column rounds a heading of
+    359.99999° to 360.0), which must not make the claim unreadable: such a row is taken
+    as stored, without the bounds."""
+    try:
+        return msgspec.convert(row, typ, strict=False)
+    except msgspec.ValidationError:
+        return typ(**row)

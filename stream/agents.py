@@ -685,7 +685,13 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
                 v = e.message.value
                 claims.extend(many.decode(v) if v[:1] == b"[" else [one.decode(v)])
             facts = await telemetry_of(claims)
-            engine.process(claims, facts)
+            try:
+                engine.process(claims, facts)
+            except Exception as exc:  # the graph in memory may hold claims its journal does not
+                log.critical("fraud: scoring %d claims failed (%s: %s); the worker stops, to resume from the "
+                             "journal and the committed offsets", len(claims), type(exc).__name__, exc, exc_info=True)
+                stop_process(app, exc)
+                raise
             await send_alerts()
 
 

@@ -170,7 +170,8 @@ class DecisionV1(Struct, **_STRUCT):
 
     event_id: EventId
     ts_ms: TsMs
-    alert_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    # an alert's id is "alert-" + its claim id (up to 64 characters)
+    alert_id: Annotated[str, Meta(min_length=1, max_length=70)]
     status: Literal["new", "investigating", "confirmed", "dismissed"]
     investigator: Text
     note: Annotated[str, Meta(max_length=2_000)] = ""

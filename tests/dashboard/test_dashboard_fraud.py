@@ -69,3 +69,15 @@ def test_workflow_refuses_skipping_investigation():
     assert (rec.status, rec.investigator, rec.ts_ms) == ("confirmed", "li.na", 1_764_000_000_000)
     with pytest.raises(decisions.DecisionRefused, match="not a valid fraud.decisions.v1 record"):
         decisions.decision("a1", "new", "investigating", "x" * 201)
+
+
+def test_an_alert_on_a_claim_id_of_the_longest_allowed_can_be_decided():
+    """The engine names an alert "alert-" + its claim id, and a claim id may have 64 characters."""
+    import msgspec
+
+    from stream.records import FnolV1
+
+    longest = next(f.type.max_length for f in msgspec.inspect.type_info(FnolV1).fields if f.name == "claim_id")
+    assert longest == 64
+    alert_id = "alert-" + "c" * longest
+    assert decisions.decision(alert_id, "new", "investigating", "li.na").alert_id == alert_id

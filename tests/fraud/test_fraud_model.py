@@ -213,3 +213,58 @@ def test_alerts_stay_unsent_until_confirmed_across_restarts_and_snapshots(runs, 
     assert again.unsent_alerts() == crashed.unsent_alerts()
     again.confirm(again.unsent_alerts())
     assert FraudEngine(state, model=model).unsent_alerts() == []
+
+
+def test_a_failed_journal_write_leaves_no_partial_entry_and_a_zeroed_tail_is_cut(runs, tmp_path, monkeypatch):
+    """A write that fails half-way (a full disk) is cut back, so the next entry follows the
+    last whole one; a tail of zeros (a crash on some file systems) is cut like a torn
+    entry; damage followed by entries is refused with a message, not read past."""
+    import os
+
+    state = tmp_path / "state.bin"
+    model = runs["both"].model
+    engine = FraudEngine(state, model=model)
+    claims = [_ring_claim(i, "Gao Jun", "13755550001", f"Helper {i}") for i in range(4)]
+    engine.process(claims[:1], {})
+    size = engine.journal_path.stat().st_size
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        engine.process(claims[1:2], {})
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert engine.journal_path.stat().st_size == size  # the partial entry is gone
+    restarted = FraudEngine(state, model=model)
+    restarted.process(claims[2:3], {})
+    assert set(FraudEngine(state, model=model).known) == {"R0", "R2"}  # R1 is scored again when redelivered
+
+    with open(restarted.journal_path, "ab") as fh:
+        fh.write(b"\x00" * 64)
+    assert set(FraudEngine(state, model=model).known) == {"R0", "R2"}
+    data = restarted.journal_path.read_bytes()
+    restarted.journal_path.write_bytes(data[:4] + b"\xc1" * (len(data) - 4 - 1) + data[-1:] + data)
+    with pytest.raises(ValueError, match="is damaged at byte 0"):
+        FraudEngine(state, model=model)
+
+
+def test_alert_versions_keep_rising_across_a_snapshot_when_the_clock_steps_back(runs, tmp_path, monkeypatch):
+    """The warehouse keeps the highest version of an alert: a newer alert of a grown ring
+    must carry a higher version than the one before it, also after a restart from a
+    snapshot on a machine whose clock went back."""
+    import time as clock
+
+    state = tmp_path / "state.bin"
+    model = runs["both"].model
+    engine = FraudEngine(state, model=model)
+    claims = [_ring_claim(i, "Gao Jun", "13755550001", f"Helper {i}") for i in range(4)]
+    first = engine.process(claims[:3], {c.claim_id: _parked(c) for c in claims[:3]})
+    assert first
+    engine.confirm(first)
+    engine.save()
+    real = clock.time()
+    monkeypatch.setattr(clock, "time", lambda: real - 3_600)  # an hour back
+    grown = FraudEngine(state, model=model).process(claims[3:], {claims[3].claim_id: _parked(claims[3])})
+    assert grown and min(a["version"] for a in grown) > max(a["version"] for a in first)
