@@ -34,6 +34,7 @@ from stream.features import (
     vehicle_feature_records,
     vehicle_features_from_states,
 )
+from stream.features.state import RECENT_IDS, RecentIds, VehicleState
 from stream.gate import REASONS
 from stream.score import ReferenceScorer, Scorer, score_records
 from voltrisk.errors import first_line
@@ -294,16 +295,24 @@ class FeatureEngine:
                     continue
                 passed.add(eid)
                 if taken:
-                    last_ts, last_ids = taken[_KIND_INDEX[type(r)]]
-                    if r.ts_ms < last_ts or (r.ts_ms == last_ts and eid in last_ids):
-                        self.redelivered += 1
-                        continue
+                    k = _KIND_INDEX[type(r)]
+                    if k:  # states, alarms, crashes: late ones count (the gate passes them hours late)
+                        recent = _recent(s, k)
+                        if r.ts_ms <= recent.floor_ts_ms or (r.ts_ms, eid) in recent.taken:
+                            self.redelivered += 1
+                            continue
+                    else:
+                        last_ts, last_ids = taken[0]
+                        if r.ts_ms < last_ts or (r.ts_ms == last_ts and eid in last_ids):
+                            self.redelivered += 1
+                            continue
                 out.append((vid, r))
         return out
 
     @staticmethod
     def _mark_taken(pairs: list[tuple[str, msgspec.Struct]], states: dict) -> None:
-        """Per vehicle and record kind, the newest event time taken and the ids taken at it."""
+        """Per vehicle and record kind, the newest event time taken and the ids taken at it;
+        for the kinds other than dynamics also the newest ids taken (``RecentIds``)."""
         kind_of = _KIND_INDEX
         for vid, group in groupby(pairs, _VID):
             recs = list(map(_RECORD, group))
@@ -311,6 +320,8 @@ class FeatureEngine:
             if not s.taken:
                 s.taken = [(-1, []) for _ in kind_of]
             kinds = set(map(type, recs))
+            if kinds != {R.DynamicsV1}:
+                _remember(s, [r for r in recs if type(r) is not R.DynamicsV1])
             if len(kinds) == 1:  # one kind (a vehicle's dynamics): the newest time and its ids at once
                 k = kind_of[kinds.pop()]
                 ts = list(map(_TS, recs))
@@ -541,6 +552,30 @@ class FeatureEngine:
         for v in due:
             self._last_scored[v] = now_ms
         return out
+
+
+def _recent(s: VehicleState, k: int) -> RecentIds:
+    """The state's newest ids of kind ``k``; a state written before they were kept starts
+    from what it knows: ids at its newest time of that kind, nothing before it."""
+    if not s.recent:
+        s.recent = [RecentIds() for _ in _KIND_INDEX]
+        for kind, (last_ts, last_ids) in enumerate(s.taken):
+            if kind and last_ts >= 0:
+                s.recent[kind] = RecentIds(last_ts - 1, [(last_ts, e) for e in last_ids])
+    return s.recent[k]
+
+
+def _remember(s: VehicleState, recs: list) -> None:
+    """Add records (not dynamics) to their kind's newest ids, keeping ``RECENT_IDS`` a kind."""
+    for r in recs:
+        recent = _recent(s, _KIND_INDEX[type(r)])
+        recent.taken.append((r.ts_ms, r.event_id))
+    for recent in s.recent:
+        if len(recent.taken) > RECENT_IDS:
+            recent.taken.sort()
+            cut = len(recent.taken) - RECENT_IDS
+            recent.floor_ts_ms = max(recent.floor_ts_ms, recent.taken[cut - 1][0])
+            del recent.taken[:cut]
 
 
 def pack(rows: list[tuple[str, str, bytes]]) -> list[tuple[str, bytes, bytes]]:

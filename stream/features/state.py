@@ -38,6 +38,19 @@ class OpenVisit(Struct, array_like=True):
     speed_hist_s: list[float]
 
 
+RECENT_IDS = 32  # per record kind other than dynamics: the newest ids taken, kept to tell a redelivery from a late record
+
+
+class RecentIds(Struct, array_like=True):
+    """The newest records of one kind a vehicle's state took, as (event time, event id).
+    A record after ``floor_ts_ms`` and not among them is new, however late it comes (the
+    gate lets alarms and crashes through hours late); at or before it, where older ids
+    were let go, it cannot be told from a redelivery and is skipped."""
+
+    floor_ts_ms: int = -1
+    taken: list[tuple[int, str]] = []
+
+
 class VehicleState(Struct, array_like=True):
     last_ts_ms: int = -1  # last dynamics sample taken (older samples are dropped as late)
     last_speed_kmh: float = 0.0
@@ -56,6 +69,8 @@ class VehicleState(Struct, array_like=True):
     # event ids taken at that time; a record at or before it is a redelivery (a consumer
     # resumed behind the state, or a gate re-sent after a partition move) and is skipped
     taken: list[tuple[int, list[str]]] = []
+    # per record kind (the dynamics' entry unused: a late sample is dropped anyway)
+    recent: list[RecentIds] = []
 
 
 _ENCODER = msgspec.msgpack.Encoder()

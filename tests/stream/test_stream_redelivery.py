@@ -94,3 +94,37 @@ def test_a_fresh_vehicle_passes_whole_and_its_state_remembers_the_newest():
     assert states["v"].taken[0] == (104, ["e8", "e9"])
     # the same run again is a redelivery, record for record
     assert engine._unseen(pairs, states) == [] and engine.redelivered == 10
+
+
+def test_a_late_alarm_counts_and_its_redelivery_does_not():
+    """The gate lets alarms and crashes through hours late: one older than the newest the
+    vehicle's state took is new unless it is among the newest ids taken; past those, it
+    cannot be told from a redelivery. States written before the ids were kept decode."""
+    from stream.features import decode_state, encode_state
+    from stream.features.state import RECENT_IDS
+
+    alarm = KINDS[2]
+    engine = FeatureEngine({})
+    states = {"v": VehicleState()}
+
+    def take(recs):
+        pairs = engine._unseen([("v", r) for r in recs], states)
+        FeatureEngine._mark_taken(pairs, states)
+        states["v"] = decode_state(encode_state(states["v"]))  # through the store, as the worker keeps it
+        return [r.event_id for _, r in pairs]
+
+    a2 = msgspec.structs.replace(alarm, event_id="a2", ts_ms=10_000)
+    a1 = msgspec.structs.replace(alarm, event_id="a1", ts_ms=8_000)
+    assert take([a2]) == ["a2"]
+    assert take([a1]) == ["a1"]  # half an hour late, say: new
+    assert take([a1, a2]) == [] and engine.redelivered == 2
+    assert take([msgspec.structs.replace(alarm, event_id=f"m{i}", ts_ms=20_000 + i) for i in range(RECENT_IDS)])
+    assert states["v"].recent[2].floor_ts_ms == 10_000  # a1 and a2 were let go
+    assert take([msgspec.structs.replace(alarm, event_id="old", ts_ms=9_000)]) == []  # at or before the floor
+    assert take([msgspec.structs.replace(alarm, event_id="late", ts_ms=15_000)]) == ["late"]  # after it: new
+
+    old = msgspec.msgpack.encode(VehicleState(taken=[(-1, []), (-1, []), (10_000, ["a2"]), (-1, [])]))
+    stripped = msgspec.msgpack.decode(old)[:-1]  # an array without the newest ids, as states were written before
+    states["v"] = decode_state(msgspec.msgpack.encode(stripped))
+    assert states["v"].recent == []
+    assert take([a2, a1, msgspec.structs.replace(alarm, event_id="a3", ts_ms=11_000)]) == ["a3"]  # as before: a1 unknown
