@@ -34,7 +34,8 @@ import numpy as np
 from fraudring.features import claim_features
 from fraudring.graph import ClaimGraph, ClaimLinks, links_from_fnol
 from fraudring.model import FraudModel, reasons
-from fraudring.verify import NO_TELEMATICS, TelematicsFacts, facts_from_telemetry, judge
+from fraudring.rows import claim_row, entity_rows
+from fraudring.verify import H3_RES, NO_TELEMATICS, TelematicsFacts, Verification, facts_from_telemetry, judge
 from stream.records import CrashV1, DynamicsV1, FnolV1, StateV1
 
 Telemetry = TelematicsFacts | Sequence[StateV1 | DynamicsV1 | CrashV1]
@@ -52,6 +53,7 @@ class _EngineState(msgspec.Struct):
     claims: dict[str, _Known]
     unsent: dict[str, dict] = {}  # alert id -> alert, until confirmed sent
     last_version: int = 0  # the newest alert version given: the next is above it, whatever the clock says
+    unsent_claims: dict[str, dict] = {}  # claim id -> its warehouse rows (``claim_rows``), until confirmed sent
 
 
 class _JournalEntry(msgspec.Struct, array_like=True):
@@ -59,6 +61,8 @@ class _JournalEntry(msgspec.Struct, array_like=True):
     alerted: dict[str, int]  # claim id -> ring size at this alert
     alerts: list[dict] = []  # this call's alerts (unsent until confirmed)
     sent: list[tuple[str, int]] = []  # (alert id, version) confirmed sent
+    claim_rows: list[dict] = []  # this call's claims' warehouse rows (unsent until confirmed)
+    claims_sent: list[str] = []  # claim ids whose rows were confirmed sent
 
 
 _FRAME = struct.Struct("<I")
@@ -85,11 +89,11 @@ class FraudEngine:
         if self.state_path.exists():
             state = msgspec.msgpack.decode(self.state_path.read_bytes(), type=_EngineState)
             self.graph, self.known = ClaimGraph.from_bytes(state.graph), state.claims
-            self.unsent = state.unsent
+            self.unsent, self.unsent_claims = state.unsent, state.unsent_claims
             last_version = state.last_version
         else:
             self.graph, self.known = ClaimGraph(), {}
-            self.unsent = {}
+            self.unsent, self.unsent_claims = {}, {}
             last_version = 0
         self._journaled = 0
         self._last_version = max([last_version] + [a["version"] for a in self.unsent.values()])
@@ -107,6 +111,10 @@ class FraudEngine:
             self.unsent[alert["alert_id"]] = alert
             self._last_version = max(self._last_version, alert["version"])
         self._forget_sent(entry.sent)
+        for rows in entry.claim_rows:
+            self.unsent_claims[rows["claim"]["claim_id"]] = rows
+        for cid in entry.claims_sent:
+            self.unsent_claims.pop(cid, None)
 
     def _forget_sent(self, sent: Sequence[tuple[str, int]]) -> bool:
         """Drop the unsent alerts ``sent`` names (not a newer version of one); whether any was."""
@@ -122,11 +130,21 @@ class FraudEngine:
         saving first: send them (again) and ``confirm`` them."""
         return sorted(self.unsent.values(), key=lambda a: -a["expected_saving_eur"])
 
-    def confirm(self, alerts: Sequence[dict]) -> None:
-        """``alerts`` reached Kafka: journaled, so they are not sent again after a restart."""
+    def confirm(self, alerts: Sequence[dict], claims: Sequence[dict] = ()) -> None:
+        """``alerts`` (and ``claims``' rows) reached Kafka: journaled, so they are not sent
+        again after a restart."""
         sent = [(a["alert_id"], a["version"]) for a in alerts]
-        if self._forget_sent(sent):
-            self._log(_JournalEntry([], {}, [], sent))
+        claims_sent = [c["claim"]["claim_id"] for c in claims if c["claim"]["claim_id"] in self.unsent_claims]
+        for cid in claims_sent:
+            del self.unsent_claims[cid]
+        if self._forget_sent(sent) or claims_sent:
+            self._log(_JournalEntry([], {}, [], sent, [], claims_sent))
+
+    def unsent_claim_rows(self) -> list[dict]:
+        """The warehouse rows of the claims ``process`` took, not confirmed sent: per claim
+        ``{"claim": fraud_claims row, "entities": fraud_claim_entities rows}`` (what the
+        investigators' ring graph and telematics table read)."""
+        return list(self.unsent_claims.values())
 
     def _read_journal(self) -> list[_JournalEntry]:
         if not self.journal_path.exists():
@@ -171,7 +189,8 @@ class FraudEngine:
 
     def save(self) -> None:
         """Write the whole state atomically and start an empty journal."""
-        data = msgspec.msgpack.encode(_EngineState(self.graph.to_bytes(), self.known, self.unsent, self._last_version))
+        data = msgspec.msgpack.encode(_EngineState(self.graph.to_bytes(), self.known, self.unsent, self._last_version,
+                                                   self.unsent_claims))
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
@@ -190,6 +209,7 @@ class FraudEngine:
         ``unsent_alerts`` until they are ``confirm``ed."""
         touched: set[str] = set()
         added: list[tuple[ClaimLinks, _Known]] = []
+        checked: list[tuple[FnolV1, Verification, ClaimLinks]] = []
         for claim in claims:
             if claim.claim_id in self.graph:
                 continue
@@ -205,6 +225,7 @@ class FraudEngine:
             links = links_from_fnol(claim, check.verdict)
             self.known[claim.claim_id] = known
             added.append((links, known))
+            checked.append((claim, check, links))
             touched.add(claim.claim_id)
             touched.update(self.graph.add(links))
         if not touched:
@@ -240,6 +261,16 @@ class FraudEngine:
             })
         for alert in alerts:
             self.unsent[alert["alert_id"]] = alert
+        claim_out = [{"claim": claim_row(c, check, self.graph.component_id(c.claim_id), _cell(c.lat, c.lon), now_ms),
+                      "entities": entity_rows(links, now_ms)} for c, check, links in checked]
+        for rows in claim_out:
+            self.unsent_claims[rows["claim"]["claim_id"]] = rows
         self._log(_JournalEntry(added, {a["claim_id"]: self.known[a["claim_id"]].alerted_ring_claims for a in alerts},
-                                alerts))
+                                alerts, [], claim_out))
         return sorted(alerts, key=lambda a: -a["expected_saving_eur"])
+
+
+def _cell(lat: float, lon: float) -> int:
+    import h3
+
+    return h3.str_to_int(h3.latlng_to_cell(lat, lon, H3_RES))

@@ -658,26 +658,33 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
             return facts
 
     async def send_alerts() -> None:
-        """Send the alerts not confirmed yet (this batch's, or a crashed run's) and confirm
-        them. A failed send stops the worker: the engine already knows the claims (their
-        redelivery is ignored), so the alerts are sent again from the engine's journal by
-        the restarted worker, not recomputed."""
-        alerts = engine.unsent_alerts()
-        if not alerts:
+        """Send the alerts not confirmed yet (this batch's, or a crashed run's), and the
+        claims' rows for the investigators' tables, and confirm them. A failed send stops
+        the worker: the engine already knows the claims (their redelivery is ignored), so
+        they are sent again from the engine's journal by the restarted worker, not recomputed."""
+        alerts, claims = engine.unsent_alerts(), engine.unsent_claim_rows()
+        if not alerts and not claims:
             return
+        outs = [Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts]
+        for c in claims:
+            key = c["claim"]["claim_id"].encode()
+            outs.append(Out(T.FRAUD_CLAIMS.name, key, msgspec.json.encode(c["claim"]), []))
+            if c["entities"]:
+                outs.append(Out(T.FRAUD_ENTITIES.name, key, msgspec.json.encode(c["entities"]), []))
         try:
-            await send([Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts])
+            await send(outs)
         except Exception as exc:
-            log.critical("fraud: sending %d alerts failed (%s: %s); the worker stops, they are sent when it is "
-                         "restarted", len(alerts), type(exc).__name__, exc)
+            log.critical("fraud: sending %d alerts and the rows of %d claims failed (%s: %s); the worker stops, they "
+                         "are sent when it is restarted", len(alerts), len(claims), type(exc).__name__, exc)
             stop_process(app, exc)
             raise
-        engine.confirm(alerts)
+        engine.confirm(alerts, claims)
 
     @app.agent(claims_topic, name="fraud")
     async def fraud(stream):
-        if engine.unsent:
-            log.warning("fraud: sending %d alerts the last run did not send", len(engine.unsent))
+        if engine.unsent or engine.unsent_claims:
+            log.warning("fraud: sending %d alerts and the rows of %d claims the last run did not send",
+                        len(engine.unsent), len(engine.unsent_claims))
             await send_alerts()
         async for events in take_batches(stream, 500, w.take_within_s):
             claims = []

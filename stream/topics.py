@@ -60,12 +60,16 @@ DERIVED = (
 FEATURE_STATE = TopicSpec("features.state.v1", None, "store key: s|h + pseudonymous vehicle id", "telemetry",
                           "Changelog of the features' per-vehicle state and closed-day history", compact=True)
 ALERTS = TopicSpec("fraud.alerts.v1", None, "alert id", "other", "Fraud ring alerts with evidence")
+FRAUD_CLAIMS = TopicSpec("fraud.claims.v1", None, "claim id", "other",
+                         "Claims as the fraud engine judged them: the telematics verification of each (fraud_claims)")
+FRAUD_ENTITIES = TopicSpec("fraud.claim_entities.v1", None, "claim id", "other",
+                           "The entities each claim resolved to, a JSON array a claim (fraud_claim_entities)")
 # Clean records the features failed on, sent back to them from the dead-letter topic once the
 # defect is fixed (``voltrisk dlq redrive``): read by the features only, not stored again.
 REDRIVE = TopicSpec("features.redrive.v1", None, "pseudonymous vehicle id", "telemetry",
                     "Dead-lettered clean records sent back to the features; the source_topic header names their clean topic")
 
-ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED + (FEATURE_STATE, ALERTS, REDRIVE)
+ALL: tuple[TopicSpec, ...] = RAW + CLEAN + (DLQ, DECISIONS) + DERIVED + (FEATURE_STATE, ALERTS, FRAUD_CLAIMS, FRAUD_ENTITIES, REDRIVE)
 BY_NAME = {t.name: t for t in ALL}
 
 

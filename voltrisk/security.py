@@ -238,7 +238,8 @@ def grants(worker_group_prefix: str = WORKER_GROUP_PREFIX, sink_group_prefix: st
 
     raw = [t.name for t in T.RAW]
     clean = [t.name for t in T.CLEAN]
-    written_by_worker = clean + [T.DLQ.name, T.ALERTS.name, T.FEATURE_STATE.name] + [t.name for t in T.DERIVED]
+    written_by_worker = clean + [T.DLQ.name, T.ALERTS.name, T.FRAUD_CLAIMS.name, T.FRAUD_ENTITIES.name,
+                                 T.FEATURE_STATE.name] + [t.name for t in T.DERIVED]
     out: list[Grant] = []
 
     def topics(principal: str, names, *ops: str) -> None:

@@ -263,6 +263,8 @@ ROUTES: dict[str, Route] = {
     "features.vehicle.v1": Route("vehicle_features", plain_rows, None),
     "scores.ubi.v1": Route("scores", plain_rows, None),
     T.ALERTS.name: Route("fraud_alerts", alert_row, None),
+    T.FRAUD_CLAIMS.name: Route("fraud_claims", plain_rows, None),
+    T.FRAUD_ENTITIES.name: Route("fraud_claim_entities", plain_rows, None),
     T.DECISIONS.name: Route("fraud_decisions", decision_row, None),
 }
 

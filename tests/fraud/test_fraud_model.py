@@ -268,3 +268,24 @@ def test_alert_versions_keep_rising_across_a_snapshot_when_the_clock_steps_back(
     monkeypatch.setattr(clock, "time", lambda: real - 3_600)  # an hour back
     grown = FraudEngine(state, model=model).process(claims[3:], {claims[3].claim_id: _parked(claims[3])})
     assert grown and min(a["version"] for a in grown) > max(a["version"] for a in first)
+
+
+def test_each_claim_taken_has_its_rows_for_the_investigators_until_confirmed_sent(runs, tmp_path):
+    """The live engine hands every claim it takes over as a ``fraud_claims`` row (its
+    telematics verification) and its ``fraud_claim_entities`` rows (the ring graph the
+    triage page draws), kept like the alerts until Kafka took them."""
+    state = tmp_path / "state.bin"
+    model = runs["both"].model
+    engine = FraudEngine(state, model=model)
+    claims = [_ring_claim(i, "Gao Jun", "13755550001", f"Helper {i}") for i in range(3)]
+    engine.process(claims, {c.claim_id: _parked(c) for c in claims})
+    rows = {r["claim"]["claim_id"]: r for r in engine.unsent_claim_rows()}
+    assert set(rows) == {"R0", "R1", "R2"}
+    assert rows["R0"]["claim"]["verdict"] and rows["R0"]["claim"]["ring_id"] == engine.graph.component_id("R0")
+    phones = [e["entity_key"] for r in rows.values() for e in r["entities"] if e["kind"] == "phone"]
+    assert phones.count("13755550001") == 3  # the shared phone links the ring
+    assert {r["claim"]["claim_id"] for r in FraudEngine(state, model=model).unsent_claim_rows()} == set(rows)
+    engine.confirm([], list(rows.values())[:2])
+    assert len(FraudEngine(state, model=model).unsent_claim_rows()) == 1  # the confirmation is journaled
+    engine.save()
+    assert len(FraudEngine(state, model=model).unsent_claim_rows()) == 1  # and the snapshot keeps the rest

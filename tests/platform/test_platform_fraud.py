@@ -106,6 +106,17 @@ def _assert_every_ring_alerted_and_stored(alerts: list[dict], claims: list, ring
     stored = lambda: sorted(r[0] for r in ch.query(  # noqa: E731
         "SELECT alert_id FROM fraud_alerts FINAL WHERE alert_id IN {ids:Array(String)}", parameters={"ids": ids}).result_rows)
     wait_for(lambda: stored() == ids, 60, "the alerts in ClickHouse", warehouse_proc)
+    # and what the investigators' page shows of each: every claim judged, each ring's shared entities
+    every = sorted(c.claim_id for c in claims)
+    judged = lambda: ch.query("SELECT count() FROM fraud_claims FINAL WHERE claim_id IN {ids:Array(String)} "  # noqa: E731
+                              "AND verdict != ''", parameters={"ids": every}).result_rows[0][0]
+    wait_for(lambda: judged() == len(every), 60, "every claim in fraud_claims", warehouse_proc)
+    linked = lambda a: ch.query(  # noqa: E731
+        "SELECT kind, entity_key, uniqExact(claim_id) AS n FROM fraud_claim_entities FINAL "
+        "WHERE has({m:Array(String)}, claim_id) GROUP BY kind, entity_key HAVING n > 1",
+        parameters={"m": a["members"]}).result_rows
+    for a in alerts:
+        wait_for(lambda: linked(a), 30, f"an entity linking the claims of {a['alert_id']}'s ring", warehouse_proc)
 
 
 def test_rings_are_alerted_live_and_claims_wait_out_a_warehouse_outage(
@@ -141,5 +152,5 @@ def test_alerts_kafka_refused_are_sent_by_the_restarted_worker(kafka_bootstrap, 
         assert asyncio.run(topic_configs(kafka_bootstrap, "fraud.alerts.v1", own)) == own
     worker_proc.start_and_wait()
     alerts = asyncio.run(_collect_alerts(kafka_bootstrap, 120))
-    assert "alerts the last run did not send" in worker_proc.log.read_text(errors="replace"), worker_proc.tail(60)
+    assert "the last run did not send" in worker_proc.log.read_text(errors="replace"), worker_proc.tail(60)
     _assert_every_ring_alerted_and_stored(alerts, claims, rings, warehouse_proc)
