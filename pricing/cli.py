@@ -224,8 +224,15 @@ def promote(
     """
     from dataclasses import asdict
 
+    from voltrisk.settings import WorkerSettings
+
+    served = {}
+    if name == WorkerSettings().worker_scorer:  # the stream's model: it must fit what the workers feed it
+        from pricing.telematics import LABELS, TelematicsMultiplier
+
+        served = {"expected_features": list(LABELS), "kind": TelematicsMultiplier.kind}
     try:
-        meta = _registry(registry_dir).promote(name, version)
+        meta = _registry(registry_dir).promote(name, version, **served)
     except (KeyError, ValueError) as exc:
         _fail(exc.args[0], code=1)
     _emit(asdict(meta), as_json, f"{meta.name} v{meta.version} is now in production")

@@ -132,7 +132,7 @@ class StreamMultiplierScorer:
 
     def __init__(self, registry: Registry, name: str, check_interval_s: float = 5.0) -> None:
         self.feature_names = list(LABELS)
-        self._live = ProductionModel(registry, name, self.feature_names, check_interval_s)
+        self._live = ProductionModel(registry, name, self.feature_names, check_interval_s, kind=TelematicsMultiplier.kind)
 
     def score(self, X: np.ndarray) -> np.ndarray:
         model = self._live.get()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -27,6 +28,9 @@ import pandas as pd
 from pricing.scorers import Scorer, scorer_from_state
 
 Status = Literal["candidate", "production", "retired"]
+
+
+log = logging.getLogger("voltrisk.pricing")
 
 
 class FeatureMismatchError(ValueError):
@@ -119,11 +123,19 @@ class Registry:
         pointer = self.root / name / "PRODUCTION"
         return int(pointer.read_text().strip()) if pointer.exists() else None
 
-    def promote(self, name: str, version: int) -> ModelVersion:
-        """Make ``version`` the production model of ``name``; the previous one is retired."""
+    def promote(self, name: str, version: int, expected_features: list[str] | tuple[str, ...] | None = None,
+                kind: str | None = None) -> ModelVersion:
+        """Make ``version`` the production model of ``name``; the previous one is retired.
+        With ``expected_features`` / ``kind`` (what the model's consumer feeds it and needs),
+        a version that does not fit is refused before anything changes: promoted, its
+        consumers would keep serving the retired version, and fail to start on it."""
         meta = self.meta(name, version)
         if meta.status == "retired":
             raise ValueError(f"{name} v{version} is retired; register it again to bring it back as a candidate")
+        if expected_features is not None:
+            check_features(meta, expected_features)
+        if kind is not None and meta.kind != kind:
+            raise ValueError(f"{name} v{version} is a {meta.kind} model; its consumers need a {kind} model")
         previous = self.production_version(name)
         if previous is not None and previous != version:
             old = self.meta(name, previous)
@@ -151,8 +163,9 @@ class ProductionModel:
     with the version it has and ``last_error`` says why.
     """
 
-    def __init__(self, registry: Registry, name: str, features: list[str] | tuple[str, ...], check_interval_s: float = 1.0) -> None:
-        self.registry, self.name, self.features = registry, name, tuple(features)
+    def __init__(self, registry: Registry, name: str, features: list[str] | tuple[str, ...], check_interval_s: float = 1.0,
+                 kind: str | None = None) -> None:
+        self.registry, self.name, self.features, self.kind = registry, name, tuple(features), kind
         self.check_interval_s = check_interval_s
         self.version: int | None = None
         self.last_error: str | None = None
@@ -183,9 +196,12 @@ class ProductionModel:
         version = self.registry.production_version(self.name)
         try:
             scorer = self.registry.load(self.name, version, self.features)
+            if self.kind is not None and scorer.kind != self.kind:
+                raise FeatureMismatchError(f"model {self.name} v{version} is a {scorer.kind} model, not a {self.kind} one")
         except FeatureMismatchError as exc:
             if self._scorer is None:
                 raise
             self.last_error = str(exc)
+            log.error("pricing: %s; still serving %s v%s", exc, self.name, self.version)
             return
         self._scorer, self.version, self.last_error = scorer, version, None

@@ -93,3 +93,49 @@ def test_cli_promote_and_models(tmp_path, two_models):
         ("ubi", 1, "production", 42.5)]
     missing = runner.invoke(app, ["promote", "ubi", "7", "--registry-dir", str(tmp_path)])
     assert missing.exit_code == 1 and "no model ubi v7" in missing.stderr
+
+
+def test_a_promotion_that_does_not_fit_its_consumers_is_refused_before_anything_changes(tmp_path, two_models):
+    """Promoted, a version with other features or of another kind would leave the running
+    workers on the retired version (with nothing saying so) and stop the next one at start."""
+    from pricing.scorers import Homogeneous
+
+    book, good, _ = two_models
+    registry = Registry(tmp_path)
+    registry.register("ubi", good, data_fingerprint(book), {})
+    registry.promote("ubi", 1, expected_features=FEATURES, kind="telematics")
+    narrow = TelematicsMultiplier(FEATURES[:5], seed=0).fit(book, book["crash_count"], book["exposure_years"])
+    registry.register("ubi", narrow, data_fingerprint(book), {})
+    flat = Homogeneous(FEATURES).fit(book, book["crash_count"], book["exposure_years"])
+    registry.register("ubi", flat, data_fingerprint(book), {})
+    with pytest.raises(FeatureMismatchError, match="trained on features"):
+        registry.promote("ubi", 2, expected_features=FEATURES, kind="telematics")
+    with pytest.raises(ValueError, match="is a homogeneous model; its consumers need a telematics model"):
+        registry.promote("ubi", 3, expected_features=FEATURES, kind="telematics")
+    assert registry.production_version("ubi") == 1
+    assert [(m.version, m.status) for m in registry.models()] == [(1, "production"), (2, "candidate"), (3, "candidate")]
+    from voltrisk.settings import WorkerSettings
+
+    served = WorkerSettings().worker_scorer  # the stream's model: the CLI checks what the workers feed it
+    registry.register(served, narrow, data_fingerprint(book), {})
+    refused = CliRunner().invoke(app, ["promote", served, "1", "--registry-dir", str(tmp_path)])
+    assert refused.exit_code == 1 and "trained on features" in refused.output, refused.output
+    assert registry.production_version(served) is None
+
+
+def test_a_promoted_model_of_another_kind_keeps_the_running_one(tmp_path, two_models):
+    from pricing.scorers import Homogeneous
+
+    book, good, _ = two_models
+    registry = Registry(tmp_path)
+    registry.register("ubi", good, data_fingerprint(book), {})
+    registry.register("ubi", Homogeneous(FEATURES).fit(book, book["crash_count"], book["exposure_years"]),
+                      data_fingerprint(book), {})
+    registry.promote("ubi", 1)
+    live = ProductionModel(registry, "ubi", FEATURES, check_interval_s=0.0, kind="telematics")
+    live.get()
+    registry.promote("ubi", 2)  # promoted without the checks (another tool, an older CLI)
+    assert live.get() is not None and live.version == 1
+    assert "is a homogeneous model, not a telematics one" in live.last_error
+    with pytest.raises(FeatureMismatchError, match="homogeneous"):
+        ProductionModel(registry, "ubi", FEATURES, kind="telematics").get()  # a worker starting now says why
