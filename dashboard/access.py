@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AccessSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VOLTRISK_DASHBOARD_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="VOLTRISK_DASHBOARD_", extra="forbid", frozen=True, hide_input_in_errors=True)
 
     auth: Literal["auto", "oidc", "proxy", "none"] = "auto"
     proxy_user_header: str = "X-Forwarded-User"

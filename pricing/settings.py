@@ -14,7 +14,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 class PricingSettings(BaseSettings):
     """Where pricing finds its reference data and keeps its model registry."""
 
-    model_config = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True, hide_input_in_errors=True)
 
     fremtpl2_dir: Path = Field(
         _REPO_ROOT.parent / "shared" / "data" / "freMTPL2",

@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_CONFIG = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True, env_nested_delimiter="__")
+_CONFIG = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True, env_nested_delimiter="__",
+                             hide_input_in_errors=True)  # an error must not print a password it was given
 
 
 class KafkaClientSettings(BaseSettings):

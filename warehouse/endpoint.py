@@ -5,10 +5,12 @@ Every other reader — the dashboard, notebooks, ``clickhouse-connect`` in tests
 talks to this endpoint exactly as it would to a ClickHouse server, so the code
 path is the same in embedded and cluster mode.
 
-Read-only is enforced three times: the statement must be a read (SELECT, WITH,
-SHOW, DESCRIBE, EXISTS, EXPLAIN), table functions that reach outside the store
-(file, url, s3, remote, ...) are refused, and the chDB session itself runs with
-``readonly=2`` so anything that slips through still cannot write.
+Read-only is enforced three times: the statement, read as ClickHouse's lexer reads
+it (``_bare``), must be one read (SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN); table
+functions that reach outside the store (file, url, s3, remote, ...) and INTO OUTFILE
+are refused; and the chDB session itself runs with ``readonly=2`` so anything that
+slips through still cannot write (it does not stop table functions: the checks do).
+Setting names are checked, and requests from web pages (an ``Origin`` header) refused.
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ log = logging.getLogger("voltrisk.warehouse.endpoint")
 
 _READ_VERBS = {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"}
 _OUTSIDE_FUNCTIONS = re.compile(
-    r"\b(file|url|urlCluster|s3|s3Cluster|gcs|hdfs|hdfsCluster|azureBlobStorage|remote|remoteSecure|cluster|"
-    r"clusterAllReplicas|mysql|postgresql|sqlite|mongodb|redis|jdbc|odbc|executable|input|iceberg\w*|deltaLake\w*|"
-    r"hudi\w*|fileCluster|python)\s*\(",
+    r"\b(file\w*|url\w*|s3\w*|gcs\w*|cosn|oss|hdfs\w*|azureBlobStorage\w*|remote\w*|cluster\w*|mysql\w*|"
+    r"postgresql\w*|sqlite|mongodb|redis|jdbc|odbc|executable\w*|input|iceberg\w*|deltaLake\w*|hudi\w*|paimon\w*|"
+    r"arrowFlight\w*|prometheus\w*|ytsaurus\w*|python)\s*\(",
     re.I,
 )
 _FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.I)
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`", re.S)
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # URL parameters that are HTTP-transport concerns, not query settings
 _TRANSPORT_PARAMS = {
@@ -57,7 +58,7 @@ def check_read_only(sql: str) -> None:
     ...
     warehouse.endpoint.ReadOnlyViolation: this endpoint is read-only (INSERT refused): writes go through Kafka topics
     """
-    bare = _STRINGS.sub("''", _COMMENTS.sub(" ", sql)).strip().rstrip(";").strip()
+    bare = _bare(sql).strip().rstrip(";").strip()
     if ";" in bare:
         raise ReadOnlyViolation("this endpoint accepts one statement per request")
     verb = bare.split(None, 1)[0].upper() if bare else ""
@@ -69,6 +70,53 @@ def check_read_only(sql: str) -> None:
         raise ReadOnlyViolation(f"table function {m.group(1)}() is not available on this endpoint")
     if re.search(r"\bINTO\s+OUTFILE\b", bare, re.I):
         raise ReadOnlyViolation("INTO OUTFILE is not available on this endpoint")
+
+
+def _bare(sql: str) -> str:
+    """``sql`` as the checks read it, in one pass from the left as ClickHouse's lexer goes:
+    comments out, string literals (quoted or ``$$``) emptied, quoted identifiers unquoted
+    (a function named in backticks is still that function). Where the two could read a
+    character differently (``#``, nested comments) this reads it as code, which can only
+    refuse more. An unterminated string or comment is refused."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j
+            out.append(" ")
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            if j < 0:
+                raise ReadOnlyViolation("the query has an unterminated comment")
+            i = j + 2
+            out.append(" ")
+        elif sql.startswith("$$", i):
+            j = sql.find("$$", i + 2)
+            if j < 0:
+                raise ReadOnlyViolation("the query has an unterminated $$ string")
+            i = j + 2
+            out.append("''")
+        elif c in "'\"`":
+            j = i + 1
+            while True:
+                if j >= n:
+                    raise ReadOnlyViolation("the query has an unterminated quoted string or name")
+                if sql[j] == "\\":
+                    j += 2
+                elif sql[j] == c and sql.startswith(c * 2, j):
+                    j += 2
+                elif sql[j] == c:
+                    break
+                else:
+                    j += 1
+            out.append("''" if c == "'" else " " + sql[i + 1:j] + " ")
+            i = j + 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 class ReadOnlyEndpoint:
@@ -116,6 +164,11 @@ class ReadOnlyEndpoint:
             return self._error(403, exc.code, str(exc), "READONLY", qid)
         query_params = {k[len("param_"):]: v for k, v in params.items() if k.startswith("param_")}
         settings = {k: v for k, v in params.items() if k not in _TRANSPORT_PARAMS and not k.startswith("param_")}
+        bad = [k for k in settings if not _SETTING_NAME.match(k)]
+        if bad:
+            return self._error(400, 115, f"{bad[0][:64]!r} is not a setting name", "UNKNOWN_SETTING", qid)
+        if request.headers.get("Origin"):  # a web page's request: no page may query the warehouse
+            return self._error(403, 164, "requests from web pages (with an Origin header) are refused", "READONLY", qid)
         if settings:
             # forward per-query settings the client asked for; readonly=2 refuses any change to readonly itself
             sql = f"{sql}\nSETTINGS " + ", ".join(f"{k} = {_setting_literal(v)}" for k, v in settings.items())

@@ -66,3 +66,37 @@ def test_read_only_endpoint_serves_reads_and_refuses_writes(warehouse_proc):
         with pytest.raises(Exception, match=re.escape(expected)):
             c.command(sql) if not sql.startswith("SELECT") else c.query(sql)
     assert c.query("SELECT count() FROM system.tables WHERE name = 'dlq'").result_rows == [(1,)]
+
+
+def test_the_endpoint_reads_queries_as_clickhouse_does_and_refuses_the_ways_around_it(warehouse_proc):
+    """A comment marker inside a string, a function name in quotes, a statement hidden
+    behind a string, a setting name carrying SQL, a request from a web page: each was a
+    way to reach files or the network through the read-only endpoint."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlencode
+
+    def status(params: list[tuple[str, str]], headers: dict | None = None) -> tuple[int, str]:
+        req = urllib.request.Request(warehouse_proc.url + "/?" + urlencode(params), headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    for sql, expected in [
+        ("SELECT '--', * FROM file('/etc/hostname', 'LineAsString')", "table function file()"),
+        ("SELECT * FROM `url`('http://127.0.0.1:1/', 'LineAsString')", "table function url()"),
+        ("SELECT * FROM \"file\"('/etc/hostname', 'LineAsString')", "table function file()"),
+        ("SELECT 'x' WHERE notEmpty('--') INTO OUTFILE '/tmp/voltrisk-outfile' APPEND", "INTO OUTFILE"),
+        ("SELECT '--'; SELECT 2", "one statement per request"),
+        ("SELECT * FROM azureBlobStorageCluster('a', 'b')", "azureBlobStorageCluster()"),
+    ]:
+        code, text = status([("query", sql)])
+        assert code == 403 and expected in text, (sql, code, text)
+    code, text = status([("query", "SELECT * FROM (SELECT 1"),
+                         ("max_threads = 1) AS a, file('/etc/hostname', 'LineAsString') AS b --", "1")])
+    assert code == 400 and "is not a setting name" in text, text
+    code, text = status([("query", "SELECT 1")], {"Origin": "http://evil.example"})
+    assert code == 403 and "web pages" in text, text
+    assert status([("query", "SELECT 'a--b', `name` FROM system.tables WHERE name = 'dlq'")]) == (200, "a--b\tdlq\n")

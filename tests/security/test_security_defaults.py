@@ -70,3 +70,14 @@ def test_secrets_do_not_print_in_settings_reprs():
                             kafka_sasl_password="s3cr3t-value")
     assert "s3cr3t-value" not in repr(k) and "s3cr3t-value" not in str(k.model_dump())
     assert "s3cr3t-value" not in repr(k.faust_credentials())
+
+
+def test_a_settings_error_does_not_print_the_password_it_was_given():
+    """A password without its user name is an error; the error (which goes to a log) must
+    not quote the settings it was given."""
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        KafkaClientSettings(kafka_security_protocol="SASL_SSL", kafka_sasl_password="AbCdEfGhIjKlMnOpQrStUvWxYz012345")
+    assert "needs VOLTRISK_KAFKA_SASL_USERNAME" in str(err.value) and "KlMnOp" not in str(err.value)
