@@ -86,18 +86,13 @@ def _bare(sql: str) -> str:
             j = sql.find("\n", i)
             i = n if j < 0 else j
             out.append(" ")
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
+        elif sql.startswith(("/*", "$$"), i):  # a comment, or a string between $$
+            end, what, blank = ("*/", "comment", " ") if c == "/" else ("$$", "$$ string", "''")
+            j = sql.find(end, i + 2)
             if j < 0:
-                raise ReadOnlyViolation("the query has an unterminated comment")
+                raise ReadOnlyViolation(f"the query has an unterminated {what}")
             i = j + 2
-            out.append(" ")
-        elif sql.startswith("$$", i):
-            j = sql.find("$$", i + 2)
-            if j < 0:
-                raise ReadOnlyViolation("the query has an unterminated $$ string")
-            i = j + 2
-            out.append("''")
+            out.append(blank)
         elif c in "'\"`":
             j = i + 1
             while True:
