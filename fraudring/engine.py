@@ -173,16 +173,22 @@ class FraudEngine:
 
     def _log(self, entry: _JournalEntry) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        body = msgspec.msgpack.encode(entry)
-        with open(self.journal_path, "ab") as fh:
-            start = fh.tell()
+        data = _FRAME.pack(len(body := msgspec.msgpack.encode(entry))) + body
+        # unbuffered: a failed write (a full disk) is cut back at once, or the next entry
+        # would follow a partial one (a buffered file would try to flush it again first)
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
             try:
-                fh.write(_FRAME.pack(len(body)) + body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            except BaseException:  # a part written (a full disk): cut it, or the next entry would follow it
-                fh.truncate(start)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, start)
                 raise
+        finally:
+            os.close(fd)
         self._journaled += len(entry.added)
         if self._journaled >= self.snapshot_every:
             self.save()

@@ -592,7 +592,7 @@ async def _read_state(k: KafkaClientSettings, partitions: list[int], engine: Fea
                     pending.discard(tp)
     finally:
         await consumer.stop()
-    return engine.restore(items), len(items)
+    return engine.restore(items, complete=not pending), len(items)
 
 
 STOP_TIMEOUT_S = 20.0  # a worker told to stop after a failure exits at the latest this much later

@@ -10,6 +10,9 @@ A redriven record goes to ``features.redrive.v1``, which only the features read,
 its clean topic in the ``source_topic`` header: it is not stored a second time in the
 telemetry tables (its first copy was, when the gate passed it). Sending the same dead
 letters twice is harmless: the features skip records their vehicle's state already took.
+They also skip what is older than the vehicle's state by then: a vehicle whose later
+records passed after the fix (its state moved on) gets only the redriven records newer
+than those; the worker's stats count the rest as redelivered. Redrive soon after the fix.
 """
 
 from __future__ import annotations

@@ -410,7 +410,8 @@ class FeatureEngine:
         """Dead-letter the records of a vehicle the step failed on (a voltrisk defect the
         gate could not catch): to ``voltrisk.dlq.v1``, with the clean topic they came from,
         as JSON arrays like the clean topics' messages, so ``voltrisk dlq redrive`` can run
-        them through the features again once the defect is fixed."""
+        them through the features again once the defect is fixed (records older than what
+        the vehicle's state took meanwhile are then dropped as late or as redelivered)."""
         self.quarantined += len(recs)
         log.error("features: the step failed on vehicle %s (%s: %s); its %d records of this step go to %s; "
                   "the other vehicles go on", vid, type(exc).__name__, first_line(exc), len(recs), T.DLQ.name)
@@ -494,7 +495,7 @@ class FeatureEngine:
         self._changes.clear()
         return out
 
-    def restore(self, changelog: Iterable[tuple[bytes, bytes]]) -> int:
+    def restore(self, changelog: Iterable[tuple[bytes, bytes]], complete: bool = True) -> int:
         """Take over vehicles from the changelog's (store key, value) records, oldest
         first. Per vehicle the newer of the local and the changelog state wins, with
         its own history (state and history go together: a closed day moves from one
@@ -513,8 +514,9 @@ class FeatureEngine:
             local = decode_state(local_raw) if local_raw is not None else None
             # the changelog's on a tie: a new owner may change a state without moving its
             # event time (a record older than it), and the local copy is never ahead (it is
-            # written after the changelog)
-            if local is None or local.seen_ts_ms < state.seen_ts_ms or (local.seen_ts_ms == state.seen_ts_ms
+            # written after the changelog); not when the changelog was not read to its end
+            # (an older value of the key may be the last one read)
+            if local is None or local.seen_ts_ms < state.seen_ts_ms or (complete and local.seen_ts_ms == state.seen_ts_ms
                                                                          and local_raw != value):
                 self.store[key] = value
                 h = latest.get(b"h" + vid)

@@ -90,7 +90,8 @@ REASONS: dict[str, Reason] = {
         Reason("late", "ordering", "send buffered events within lateness_ms (6 h by default) of the vehicle's newest one"),
         Reason("internal_error", "internal", "report it to the voltrisk team with the source offset; the record is kept here"),
         Reason("features_error", "internal", "nothing to resend: the features step failed on the vehicle's clean records (a voltrisk "
-               "defect); they are kept here, and `voltrisk dlq redrive` runs them through the features again once it is fixed"),
+               "defect); they are kept here, and `voltrisk dlq redrive` runs them through the features again once it is fixed "
+               "(those older than what the vehicle's state took meanwhile are dropped as late)"),
     )
 }
 
@@ -718,7 +719,8 @@ class Gate:
 
     def committed(self, topic: str, partition: int, offset: int) -> None:
         """The consumer committed ``offset`` (the next to read) on a raw topic's partition.
-        Once told of commits, the sweep forgets only ids read below the committed offsets:
+        Once told of commits, the sweep forgets only ids read below the committed offsets
+        (of the partitions it was told of: ids of others, left by an earlier owner, expire as before):
         a record whose outputs are not acknowledged yet is read again after a failure, and
         its id must still be there to let it through as the same record (forgotten, it
         would be refused as late if its vehicle's newest event moved past the lateness)."""
@@ -763,7 +765,8 @@ class Gate:
             if mark is not None and _TS.unpack_from(v)[0] < mark - self._lateness_ms:
                 if committed is not None and len(v) == _EV.size:
                     _, partition, offset = _EV.unpack(v)
-                    if offset >= 0 and offset >= committed.get((k[1:2], partition), 0):
+                    mark_of = committed.get((k[1:2], partition))
+                    if offset >= 0 and mark_of is not None and offset >= mark_of:
                         continue  # read but not committed: a failure reads it again
                 expired.append(k)
         for k in expired:

@@ -287,18 +287,20 @@ class GateIntake(Service):
                 self._pending.pop(tp, None)
             if not offsets:
                 return
+        committed = True
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:  # the group moved on: the partitions' new owners re-read these
             log.warning("gate: offsets %s not committed (%s); the partitions' new owners re-read from the last "
                         "committed offsets", _fmt_offsets(offsets), exc)
+            committed = False
         except KafkaError as exc:  # kept, committed next time
             log.warning("gate: committing offsets %s failed (%s); retrying with the next batch", _fmt_offsets(offsets), exc)
             return
         for tp in offsets:
             self._pending.pop(tp, None)
         self._last_commit = time.monotonic()
-        if self.on_commit is not None:
+        if committed and self.on_commit is not None:  # told only of what the group took
             self.on_commit(offsets)
 
     async def hand_over(self, revoked) -> None:

@@ -10,7 +10,7 @@ it (``_bare``), must be one read (SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN)
 functions that reach outside the store (file, url, s3, remote, ...) and INTO OUTFILE
 are refused; and the chDB session itself runs with ``readonly=2`` so anything that
 slips through still cannot write (it does not stop table functions: the checks do).
-Setting names are checked, and requests from web pages (an ``Origin`` header) refused.
+Setting names are checked, and requests from web pages (``Origin``, ``Sec-Fetch-Site``) refused.
 """
 
 from __future__ import annotations
@@ -74,10 +74,12 @@ def check_read_only(sql: str) -> None:
 
 def _bare(sql: str) -> str:
     """``sql`` as the checks read it, in one pass from the left as ClickHouse's lexer goes:
-    comments out, string literals (quoted or ``$$``) emptied, quoted identifiers unquoted
-    (a function named in backticks is still that function). Where the two could read a
-    character differently (``#``, nested comments) this reads it as code, which can only
-    refuse more. An unterminated string or comment is refused."""
+    comments out, string literals emptied, quoted identifiers unquoted (a function named
+    in backticks is still that function). Any difference with the engine's reading would
+    let a string hide code from the checks, so what this does not read exactly as the
+    engine does is refused: ``#`` comments and ``$tag$`` strings (a ``#`` or ``$`` outside
+    strings), a comment inside a ``/* */`` comment (the engine nests them), and an
+    unterminated string or comment."""
     out: list[str] = []
     i, n = 0, len(sql)
     while i < n:
@@ -86,13 +88,17 @@ def _bare(sql: str) -> str:
             j = sql.find("\n", i)
             i = n if j < 0 else j
             out.append(" ")
-        elif sql.startswith(("/*", "$$"), i):  # a comment, or a string between $$
-            end, what, blank = ("*/", "comment", " ") if c == "/" else ("$$", "$$ string", "''")
-            j = sql.find(end, i + 2)
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
             if j < 0:
-                raise ReadOnlyViolation(f"the query has an unterminated {what}")
+                raise ReadOnlyViolation("the query has an unterminated comment")
+            if "/*" in sql[i + 2:j]:
+                raise ReadOnlyViolation("nested comments are not accepted on this endpoint")
             i = j + 2
-            out.append(blank)
+            out.append(" ")
+        elif c in "#$":
+            raise ReadOnlyViolation(f"{c} outside a quoted string is not accepted on this endpoint "
+                                    "(# comments and $ strings: use -- and quotes)")
         elif c in "'\"`":
             j = i + 1
             while True:
@@ -162,8 +168,9 @@ class ReadOnlyEndpoint:
         bad = [k for k in settings if not _SETTING_NAME.match(k)]
         if bad:
             return self._error(400, 115, f"{bad[0][:64]!r} is not a setting name", "UNKNOWN_SETTING", qid)
-        if request.headers.get("Origin"):  # a web page's request: no page may query the warehouse
-            return self._error(403, 164, "requests from web pages (with an Origin header) are refused", "READONLY", qid)
+        # a web page's request (browsers send Origin, or Sec-Fetch-Site, even for an <img>'s GET)
+        if request.headers.get("Origin") or request.headers.get("Sec-Fetch-Site", "none") != "none":
+            return self._error(403, 164, "requests from web pages are refused", "READONLY", qid)
         if settings:
             # forward per-query settings the client asked for; readonly=2 refuses any change to readonly itself
             sql = f"{sql}\nSETTINGS " + ", ".join(f"{k} = {_setting_literal(v)}" for k, v in settings.items())

@@ -227,15 +227,16 @@ def test_a_failed_journal_write_leaves_no_partial_entry_and_a_zeroed_tail_is_cut
     claims = [_ring_claim(i, "Gao Jun", "13755550001", f"Helper {i}") for i in range(4)]
     engine.process(claims[:1], {})
     size = engine.journal_path.stat().st_size
-    real_fsync = os.fsync
+    real_write = os.write
 
-    def full_disk(fd):
+    def full_disk(fd, data):  # the disk fills half-way through the entry
+        real_write(fd, bytes(data[: len(data) // 2]))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fsync", full_disk)
+    monkeypatch.setattr(os, "write", full_disk)
     with pytest.raises(OSError, match="No space"):
         engine.process(claims[1:2], {})
-    monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.setattr(os, "write", real_write)
     assert engine.journal_path.stat().st_size == size  # the partial entry is gone
     restarted = FraudEngine(state, model=model)
     restarted.process(claims[2:3], {})

@@ -91,12 +91,16 @@ def test_the_endpoint_reads_queries_as_clickhouse_does_and_refuses_the_ways_arou
         ("SELECT 'x' WHERE notEmpty('--') INTO OUTFILE '/tmp/voltrisk-outfile' APPEND", "INTO OUTFILE"),
         ("SELECT '--'; SELECT 2", "one statement per request"),
         ("SELECT * FROM azureBlobStorageCluster('a', 'b')", "azureBlobStorageCluster()"),
+        ("SELECT $a$ -- $a$, * FROM file('/etc/hostname', 'LineAsString')", "$ outside a quoted string"),
+        ("SELECT 1 # '\n, * FROM file('/etc/hostname', 'LineAsString') -- '", "# outside a quoted string"),
+        ("SELECT 1 /* /* */ ' */, * FROM file('/etc/hostname', 'LineAsString') -- '", "nested comments"),
     ]:
         code, text = status([("query", sql)])
         assert code == 403 and expected in text, (sql, code, text)
     code, text = status([("query", "SELECT * FROM (SELECT 1"),
                          ("max_threads = 1) AS a, file('/etc/hostname', 'LineAsString') AS b --", "1")])
     assert code == 400 and "is not a setting name" in text, text
-    code, text = status([("query", "SELECT 1")], {"Origin": "http://evil.example"})
-    assert code == 403 and "web pages" in text, text
+    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        code, text = status([("query", "SELECT 1")], headers)
+        assert code == 403 and "web pages" in text, text
     assert status([("query", "SELECT 'a--b', `name` FROM system.tables WHERE name = 'dlq'")]) == (200, "a--b\tdlq\n")

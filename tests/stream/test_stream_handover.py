@@ -309,4 +309,5 @@ def test_on_a_tie_of_event_time_the_changelog_state_wins():
     other.days = other.days + [[99_999.0] + [0.0] * (len(other.days[0]) - 1 if other.days else 0)]  # B's change, same seen
     changed = encode_state(other)
     assert decode_state(changed).seen_ts_ms == decode_state(store[key]).seen_ts_ms
+    assert a.restore([(key, changed)], complete=False) == 0  # a changelog not read to its end: local wins a tie
     assert a.restore([(key, changed)]) == 1 and store[key] == changed

@@ -317,9 +317,23 @@ async def test_a_fetch_in_hand_at_a_hand_over_is_dropped_and_commits_go_on(tmp_p
     intake._pending[q] = 51
     await intake._commit()
     assert intake.consumer.commits[-1] == {q: 51} and intake._pending == {}  # q committed, p not (nor kept)
+    told = []
+    intake.on_commit = told.append
+    real_commit = intake.consumer.commit
+
+    async def refused(offsets):
+        from aiokafka.errors import CommitFailedError
+
+        raise CommitFailedError("rebalanced")
+
+    intake.consumer.commit = refused
+    intake._pending[q] = 51
+    await intake._commit()
+    assert told == []  # a commit the group refused is not reported as done (the gate's sweep relies on it)
+    intake.consumer.commit = real_commit
     await intake._process({q: [msg(q, 51)]}, intake._handovers)  # a fetch after the hand-over is decided
     assert decided == [(1, 51)]
     await asyncio.sleep(0.05)
     intake._reap()
     await intake._commit()
-    assert intake.consumer.commits[-1] == {q: 52}
+    assert intake.consumer.commits[-1] == {q: 52} and told == [{q: 52}]
