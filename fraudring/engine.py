@@ -35,7 +35,7 @@ from fraudring.features import claim_features
 from fraudring.graph import ClaimGraph, ClaimLinks, links_from_fnol
 from fraudring.model import FraudModel, reasons
 from fraudring.rows import claim_row, entity_rows
-from fraudring.verify import H3_RES, NO_TELEMATICS, TelematicsFacts, Verification, facts_from_telemetry, judge
+from fraudring.verify import NO_TELEMATICS, TelematicsFacts, Verification, cell_of, facts_from_telemetry, judge
 from stream.records import CrashV1, DynamicsV1, FnolV1, StateV1
 
 Telemetry = TelematicsFacts | Sequence[StateV1 | DynamicsV1 | CrashV1]
@@ -267,16 +267,10 @@ class FraudEngine:
             })
         for alert in alerts:
             self.unsent[alert["alert_id"]] = alert
-        claim_out = [{"claim": claim_row(c, check, self.graph.component_id(c.claim_id), _cell(c.lat, c.lon), now_ms),
+        claim_out = [{"claim": claim_row(c, check, self.graph.component_id(c.claim_id), cell_of(c.lat, c.lon), now_ms),
                       "entities": entity_rows(links, now_ms)} for c, check, links in checked]
         for rows in claim_out:
             self.unsent_claims[rows["claim"]["claim_id"]] = rows
         self._log(_JournalEntry(added, {a["claim_id"]: self.known[a["claim_id"]].alerted_ring_claims for a in alerts},
                                 alerts, [], claim_out))
         return sorted(alerts, key=lambda a: -a["expected_saving_eur"])
-
-
-def _cell(lat: float, lon: float) -> int:
-    import h3
-
-    return h3.str_to_int(h3.latlng_to_cell(lat, lon, H3_RES))

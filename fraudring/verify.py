@@ -68,6 +68,11 @@ def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 12_742.0 * math.asin(math.sqrt(a))
 
 
+def cell_of(lat: float, lon: float) -> int:
+    """The res-8 cell of a position, as an integer."""
+    return h3.str_to_int(h3.latlng_to_cell(lat, lon, H3_RES))
+
+
 def near_cells(lat: float, lon: float) -> set[int]:
     """The claimed res-8 cell and its first ring, as integers."""
     return {h3.str_to_int(c) for c in h3.grid_disk(h3.latlng_to_cell(lat, lon, H3_RES), 1)}
@@ -81,7 +86,7 @@ def facts_from_telemetry(loss_ts_ms: int, lat: float, lon: float,
     if not window:
         return NO_TELEMATICS
     cells = near_cells(lat, lon)
-    in_cell = any(h3.str_to_int(h3.latlng_to_cell(r.lat, r.lon, H3_RES)) in cells for r in window)
+    in_cell = any(cell_of(r.lat, r.lon) in cells for r in window)
     nearest_km = min(_haversine_km(lat, lon, r.lat, r.lon) for r in window)
     crashes = [r for r in window if isinstance(r, CrashV1)]
     delta_v = max((c.delta_v_kmh for c in crashes), default=0.0)

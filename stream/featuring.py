@@ -44,17 +44,15 @@ log = logging.getLogger("voltrisk.features")
 TRIPS, DAILY, CELLS, CRASHES, VEHICLE, SCORES = (
     "trips.v1", "features.daily.v1", "features.cell.v1", "features.crash.v1", "features.vehicle.v1", "scores.ubi.v1",
 )
-CLEAN_INPUTS = tuple(T.clean_name(t.name) for t in (T.STATE, T.DYNAMICS, T.ALARM, T.CRASH))
+_TELEMETRY = (T.STATE, T.DYNAMICS, T.ALARM, T.CRASH)
+_CLEAN_TOPIC = {t.record: T.clean_name(t.name) for t in _TELEMETRY}  # record type -> its clean topic
+CLEAN_INPUTS = tuple(_CLEAN_TOPIC.values())
 FEATURE_INPUTS = CLEAN_INPUTS + (T.REDRIVE.name,)
 
-_decoders = {
-    T.clean_name(t.name): (msgspec.json.Decoder(t.record), msgspec.json.Decoder(list[t.record]))
-    for t in (T.STATE, T.DYNAMICS, T.ALARM, T.CRASH)
-}
+_decoders = {_CLEAN_TOPIC[t.record]: (msgspec.json.Decoder(t.record), msgspec.json.Decoder(list[t.record]))
+             for t in _TELEMETRY}
 _encode = msgspec.json.encode
 _KIND_INDEX = {R.DynamicsV1: 0, R.StateV1: 1, R.AlarmV1: 2, R.CrashV1: 3}
-_CLEAN_TOPIC = {R.DynamicsV1: T.clean_name(T.DYNAMICS.name), R.StateV1: T.clean_name(T.STATE.name),
-                R.AlarmV1: T.clean_name(T.ALARM.name), R.CrashV1: T.clean_name(T.CRASH.name)}
 QUARANTINED = "features_error"  # the dead-letter reason of records the features step failed on
 DEAD_LETTER_RECORDS = 500  # records per dead-letter message (a JSON array, as on the clean topics)
 _VID, _RECORD = itemgetter(0), itemgetter(1)
@@ -420,32 +418,31 @@ class FeatureEngine:
             by_topic.setdefault(_CLEAN_TOPIC[type(r)], []).append(r)
         key = vid.encode()
         partition = str(T.partition_of(key, self.partitions)).encode() if self.partitions else b"0"
-        reason = REASONS[QUARANTINED]
         for topic, rs in by_topic.items():
             for i in range(0, len(rs), DEAD_LETTER_RECORDS):
                 chunk = rs[i:i + DEAD_LETTER_RECORDS]
-                value = _encode(chunk)
-                message = (f"{topic}: the features step failed on vehicle {vid}'s records from ts_ms {chunk[0].ts_ms} "
-                           f"to {chunk[-1].ts_ms} ({type(exc).__name__}: {first_line(exc)}); {reason.fix}")
-                self._dead.append((key, value, [
-                    ("source_topic", topic.encode()), ("source_partition", partition),
-                    ("error_class", reason.error_class.encode()), ("reason", QUARANTINED.encode()),
-                    ("message", message.encode()), ("source_value_bytes", str(len(value)).encode()),
-                    ("records", str(len(chunk)).encode()),
-                ]))
+                self._dead_letter(topic, key, _encode(chunk),
+                                  f"the features step failed on vehicle {vid}'s records from ts_ms {chunk[0].ts_ms} "
+                                  f"to {chunk[-1].ts_ms} ({type(exc).__name__}: {first_line(exc)})",
+                                  [("source_partition", partition), ("records", str(len(chunk)).encode())])
 
     def _dead_letter_message(self, topic: str, key: bytes | None, value: bytes | None, exc: Exception) -> None:
         """A message the features cannot read: kept on the dead-letter topic as it came."""
         self.quarantined += 1
         log.error("features: a message of %s is not readable (%s: %s); it goes to %s", topic, type(exc).__name__,
                   first_line(exc), T.DLQ.name)
-        value = value or b""
+        self._dead_letter(topic, key, value or b"",
+                          f"the features could not read this message ({type(exc).__name__}: {first_line(exc)})", [])
+
+    def _dead_letter(self, topic: str, key: bytes | None, value: bytes, detail: str,
+                     extra: list[tuple[str, bytes]]) -> None:
+        """A ``features_error`` dead letter of ``value`` from ``topic``, with the headers the
+        ``dlq`` table reads (the value as it is, for ``voltrisk dlq redrive``)."""
+        reason = REASONS[QUARANTINED]
         self._dead.append((key, value, [
-            ("source_topic", topic.encode()), ("error_class", REASONS[QUARANTINED].error_class.encode()),
-            ("reason", QUARANTINED.encode()),
-            ("message", f"{topic}: the features could not read this message ({type(exc).__name__}: {first_line(exc)}); "
-                        f"{REASONS[QUARANTINED].fix}".encode()),
-            ("source_value_bytes", str(len(value)).encode()),
+            ("source_topic", topic.encode()), ("error_class", reason.error_class.encode()),
+            ("reason", QUARANTINED.encode()), ("message", f"{topic}: {detail}; {reason.fix}".encode()),
+            ("source_value_bytes", str(len(value)).encode()), *extra,
         ]))
 
     def take_dead_letters(self) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
