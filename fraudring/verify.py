@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import h3
 
+from stream.features.cells import cell_of
 from stream.records import CrashV1, DynamicsV1, StateV1
 
 WINDOW_MS = 10 * 60_000  # telemetry this close to the claimed loss time counts
@@ -66,11 +67,6 @@ def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 12_742.0 * math.asin(math.sqrt(a))
-
-
-def cell_of(lat: float, lon: float) -> int:
-    """The res-8 cell of a position, as an integer."""
-    return h3.str_to_int(h3.latlng_to_cell(lat, lon, H3_RES))
 
 
 def near_cells(lat: float, lon: float) -> set[int]:

@@ -16,6 +16,8 @@ from functools import lru_cache
 import h3
 import numpy as np
 
+from stream.features.cells import cell_of, cells_of  # noqa: F401  (the simulators use them as city.cell_of, city.cells_of)
+
 H3_RES = 8
 CENTRE_LAT, CENTRE_LON = 31.2304, 121.4737  # People's Square
 _M_PER_DEG_LAT = 110_574.0
@@ -79,20 +81,6 @@ def cell_road_class(cell: int) -> str:
 def speed_limit_kmh(cell: int) -> float:
     """Speed limit of an H3 res-8 cell (int), km/h: the limit the speeding features use."""
     return SPEED_LIMIT_KMH[cell_road_class(cell)]
-
-
-def cell_of(lat: float, lon: float) -> int:
-    """H3 res-8 cell (int) of a WGS-84 position."""
-    return h3.str_to_int(h3.latlng_to_cell(lat, lon, H3_RES))
-
-
-def cells_of(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """H3 res-8 cells (uint64) of arrays of WGS-84 positions."""
-    return np.fromiter(
-        (h3.str_to_int(h3.latlng_to_cell(a, o, H3_RES)) for a, o in zip(lat.tolist(), lon.tolist())),
-        dtype=np.uint64,
-        count=len(lat),
-    )
 
 
 # Cell risk index: a fixed property of place (junction density, mixed traffic) the

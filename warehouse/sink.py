@@ -25,7 +25,6 @@ from operator import attrgetter
 from types import SimpleNamespace
 from typing import Callable
 
-import h3
 import msgspec
 import numpy as np
 import pyarrow as pa
@@ -34,7 +33,7 @@ from msgspec import inspect as mi
 from fraudring.rows import alert_row, decision_row
 from stream import records as R
 from stream import topics as T
-from stream.features.cells import cells_of
+from stream.features.cells import cell_of, cells_of
 from voltrisk.errors import first_line
 
 log = logging.getLogger("voltrisk.sink")
@@ -83,7 +82,7 @@ def h3_r8(lat: float, lon: float) -> int:
     """
     if lat == 0.0 and lon == 0.0:
         return 0
-    return h3.str_to_int(h3.latlng_to_cell(lat, lon, 8))
+    return cell_of(lat, lon)
 
 
 def record_row(msg, now_ms: int) -> bytes:

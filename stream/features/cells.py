@@ -44,6 +44,12 @@ HARSH_WEIGHT = 0.7
 DEFAULT_K_VEHICLES = 5
 
 
+def cell_of(lat: float, lon: float, res: int = FEATURE_RES) -> int:
+    """H3 cell id of one WGS-84 position: the one place the platform turns a position
+    into a cell (the features, the sink's ``h3_r8``, claim verification, the simulators)."""
+    return h3i.latlng_to_cell(lat, lon, res)
+
+
 def cells_of(lat: np.ndarray, lon: np.ndarray, res: int = FEATURE_RES) -> np.ndarray:
     """H3 cell ids (uint64) of WGS-84 positions. h3 has no array call; ~0.4 µs a point."""
     return np.fromiter(map(h3i.latlng_to_cell, lat.tolist(), lon.tolist(), repeat(res, len(lat))), np.uint64, len(lat))
