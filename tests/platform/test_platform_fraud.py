@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -73,8 +74,11 @@ async def _produce(bootstrap: str, claims: list) -> None:
         await producer.stop()
 
 
-async def _collect_alerts(bootstrap: str, timeout_s: float, quiet_s: float = 15) -> list[dict]:
-    """Every alert on fraud.alerts.v1, read until none came for ``quiet_s``."""
+async def _collect_alerts(bootstrap: str, timeout_s: float, quiet_s: float = 15,
+                          until: Callable[[list[dict]], bool] = lambda alerts: True) -> list[dict]:
+    """Every alert on fraud.alerts.v1, read until ``until(alerts)`` holds and none came
+    for ``quiet_s`` since, or ``timeout_s`` passed (the agent may still be reading a
+    backlog's telemetry when the reading starts)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer("fraud.alerts.v1", bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
@@ -84,7 +88,7 @@ async def _collect_alerts(bootstrap: str, timeout_s: float, quiet_s: float = 15)
     try:
         loop = asyncio.get_running_loop()
         deadline, quiet_since = loop.time() + timeout_s, loop.time()
-        while loop.time() < deadline and loop.time() - quiet_since < quiet_s:
+        while loop.time() < deadline and (loop.time() - quiet_since < quiet_s or not until(alerts)):
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 alerts += [msgspec.json.decode(m.value) for m in msgs]
                 quiet_since = loop.time()
@@ -93,11 +97,17 @@ async def _collect_alerts(bootstrap: str, timeout_s: float, quiet_s: float = 15)
     return alerts
 
 
+def _missed(alerts: list[dict], claims: list, rings: dict) -> list[str]:
+    """The rings of ``rings`` that no alert of this test's claims names."""
+    tag = claims[0].claim_id.split("-", 1)[0] + "-"
+    named = [{a["claim_id"], *a.get("members", [])} for a in alerts if a["claim_id"].startswith(tag)]
+    return [ring for ring, ids in rings.items() if not any(ids & n for n in named)]
+
+
 def _assert_every_ring_alerted_and_stored(alerts: list[dict], claims: list, rings: dict, warehouse_proc) -> None:
     tag = claims[0].claim_id.split("-", 1)[0] + "-"
     alerts = [a for a in alerts if a["claim_id"].startswith(tag)]  # this test's
-    named = [{a["claim_id"], *a.get("members", [])} for a in alerts]
-    missed = [ring for ring, ids in rings.items() if not any(ids & n for n in named)]
+    missed = _missed(alerts, claims, rings)
     assert not missed, f"rings not alerted: {missed} of {len(rings)}"
     assert {a["claim_id"] for a in alerts} <= {c.claim_id for c in claims}
     # the warehouse's alert queue holds what the topic carried
@@ -131,7 +141,7 @@ def test_rings_are_alerted_live_and_claims_wait_out_a_warehouse_outage(
     warehouse_proc.start()
     wait_for(lambda: http_ok(warehouse_proc.url + "/ping"), 60, "the warehouse back", warehouse_proc)
 
-    alerts = asyncio.run(_collect_alerts(kafka_bootstrap, 180))
+    alerts = asyncio.run(_collect_alerts(kafka_bootstrap, 180, until=lambda got: not _missed(got, claims, rings)))
     assert "failed attempts" in worker_proc.log.read_text(errors="replace"), worker_proc.tail(40)  # the batch waited
     _assert_every_ring_alerted_and_stored(alerts, claims, rings, warehouse_proc)
 
@@ -151,6 +161,6 @@ def test_alerts_kafka_refused_are_sent_by_the_restarted_worker(kafka_bootstrap, 
     finally:
         assert asyncio.run(topic_configs(kafka_bootstrap, "fraud.alerts.v1", own)) == own
     worker_proc.start_and_wait()
-    alerts = asyncio.run(_collect_alerts(kafka_bootstrap, 120))
+    alerts = asyncio.run(_collect_alerts(kafka_bootstrap, 120, until=lambda got: not _missed(got, claims, rings)))
     assert "the last run did not send" in worker_proc.log.read_text(errors="replace"), worker_proc.tail(60)
     _assert_every_ring_alerted_and_stored(alerts, claims, rings, warehouse_proc)
