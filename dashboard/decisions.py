@@ -12,9 +12,14 @@ from stream import topics
 from stream.records import DecisionV1
 
 STATUSES = ("new", "investigating", "confirmed", "dismissed")
+# the queue's statuses (view fraud_queue): the decisions' own, and "reopened" for an
+# alert confirmed or dismissed before its ring grew and the engine alerted it again
+QUEUE_STATUSES = ("new", "reopened", "investigating", "confirmed", "dismissed")
+OPEN_STATUSES = ("new", "reopened", "investigating")
 # the workflow: which statuses an alert may move to from its current one
 NEXT_STATUSES = {
     "new": ("investigating", "dismissed"),
+    "reopened": ("investigating", "dismissed"),
     "investigating": ("confirmed", "dismissed"),
     "confirmed": ("investigating",),
     "dismissed": ("investigating",),

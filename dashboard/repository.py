@@ -106,14 +106,15 @@ QUERIES: dict[str, str] = {
         SELECT status, count() AS alerts, sum(expected_saving_eur) AS saving_eur FROM fraud_queue GROUP BY status
     """,
     "fraud_queue": """
-        SELECT alert_id, claim_id, ring_id, score, amount_eur, expected_saving_eur, verdict, length(members) AS ring_claims,
-               status, investigator, toUnixTimestamp64Milli(created_at) AS created_ts_ms
+        SELECT alert_id, claim_id, ring_id, score, amount_eur, expected_saving_eur, verdict, ring_claims,
+               status, last_decision, investigator, toUnixTimestamp64Milli(created_at) AS created_ts_ms
         FROM fraud_queue WHERE has({statuses:Array(String)}, status)
         ORDER BY expected_saving_eur DESC, alert_id LIMIT {limit:UInt32}
     """,
     "fraud_alert": """
-        SELECT alert_id, claim_id, ring_id, score, amount_eur, expected_saving_eur, verdict, members, evidence, reasons,
-               status, investigator
+        SELECT alert_id, claim_id, ring_id, score, amount_eur, expected_saving_eur, verdict, members, ring_claims,
+               evidence, reasons, status, last_decision, investigator,
+               toUnixTimestamp64Milli(decided_at) AS decided_ts_ms
         FROM fraud_queue WHERE alert_id = {alert_id:String}
     """,
     "ring_entities": """

@@ -3,8 +3,9 @@
 The Faust agent calls ``FraudEngine(state_path).process(claims, telemetry)`` per
 ``take()`` batch. Each call adds the claims to the entity graph, re-scores every
 claim of the rings they touched (a ring's old claims get riskier as it grows),
-and returns an alert for each claim whose score crossed the threshold or whose
-ring grew since its last alert.
+and returns an alert for each claim at or above the threshold that was never
+alerted, or whose ring grew by at least a quarter since its last alert. An alert
+names at most ``MAX_ALERT_MEMBERS`` of its ring's claims, the ones nearest to it.
 
 Before ``process`` returns, what it changed is appended to a journal beside
 ``state_path`` and fsynced (cost grows with the batch, not with the graph); every
@@ -22,6 +23,7 @@ known and their alerts lost.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import time
@@ -39,6 +41,25 @@ from fraudring.verify import NO_TELEMATICS, TelematicsFacts, Verification, cell_
 from stream.records import CrashV1, DynamicsV1, FnolV1, StateV1
 
 Telemetry = TelematicsFacts | Sequence[StateV1 | DynamicsV1 | CrashV1]
+
+# An alert names at most this many of its ring's claims: the alerted claim and those
+# nearest to it in the graph (what an investigator looks at first, and what stays the
+# same as a far end of the ring grows). A ring grows without bound through chains of
+# shared entities, and past ~45k claim ids one alert outgrew Kafka's 1 MB message; 200
+# ids of up to 64 characters stay under 14 kB, and are about as many claims as the
+# triage page's ring graph can still draw. ``ring_claims`` keeps the true size.
+MAX_ALERT_MEMBERS = 200
+# A claim alerted before is alerted again once its ring has grown by this factor since:
+# each claim is then alerted O(log n) times while its ring grows to n claims, not n
+# times (every member on every new claim made the alerts of a ring O(n^2) in count and,
+# with the members list, in bytes). A ring of 3 growing to 4 still counts as grown.
+REALERT_GROWTH = 1.25
+
+
+def _realert(last_ring_claims: int, ring_claims: int) -> bool:
+    """Whether a claim above the threshold is alerted (again): never alerted
+    (``last_ring_claims`` 0), or its ring grew by ``REALERT_GROWTH`` since its last alert."""
+    return ring_claims >= max(last_ring_claims + 1, math.ceil(REALERT_GROWTH * last_ring_claims))
 
 
 class _Known(msgspec.Struct, array_like=True):
@@ -100,6 +121,11 @@ class FraudEngine:
         for entry in self._read_journal():
             self._apply(entry)
             self._journaled += len(entry.added)
+        # an unsent alert of an engine before MAX_ALERT_MEMBERS names its whole ring, and
+        # may be too big for Kafka: it would fail on every restart
+        for alert in self.unsent.values():
+            if len(alert["members"]) > MAX_ALERT_MEMBERS:
+                alert["members"] = self.graph.nearest([alert["claim_id"]], MAX_ALERT_MEMBERS)[alert["claim_id"]]
 
     def _apply(self, entry: _JournalEntry) -> None:
         for links, known in entry.added:
@@ -246,8 +272,9 @@ class FraudEngine:
         pos = {c: k for k, c in enumerate(ids)}
         ring_score = {ring: float(np.mean(scores[[pos[c] for c in members]])) for ring, members in rings.items()}
         hits = [i for i, (cid, p) in enumerate(zip(ids, scores))
-                if p >= self.threshold and self.known[cid].alerted_ring_claims < rows[i]["ring_claims"]]
+                if p >= self.threshold and _realert(self.known[cid].alerted_ring_claims, int(rows[i]["ring_claims"]))]
         words = reasons(self.model, [rows[i] for i in hits])
+        nearest = self.graph.nearest([ids[i] for i in hits], MAX_ALERT_MEMBERS)
         # a version a call: a ring's newer alert replaces the older one wherever it is kept
         now_ms = self._last_version = max(int(time.time() * 1000), self._last_version + 1)
         alerts = []
@@ -257,7 +284,7 @@ class FraudEngine:
             known = self.known[cid]
             known.alerted_ring_claims = int(row["ring_claims"])
             alerts.append({
-                "alert_id": f"alert-{cid}", "claim_id": cid, "ring_id": ring, "members": rings[ring],
+                "alert_id": f"alert-{cid}", "claim_id": cid, "ring_id": ring, "members": nearest[cid],
                 "ring_claims": len(rings[ring]), "ring_score": round(ring_score[ring], 4), "score": round(p, 4),
                 "amount_eur": row["amount_eur"],
                 "expected_saving_eur": round(p * row["amount_eur"], 2),

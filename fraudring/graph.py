@@ -349,6 +349,41 @@ class ClaimGraph:
                 out[ring] = self.members(c)
         return out
 
+    def nearest(self, claim_ids: Iterable[str], limit: int) -> dict[str, list[str]]:
+        """Claim id -> at most ``limit`` claim ids of its component, sorted: the claim
+        itself and the claims fewest shared link entities away from it (breadth-first
+        over the links that joined the component; a layer that does not fit whole is
+        cut by claim id). A component of at most ``limit`` claims is given whole."""
+        by_root: dict[int, list[str]] = defaultdict(list)
+        for c in claim_ids:
+            by_root[self._find(self._s.claims[c].node)].append(c)
+        out: dict[str, list[str]] = {}
+        for root, cids in by_root.items():
+            members = self._s.stats[root].claim_ids
+            if len(members) <= limit:
+                out.update(dict.fromkeys(cids, sorted(members)))
+                continue
+            on_entity: dict[int, list[str]] = defaultdict(list)
+            for m in members:
+                for e in self._s.claims[m].linked:
+                    on_entity[e].append(m)
+            for c in cids:
+                out[c] = self._near(c, on_entity, limit)
+        return out
+
+    def _near(self, claim_id: str, on_entity: Mapping[int, list[str]], limit: int) -> list[str]:
+        seen, layer, walked = {claim_id}, [claim_id], set()
+        while layer and len(seen) < limit:
+            step = set()
+            for c in layer:
+                for e in self._s.claims[c].linked:
+                    if e not in walked:
+                        walked.add(e)
+                        step.update(m for m in on_entity[e] if m not in seen)
+            layer = sorted(step)[:limit - len(seen)]
+            seen.update(layer)
+        return sorted(seen)
+
     def entity_key(self, node: int) -> tuple[str, str]:
         kind, _, value = self._s.nodes[node].partition(":")
         return kind, value

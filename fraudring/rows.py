@@ -1,4 +1,4 @@
-"""Warehouse rows (JSONEachRow lines) for the fraud tables of migrations 0020-0024.
+"""Warehouse rows (JSONEachRow lines) for the fraud tables of migrations 0020-0026.
 
 Same shape as ``warehouse.sink`` routes: ``row(msg, now_ms) -> bytes`` for the
 ``fraud.alerts.v1`` and ``fraud.decisions.v1`` topics, plus plain builders for
@@ -14,17 +14,20 @@ from fraudring.verify import Verification
 from stream.records import DecisionV1, FnolV1
 
 _ALERT_COLUMNS = ("alert_id", "claim_id", "ring_id", "created_ts_ms", "claim_ts_ms", "score", "amount_eur",
-                  "expected_saving_eur", "verdict", "members", "evidence", "reasons", "version")
+                  "expected_saving_eur", "verdict", "members", "ring_claims", "evidence", "reasons", "version")
+_ALERT_OPTIONAL = ("created_ts_ms", "ring_claims")
 _decision = msgspec.json.Decoder(DecisionV1)
 
 
 def alert_row(msg, now_ms: int) -> bytes:
     """``fraud_alerts`` row from a ``fraud.alerts.v1`` message (the engine's alert dict as JSON)."""
     alert = msgspec.json.decode(msg.value)
-    missing = [c for c in _ALERT_COLUMNS if c not in alert and c != "created_ts_ms"]
+    missing = [c for c in _ALERT_COLUMNS if c not in alert and c not in _ALERT_OPTIONAL]
     if missing:
         raise ValueError(f"fraud.alerts.v1 offset {msg.offset}: alert lacks {', '.join(missing)}")
     row = {c: alert.get(c, now_ms) for c in _ALERT_COLUMNS}
+    if "ring_claims" not in alert:  # the first engines' alerts: no ring size, the whole ring in members
+        row["ring_claims"] = len(alert["members"])
     return msgspec.json.encode(row) + b"\n"
 
 

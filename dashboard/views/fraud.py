@@ -1,11 +1,15 @@
 """Fraud triage: ranked alert queue, the ring's graph and telematics evidence, and the
 status workflow — decisions go to Kafka (fraud.decisions.v1), never to the warehouse."""
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from dashboard import access, bus, decisions, services, ui
 from dashboard import repository as repo
 from voltrisk.settings import KafkaClientSettings
+
+REOPENED_HELP = "Confirmed or dismissed before the ring grew; the engine alerted the claim again with the new claims"
 
 st.title("Fraud triage")
 with ui.warehouse_guard():
@@ -14,13 +18,15 @@ with ui.warehouse_guard():
     if counts.empty:
         st.info("No fraud alert yet. The ring engine raises alerts as claims arrive on claims.fnol.v1.")
         st.stop()
-    cols = st.columns(len(decisions.STATUSES) + 1)
-    for col, status in zip(cols, decisions.STATUSES, strict=False):
-        col.metric(status.capitalize(), f"{int(counts['alerts'].get(status, 0)):,}")
-    open_saving = counts["saving_eur"].reindex(["new", "investigating"]).fillna(0).sum()
+    cols = st.columns(len(decisions.QUEUE_STATUSES) + 1)
+    for col, status in zip(cols, decisions.QUEUE_STATUSES, strict=False):
+        col.metric(status.capitalize(), f"{int(counts['alerts'].get(status, 0)):,}",
+                   help=REOPENED_HELP if status == "reopened" else None)
+    open_saving = counts["saving_eur"].reindex(list(decisions.OPEN_STATUSES)).fillna(0).sum()
     cols[-1].metric("Expected saving, open", f"€{open_saving:,.0f}")
 
-    statuses = st.multiselect("Show alerts that are", list(decisions.STATUSES), default=["new", "investigating"])
+    statuses = st.multiselect("Show alerts that are", list(decisions.QUEUE_STATUSES),
+                              default=list(decisions.OPEN_STATUSES))
     queue = repo.fraud_queue(statuses)
     st.caption(f"{len(queue)} alerts, ranked by expected saving (score × claimed amount)")
     picked = st.dataframe(queue.drop(columns=["created_ts_ms"]), hide_index=True, on_select="rerun",
@@ -36,8 +42,16 @@ with ui.warehouse_guard():
     alert_id = st.selectbox("Alert (click a row above, or pick it here)", list(queue["alert_id"]),
                             index=rows[0] if rows and rows[0] < len(queue) else 0)
     alert = repo.fraud_alert(alert_id).iloc[0]
-    members = list(alert["members"])
-    st.subheader(f"{alert_id} · ring {alert['ring_id']} · {len(members)} claims")
+    members, ring_claims = list(alert["members"]), int(alert["ring_claims"])
+    st.subheader(f"{alert_id} · ring {alert['ring_id']} · {ring_claims:,} claims")
+    if len(members) < ring_claims:
+        st.caption(f"The ring graph and the verification table show the {len(members)} of its claims nearest to "
+                   f"{alert['claim_id']}.")
+    if alert["status"] == "reopened":
+        decided = datetime.fromtimestamp(int(alert["decided_ts_ms"]) / 1000, UTC)
+        st.warning(f"Reopened: {alert['investigator']} marked it {alert['last_decision']} on "
+                   f"{decided:%Y-%m-%d %H:%M} UTC, and the ring has grown since (now {ring_claims:,} claims). "
+                   "Look at its new claims and decide again.")
     c = st.columns(5)
     c[0].metric("Score", f"{alert['score']:.2f}")
     c[1].metric("Claimed", f"€{alert['amount_eur']:,.0f}")

@@ -37,6 +37,7 @@ ALERTS = [
     ("alert-c1", "ring-1", 0.92, 12_000.0, 11_040.0, "contradicted", ["c1", "c2", "c3"]),
     ("alert-c4", "ring-2", 0.61, 4_000.0, 2_440.0, "consistent", ["c4", "c5"]),
     ("alert-c6", "ring-3", 0.40, 1_500.0, 600.0, "no_telematics", ["c6"]),
+    ("alert-c7", "ring-4", 0.55, 1_000.0, 550.0, "consistent", ["c7", "c8"]),
 ]
 TRIPS_PER_VEHICLE, TRIP_KM = 3, 12.5
 SCORED_DAYS = 3
@@ -48,7 +49,10 @@ def hard_brake_per_100km(i: int) -> float:
     return 0.5 * (i + 1)  # vehicle i of VEHICLES: veh-00 brakes least, veh-11 most
 
 
-DECIDED = {"alert-c6": ("investigating", "li.na")}
+DECIDED = {"alert-c6": ("investigating", "li.na"), "alert-c7": ("dismissed", "zhao.lei")}
+# alerts re-issued after their decision because the ring grew: alert id -> the ring's
+# claims now (the alert's members are the nearest of them)
+GREW = {"alert-c7": 250}
 # entities shared inside rings: c1-c3 one phone, c1-c2 one garage, c4-c5 one lawyer
 SHARED_ENTITIES = [("phone", "13800138000", ["c1", "c2", "c3"]), ("garage", "quickfix motors", ["c1", "c2"]),
                    ("lawyer", "wang and partners", ["c4", "c5"])]
@@ -114,8 +118,10 @@ def _crash_rows() -> list[list]:
 def _fraud_rows() -> dict[str, tuple[list[str], list[list]]]:
     alerts, claims, entities = [], [], []
     for n, (alert_id, ring, score, amount, saving, verdict, members) in enumerate(ALERTS):
-        alerts.append([alert_id, members[0], ring, BASE_TS_MS + n, BASE_TS_MS, score, amount, saving, verdict, members,
-                       [f"{verdict}: seeded evidence for {members[0]}"], [f"{len(members)} claims in one ring"], 1])
+        created = BASE_TS_MS + 120_000 if alert_id in GREW else BASE_TS_MS + n  # decisions are at + 60 s
+        alerts.append([alert_id, members[0], ring, created, BASE_TS_MS, score, amount, saving, verdict, members,
+                       GREW.get(alert_id, len(members)), [f"{verdict}: seeded evidence for {members[0]}"],
+                       [f"{len(members)} claims in one ring"], created])
         for i, cid in enumerate(members):
             claims.append([cid, f"pol-{cid}", BASE_TS_MS, BASE_TS_MS - 3_600_000, 31.23, 121.47, 0, amount / len(members),
                            ring, verdict if i == 0 else "consistent", verdict != "no_telematics", True, True,
@@ -127,7 +133,8 @@ def _fraud_rows() -> dict[str, tuple[list[str], list[list]]]:
                for a, (status, who) in DECIDED.items()]
     return {
         "fraud_alerts": (["alert_id", "claim_id", "ring_id", "created_ts_ms", "claim_ts_ms", "score", "amount_eur",
-                          "expected_saving_eur", "verdict", "members", "evidence", "reasons", "version"], alerts),
+                          "expected_saving_eur", "verdict", "members", "ring_claims", "evidence", "reasons", "version"],
+                         alerts),
         "fraud_claims": (["claim_id", "policy_id", "ts_ms", "loss_ts_ms", "lat", "lon", "cell_h3", "amount_eur", "ring_id",
                           "verdict", "telematics_available", "insured_in_cell", "third_party_in_cell", "crash_pulse_found",
                           "crash_delta_v_kmh", "speed_at_loss_kmh", "parked_or_charging_at_loss", "evidence", "version"],

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from dashboard_seed import ALERTS, DECIDED, SHARED_ENTITIES, frame_with, run_page
+from dashboard_seed import ALERTS, DECIDED, GREW, SHARED_ENTITIES, frame_with, run_page
 
-from dashboard import decisions
+from dashboard import bus, decisions
 
 PAGE = "views/fraud.py"
 
@@ -14,11 +14,17 @@ def test_fraud_queue_ranked_by_expected_saving(seeded_url, warehouse_at):
     warehouse_at(seeded_url)
     at = run_page(PAGE)
     m = {x.label: x.value for x in at.metric}
-    assert m["New"] == "2" and m["Investigating"] == "1" and m["Confirmed"] == "0"
+    assert m["New"] == "2" and m["Reopened"] == "1" and m["Investigating"] == "1" and m["Confirmed"] == "0"
+    assert m["Dismissed"] == "0"  # the dismissed alert's ring grew since: it is reopened, an open one
     assert m["Expected saving, open"] == f"€{sum(a[4] for a in ALERTS):,.0f}"
     queue = frame_with(at, "alert_id", "expected_saving_eur")
     assert list(queue["alert_id"]) == [a[0] for a in ALERTS]
-    assert queue.set_index("alert_id").loc["alert-c6", "status"] == DECIDED["alert-c6"][0]
+    queue = queue.set_index("alert_id")
+    assert queue.loc["alert-c6", "status"] == DECIDED["alert-c6"][0]
+    reopened = queue.loc["alert-c7", ["status", "last_decision", "investigator"]].tolist()
+    assert reopened == ["reopened", *DECIDED["alert-c7"]]
+    # the ring's size, not the length of the members list the alert carries
+    assert queue["ring_claims"].to_dict() == {a[0]: GREW.get(a[0], len(a[6])) for a in ALERTS}
 
 
 def test_fraud_alert_shows_ring_and_evidence(seeded_url, warehouse_at):
@@ -42,6 +48,25 @@ def test_fraud_filter_and_history(seeded_url, warehouse_at):
     assert list(frame_with(at, "alert_id", "expected_saving_eur")["alert_id"]) == ["alert-c6"]
     history = frame_with(at, "investigator", "decided_utc")
     assert history[["status", "investigator"]].values.tolist() == [list(DECIDED["alert-c6"])]
+
+
+def test_a_reopened_alert_says_why_and_can_be_decided_again(seeded_url, warehouse_at, monkeypatch):
+    """An alert dismissed before its ring grew: the page says who decided what, shows the
+    ring's true size beside the nearest claims it carries, and takes a new decision."""
+    warehouse_at(seeded_url)
+    sent = []
+    monkeypatch.setattr(bus, "publish", lambda rec, settings: sent.append(rec))
+    at = run_page(PAGE)
+    at.selectbox[0].set_value("alert-c7").run()
+    assert at.subheader[0].value == f"alert-c7 · ring ring-4 · {GREW['alert-c7']} claims"
+    assert "show the 2 of its claims nearest to c7" in " ".join(c.value for c in at.caption)
+    assert at.warning[0].value.startswith("Reopened: zhao.lei marked it dismissed on 2025-11-24 16:01 UTC")
+    assert list(frame_with(at, "claim_id", "crash_pulse_found")["claim_id"]) == ["c7", "c8"]
+    assert at.radio[0].options == ["investigating", "dismissed"]
+    at.text_input[0].input("li.na")
+    at.button[0].click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert [(r.alert_id, r.status, r.investigator) for r in sent] == [("alert-c7", "investigating", "li.na")]
 
 
 def test_fraud_decision_without_kafka_says_so(seeded_url, warehouse_at, monkeypatch, dead_url):
@@ -69,6 +94,10 @@ def test_workflow_refuses_skipping_investigation():
     assert (rec.status, rec.investigator, rec.ts_ms) == ("confirmed", "li.na", 1_764_000_000_000)
     with pytest.raises(decisions.DecisionRefused, match="not a valid fraud.decisions.v1 record"):
         decisions.decision("a1", "new", "investigating", "x" * 201)
+    # reopened is the queue's, never a decision: it moves on like a new alert
+    assert decisions.decision("a1", "reopened", "dismissed", "li.na").status == "dismissed"
+    with pytest.raises(decisions.DecisionRefused, match="alert a1 is reopened: it can move to investigating, dismissed"):
+        decisions.decision("a1", "reopened", "confirmed", "li.na")
 
 
 def test_an_alert_on_a_claim_id_of_the_longest_allowed_can_be_decided():
