@@ -270,7 +270,8 @@ def harsh_timeline(trips: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_history(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per local day, one column per scorer."""
+    """One row per local day, one column per scorer: the reference score and each model
+    version (``ubi@v2``), so a promotion starts a column beside the previous version's."""
     if scores.empty:
         return pd.DataFrame()
     days = pd.to_datetime(scores["as_of_day"].astype("int64"), unit="D")  # local days, plotted as dates

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pricing import fremtpl2
-from pricing.registry import ProductionModel, Registry
+from pricing.registry import ProductionModel, Registry, version_label
 from pricing.scorers import Scorer
 from pricing.telematics import LABELS, TelematicsMultiplier
 
@@ -128,6 +128,7 @@ class StreamMultiplierScorer:
     ``score(X)`` takes rows × ``feature_names`` (the contract's 30-day features) and
     returns the bounded multiplier per row; a newly promoted model is picked up on the
     next batch, and one with other features is refused (the running one stays).
+    ``score_versioned(X)`` also names the version that computed them, e.g. ``ubi@v2``.
     """
 
     def __init__(self, registry: Registry, name: str, check_interval_s: float = 5.0) -> None:
@@ -135,7 +136,11 @@ class StreamMultiplierScorer:
         self._live = ProductionModel(registry, name, self.feature_names, check_interval_s, kind=TelematicsMultiplier.kind)
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        model = self._live.get()
+        return self.score_versioned(X)[1]
+
+    def score_versioned(self, X: np.ndarray) -> tuple[str, np.ndarray]:
+        version, model = self._live.current()
         if not isinstance(model, TelematicsMultiplier):
             raise TypeError(f"model {self._live.name} is a {model.kind} scorer, not a telematics multiplier")
-        return model.multiplier(pd.DataFrame(np.asarray(X, dtype=np.float32), columns=self.feature_names))
+        rows = pd.DataFrame(np.asarray(X, dtype=np.float32), columns=self.feature_names)
+        return version_label(self._live.name, version), model.multiplier(rows)

@@ -64,6 +64,15 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     return f"{len(frame)}:{digest.hexdigest()[:16]}"
 
 
+def version_label(name: str, version: int) -> str:
+    """How a score row names the model version that computed it (``scorer`` of ``scores.ubi.v1``).
+
+    >>> version_label("telematics", 3)
+    'telematics@v3'
+    """
+    return f"{name}@v{version}"
+
+
 def _write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
@@ -167,20 +176,29 @@ class ProductionModel:
                  kind: str | None = None) -> None:
         self.registry, self.name, self.features, self.kind = registry, name, tuple(features), kind
         self.check_interval_s = check_interval_s
-        self.version: int | None = None
         self.last_error: str | None = None
-        self._scorer: Scorer | None = None
+        self._current: tuple[int, Scorer] | None = None  # (version, scorer), swapped as one
         self._stamp: tuple[int, int] | None = None
         self._checked_at = float("-inf")
 
+    @property
+    def version(self) -> int | None:
+        return self._current[0] if self._current else None
+
     def get(self) -> Scorer:
+        return self.current()[1]
+
+    def current(self) -> tuple[int, Scorer]:
+        """``(version, scorer)`` in production, as one pair: ``version`` read apart from
+        the scorer may already name a version promoted in between."""
         now = time.monotonic()
-        if self._scorer is None or now - self._checked_at >= self.check_interval_s:
+        if self._current is None or now - self._checked_at >= self.check_interval_s:
             self._checked_at = now
             self._refresh()
-        if self._scorer is None:
+        current = self._current
+        if current is None:
             raise LookupError(self.last_error or f"model {self.name} has no production version under {self.registry.root}")
-        return self._scorer
+        return current
 
     def _refresh(self) -> None:
         pointer = self.registry.root / self.name / "PRODUCTION"
@@ -199,9 +217,9 @@ class ProductionModel:
             if self.kind is not None and scorer.kind != self.kind:
                 raise FeatureMismatchError(f"model {self.name} v{version} is a {scorer.kind} model, not a {self.kind} one")
         except FeatureMismatchError as exc:
-            if self._scorer is None:
+            if self._current is None:
                 raise
             self.last_error = str(exc)
             log.error("pricing: %s; still serving %s v%s", exc, self.name, self.version)
             return
-        self._scorer, self.version, self.last_error = scorer, version, None
+        self._current, self.last_error = (version, scorer), None

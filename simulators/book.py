@@ -21,12 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from simulators import city, claims, drivers
-from stream.features.windows import feature_names
+from stream.features.windows import DAILY_SUMS, feature_names, features_from_sums
 
 PERIOD_DAYS = 30
 BOOK_START_MS = 1_735_660_800_000  # 2025-01-01 00:00 Shanghai
 # the feature contract is defined once, by the streaming feature functions
 FEATURE_ORDER = tuple(name.removesuffix("_by_vehicle_30d") for name in feature_names(30))
+# a period without driving holds what the stream computes for a window without driving
+# (zero sums): 0 for the counts, rates and shares, 1.0 (the fleet average) for cell risk,
+# NaN for SOC at trip start
+IDLE = {stem: float(v[0]) for stem, v in
+        zip(FEATURE_ORDER, features_from_sums({c: np.zeros(1) for c in DAILY_SUMS}, 30).values(), strict=True)}
 
 
 def col(name: str, window_d: int = 30) -> str:
@@ -85,16 +90,17 @@ def vehicle_book(pop: drivers.Population, cfg: BookConfig):
 
     def rate(name, per_km):
         count = rng.poisson(per(exp[name]) * km / per_km)
-        return np.where(drove, count / np.maximum(km, 1e-9) * per_km, 0.0)
+        return count / np.maximum(km, 1e-9) * per_km
 
     def share(name, conc):
-        return np.where(drove, _beta(rng, per(exp[name]), conc), 0.0)
+        return _beta(rng, per(exp[name]), conc)
 
+    # values as if every period drove; periods that did not get IDLE below
     f = {
         "distance_km": km,
         "driving_hours": hours,
         "trips": trips.astype(float),
-        "mean_speed_kmh": np.where(drove, km / np.maximum(hours, 1e-9), 0.0),
+        "mean_speed_kmh": km / np.maximum(hours, 1e-9),
         "hard_brake_per_100km": rate("hard_brake_per_100km", 100.0),
         "harsh_accel_per_100km": rate("harsh_accel_per_100km", 100.0),
         "harsh_turn_per_100km": rate("harsh_turn_per_100km", 100.0),
@@ -106,21 +112,13 @@ def vehicle_book(pop: drivers.Population, cfg: BookConfig):
         "speeding_share": share("speeding_share", hours * 60.0),
         "regen_share": share("regen_share", km * 2.0),
         "thermal_alarms_per_1000km": rate("thermal_alarms_per_1000km", 1000.0),
-        "soc_trip_start_mean": np.where(
-            drove,
-            np.clip(
-                per(exp["soc_trip_start_mean"]) + rng.normal(0, 1, (n, P)) * 12.0 / np.sqrt(np.maximum(trips, 1)),
-                5,
-                100,
-            ),
-            np.nan,
+        "soc_trip_start_mean": np.clip(
+            per(exp["soc_trip_start_mean"]) + rng.normal(0, 1, (n, P)) * 12.0 / np.sqrt(np.maximum(trips, 1)), 5, 100
         ),
-        "cell_risk_exposure_weighted": np.where(
-            drove,
-            per(exp["cell_risk_exposure_weighted"]) + rng.normal(0, 1, (n, P)) * 0.15 / np.sqrt(np.maximum(trips, 1)),
-            np.nan,
-        ),
+        "cell_risk_exposure_weighted": per(exp["cell_risk_exposure_weighted"])
+        + rng.normal(0, 1, (n, P)) * 0.15 / np.sqrt(np.maximum(trips, 1)),
     }
+    f = {k: np.where(drove, v, IDLE[k]) for k, v in f.items()}
     annual_km = km / exposure
     true_rate = np.column_stack([pop.true_rate(np.maximum(annual_km[:, p], 100.0)) for p in range(P)])
     crashes = rng.poisson(true_rate * exposure)

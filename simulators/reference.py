@@ -11,6 +11,10 @@ Definitions follow the shared feature contract:
   speeding: speed above 1.1 x the cell's limit; night: 23:00-04:00 Shanghai);
 - regen share: share of braking samples (< -0.1 g) with motor_power_kw < 0;
 - SOC at trip start: the ``ev.state.v1`` sent at the first dynamics sample of each trip.
+
+A ratio without its denominator (regen share without braking, rates without distance)
+is NaN here where the stream's windows give 0: the yardstick is compared and fitted on
+finite values only, and ``fleet_features`` leaves out vehicles that did not drive.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from stream.featuring import FEATURE_INPUTS, FeatureEngine, pack, redriven_topic
 from stream.gate import Accepted, Gate, Passed, Rejected, dlq_message, reject
 from stream.handoff import Handed, Handoff
 from stream.inflight import StepSender
+from stream.score import Scorer
 from voltrisk.errors import first_line
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
@@ -357,7 +358,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     stages = w.stages
     app.gate_intake = None
     app.hand_off = None  # set by the features agent: the gate's clean messages straight to the features
-    scorer = _scorer(w) if "features" in stages and "scoring" in stages else (None, "reference")
+    scorer = _scorer(w) if "features" in stages and "scoring" in stages else None
     app.warm_up_summary = None  # logged by the worker once its logging is set up
     if "gate" in stages or "features" in stages:
         t0 = time.perf_counter()
@@ -388,12 +389,12 @@ async def _acknowledged(futures: list) -> list[tuple[int, int]]:
     return [(md.partition, md.offset) for md in await asyncio.gather(*futures)]
 
 
-def warm_up(w: WorkerSettings, scorer: tuple = (None, "reference")) -> list[tuple[str, str, bytes]]:
+def warm_up(w: WorkerSettings, scorer: Scorer | None = None) -> list[tuple[str, str, bytes]]:
     """Run the gate and the features step once on the contract examples, with throwaway
     in-memory state, before the worker takes any record: first calls pay for lazy
     imports and set-up (numpy imports numpy.ma on the first ``np.unique`` of strings),
     which would otherwise stall the first live records after every
-    start or fail-over. ``scorer``: (model, name) as ``_scorer`` gives them. Returns the
+    start or fail-over. ``scorer``: as ``_scorer`` gives it. Returns the
     rows the step produced (a vehicle's features and score among them)."""
     from contracts.examples import RAW_EXAMPLES
 
@@ -407,24 +408,24 @@ def warm_up(w: WorkerSettings, scorer: tuple = (None, "reference")) -> list[tupl
         # a lone record and a batch message: both of the gate's paths
         raw = [(key, msgspec.json.encode(recs[0]), headers, 0, 0), (key, msgspec.json.encode(recs[1:]), headers, 0, 1)]
         clean += [(o.topic, o.key, o.value) for o in gate_batch(gate, spec.name, raw) if o.topic in FEATURE_INPUTS]
-    engine = FeatureEngine({}, scorer[0], scorer[1], live_hold_ms=w.live_hold_ms, live_window_ms=w.live_window_ms)
+    engine = FeatureEngine({}, scorer, live_hold_ms=w.live_hold_ms, live_window_ms=w.live_window_ms)
     rows = engine.step(clean) + engine.drain()
     pack(rows)
     return rows
 
 
-def _scorer(w: WorkerSettings):
-    """The reference score, or the production version of a telematics model from the
-    pricing registry (reloaded when a new version is promoted)."""
+def _scorer(w: WorkerSettings) -> Scorer | None:
+    """None for the reference score, or the production version of a telematics model
+    from the pricing registry (reloaded when a new version is promoted)."""
     if w.worker_scorer == "reference":
-        return None, "reference"
+        return None
     from pricing.rating import StreamMultiplierScorer
     from pricing.registry import Registry
     from pricing.settings import PricingSettings
 
     scorer = StreamMultiplierScorer(Registry(PricingSettings().model_registry_dir), w.worker_scorer)
     scorer.score(np.zeros((1, len(scorer.feature_names))))  # fail at start-up, not on the first batch
-    return scorer, w.worker_scorer
+    return scorer
 
 
 # hands messages to the producer and returns what to await for their acknowledgements
@@ -434,10 +435,10 @@ MAX_SENDS_IN_FLIGHT = 4  # features steps whose rows are on their way to Kafka
 
 
 def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, enqueue: Enqueue, datadir: Path,
-                    scorer: tuple = (None, "reference")) -> FeatureEngine:
+                    scorer: Scorer | None = None) -> FeatureEngine:
     """One agent over the four clean telemetry topics (co-partitioned by vehicle), so
     park states and SOC readings meet the dynamics they belong to."""
-    engine = FeatureEngine(_open_store(datadir / "features"), scorer[0], scorer[1],
+    engine = FeatureEngine(_open_store(datadir / "features"), scorer,
                            score_every_ms=w.score_every_ms, reorder_ms=w.reorder_ms, live_hold_ms=w.live_hold_ms,
                            live_window_ms=w.live_window_ms, scoring="scoring" in w.stages,
                            partitions=k.telemetry_partitions)

@@ -74,13 +74,12 @@ class FeatureEngine:
     """Per-vehicle feature state over a persistent key-value store (rocksdict in
     the worker, a dict in tests): ``s``+id -> VehicleState, ``h``+id -> history."""
 
-    def __init__(self, store: MutableMapping[bytes, bytes], scorer: Scorer | None = None, scorer_name: str = "reference",
+    def __init__(self, store: MutableMapping[bytes, bytes], scorer: Scorer | None = None,
                  *, cells: CellTable | None = None, score_every_ms: int = 5_000, reorder_ms: int = 120_000,
                  max_hold_s: float = 10.0, live_hold_ms: int = 0, live_window_ms: int = 0, scoring: bool = True,
                  partitions: int = 0, clock: Callable[[], float] = time.time):
         self.store = store
         self.scorer = scorer or ReferenceScorer()
-        self.scorer_name = scorer_name
         self.scoring = scoring
         self.live_hold_s, self.live_window_ms = live_hold_ms / 1000, live_window_ms
         self.records_in = 0  # records taken in (for the worker's stats)
@@ -545,7 +544,7 @@ class FeatureEngine:
         for day, group in by_day.items():
             feats = vehicle_features_from_states(group, day, {v: history.get(v, []) for v in group})
             out.extend((VEHICLE, r.vehicle_id, _encode(r)) for r in vehicle_feature_records(feats, now_ms))
-            scores = score_records(feats, self.scorer, self.scorer_name, now_ms, {v: s.seen_ts_ms for v, s in group.items()})
+            scores = score_records(feats, self.scorer, now_ms, {v: s.seen_ts_ms for v, s in group.items()})
             self.scores_out += len(scores)
             out.extend((SCORES, r.vehicle_id, _encode(r)) for r in scores)
         for v in due:

@@ -9,9 +9,11 @@ pricing model (formula, coefficients and their reasons in ``docs/scoring.md``).
 (``x_i = 0``). The score is 100 for a driver with every factor at baseline and loses
 40 points each time the predicted frequency is multiplied by e (2.72).
 
-Pricing plugs its model in through ``Scorer``: anything with ``feature_names`` and a
+Pricing plugs its model in through ``Scorer``: anything with ``feature_names``, a
 vectorised ``score(X)`` (X: rows × features, in that order) returning one value
-per row. The streaming agent calls it on a few thousand rows at a time.
+per row, and ``score_versioned(X)`` returning the same values with the name of the
+exact model version that computed them (the ``scorer`` of the score rows). The
+streaming agent calls it on a few thousand rows at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ class Scorer(Protocol):
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """One score per row of ``X`` (rows × ``feature_names``)."""
+        ...
+
+    def score_versioned(self, X: np.ndarray) -> tuple[str, np.ndarray]:
+        """``score(X)`` and the model version that computed it, taken in the same call
+        (e.g. ``"reference"``, ``"telematics@v3"``): a model promoted meanwhile must not
+        lend its name to the previous one's scores."""
         ...
 
 
@@ -66,7 +74,11 @@ class ReferenceScorer:
     >>> X[1, 0] = 2.0                   # 2 hard brakes per 100 km
     >>> np.round(s.score(X), 2).tolist()
     [100.0, 88.0]
+    >>> s.score_versioned(X)[0]
+    'reference'
     """
+
+    name = "reference"
 
     def __init__(self, factors: tuple[Factor, ...] = FACTORS, base_pcf: float = BASE_PCF) -> None:
         self.factors = factors
@@ -95,19 +107,24 @@ class ReferenceScorer:
     def score(self, X: np.ndarray) -> np.ndarray:
         return np.clip(100.0 - POINTS_PER_E * self.log_relative_pcf(X).sum(axis=1), 0.0, 100.0)
 
+    def score_versioned(self, X: np.ndarray) -> tuple[str, np.ndarray]:
+        return self.name, self.score(X)
 
-def score_records(features: Mapping[str, np.ndarray], scorer: Scorer, scorer_name: str, version_ts_ms: int,
+
+def score_records(features: Mapping[str, np.ndarray], scorer: Scorer, version_ts_ms: int,
                   through_ts_ms: Mapping[str, int] | None = None) -> list:
     """``ScoreV1`` records (``scores.ubi.v1``) for every vehicle of ``features``
-    (``vehicle_features_from_states`` / ``_from_daily`` output), scored in one call;
-    ``through_ts_ms`` gives per vehicle the newest event time the features include."""
+    (``vehicle_features_from_states`` / ``_from_daily`` output), scored in one call
+    and named after the model version that computed them; ``through_ts_ms`` gives per
+    vehicle the newest event time the features include."""
     from stream.features.outputs import ScoreV1
 
     through = through_ts_ms or {}
-    scores = scorer.score(matrix(features, scorer.feature_names)).tolist()
-    return [ScoreV1(vehicle_id=v, as_of_day=int(day), scorer=scorer_name, score=sc, version_ts_ms=version_ts_ms,
+    name, scores = scorer.score_versioned(matrix(features, scorer.feature_names))
+    rows = zip(features["vehicle_id"].tolist(), features["as_of_day"].tolist(), scores.tolist(), strict=True)
+    return [ScoreV1(vehicle_id=v, as_of_day=int(day), scorer=name, score=sc, version_ts_ms=version_ts_ms,
                     through_ts_ms=int(through.get(v, 0)))
-            for v, day, sc in zip(features["vehicle_id"].tolist(), features["as_of_day"].tolist(), scores, strict=True)]
+            for v, day, sc in rows]
 
 
 def matrix(features: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:

@@ -10,10 +10,11 @@ re-delivery changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import msgspec
 import numpy as np
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from stream.features.windows import WINDOWS_D, feature_names
 
@@ -113,7 +114,10 @@ class ScoreV1(Struct, **_OUT):
 
     vehicle_id: str
     as_of_day: int
-    scorer: str  # "reference" or the pricing model's registry version
+    scorer: Annotated[str, Meta(description=(
+        "What computed the score: 'reference' (the published-formula safety score, 0-100) or the exact pricing "
+        "model version as NAME@vVERSION in the model registry, e.g. 'telematics@v3' (the telematics multiplier); "
+        "after a promotion the new version's rows sit beside the old version's, they do not replace them"))]
     score: float
     version_ts_ms: int
     through_ts_ms: int = 0  # newest event time (any kind) the score reflects: its data freshness

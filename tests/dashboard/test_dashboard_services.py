@@ -70,12 +70,15 @@ def test_topic_summary_rates_over_the_window():
 
 
 def test_score_history_one_column_per_scorer_by_local_date():
-    scores = pd.DataFrame({"as_of_day": [20416, 20416, 20417], "scorer": ["reference", "ubi-telematics v1", "reference"],
-                           "score": [80.0, 1.05, 78.5]})
+    """ubi v2 was promoted during 2025-11-25: that day has a score of each version."""
+    scores = pd.DataFrame({"as_of_day": [20416, 20416, 20417, 20417, 20417],
+                           "scorer": ["reference", "ubi@v1", "reference", "ubi@v1", "ubi@v2"],
+                           "score": [80.0, 1.05, 78.5, 1.04, 0.97]})
     history = services.score_history(scores)
-    assert list(history.columns) == ["reference", "ubi-telematics v1"]
+    assert list(history.columns) == ["reference", "ubi@v1", "ubi@v2"]
     assert [f"{d:%Y-%m-%d}" for d in history.index] == ["2025-11-24", "2025-11-25"]
     assert history.loc["2025-11-25", "reference"] == 78.5
+    assert history["ubi@v1"].tolist() == [1.05, 1.04] and history.loc["2025-11-25", "ubi@v2"] == 0.97
 
 
 def test_throughput_leaves_out_the_minute_still_filling():

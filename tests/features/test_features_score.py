@@ -24,6 +24,9 @@ def test_scorer_contract_shape_names_and_batch_independence(scorer):
     s = scorer.score(X)
     assert s.shape == (1000,) and np.isfinite(s).all()
     np.testing.assert_allclose(scorer.score(X[:10]), s[:10])  # a row's score does not depend on its batch
+    name, versioned = scorer.score_versioned(X)  # the score rows' ``scorer``: what computed them
+    assert isinstance(name, str) and name
+    np.testing.assert_array_equal(versioned, s)
 
 
 def test_reference_score_is_100_at_baseline_and_bounded():

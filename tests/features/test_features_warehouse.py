@@ -120,7 +120,7 @@ def test_every_emitted_version_collapses_to_the_offline_rows(ch):
     records = vehicle_feature_records(training, version_ts_ms=1)
     _insert(ch, "vehicle_features", records)
     scorer = ReferenceScorer()
-    _insert(ch, "scores", score_records(training, scorer, "reference", version_ts_ms=1))
+    _insert(ch, "scores", score_records(training, scorer, version_ts_ms=1))
     back = final("vehicle_features").sort_values("vehicle_id")
     np.testing.assert_allclose(back["hard_brake_per_100km_by_vehicle_30d"], training["hard_brake_per_100km_by_vehicle_30d"])
     scores = final("scores").sort_values("vehicle_id")

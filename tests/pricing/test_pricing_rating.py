@@ -97,6 +97,52 @@ def test_stream_scorer_serves_the_production_multiplier(tmp_path, telematics, bo
     np.testing.assert_allclose(scorer.score(X), telematics.multiplier(book.head(1000)), rtol=1e-6)
 
 
+def test_stream_scores_name_the_model_version_that_made_them(tmp_path, telematics, book):
+    """The features worker scores one vehicle, v2 is promoted, the vehicle is scored again
+    the same day: the rows name ubi@v1 and ubi@v2 (the scores table's key holds the
+    scorer, so the second row joins the first instead of replacing it), each with the
+    multiplier of the version it names."""
+    import msgspec
+
+    from pricing.rating import StreamMultiplierScorer
+    from stream import records as R
+    from stream import topics as T
+    from stream.featuring import FeatureEngine
+
+    shuffled = book.assign(crash_count=np.random.default_rng(0).permutation(book["crash_count"].to_numpy()))
+    challenger = TelematicsMultiplier(seed=0).fit(shuffled, shuffled["crash_count"], shuffled["exposure_years"])
+    registry = Registry(tmp_path)
+    for model in (telematics, challenger):
+        registry.register("ubi", model, data_fingerprint(book), {})
+    registry.promote("ubi", 1)
+    clock = [2_000_000_000.0]
+    engine = FeatureEngine({}, StreamMultiplierScorer(registry, "ubi", check_interval_s=0.0), score_every_ms=0,
+                           live_hold_ms=50, live_window_ms=30_000, clock=lambda: clock[0])
+
+    def drive_and_score(first: int) -> tuple[dict, dict]:
+        """Ten live samples of one vehicle (one hard brake); its feature row and score row."""
+        now_ms = int(clock[0] * 1000)
+        recs = [R.DynamicsV1(event_id=f"e{first + i}", ts_ms=now_ms - 1000 + i * 100, speed_kmh=50.0,
+                             accel_long_mps2=-4.0 if i == 5 else 0.0, accel_lat_mps2=0.0, yaw_rate_dps=0.0,
+                             heading_deg=90.0, motor_power_kw=10.0, adas_state="off", fcw=False, headway_s=None,
+                             seatbelt_driver=True, lat=31.2, lon=121.4 + (first + i) * 1e-4) for i in range(10)]
+        assert engine.step([(T.clean_name(T.DYNAMICS.name), b"veh-1", msgspec.json.encode(recs))]) == []
+        clock[0] += 0.1  # past the live hold
+        wanted = ("features.vehicle.v1", "scores.ubi.v1")
+        rows = {topic: msgspec.json.decode(v) for topic, _, v in engine.flush() if topic in wanted}
+        return rows["features.vehicle.v1"], rows["scores.ubi.v1"]
+
+    features_v1, before = drive_and_score(0)
+    registry.promote("ubi", 2)  # e.g. `voltrisk pricing promote ubi 2` while the worker runs
+    features_v2, after = drive_and_score(10)
+    assert (before["scorer"], after["scorer"]) == ("ubi@v1", "ubi@v2")
+    assert (before["vehicle_id"], before["as_of_day"]) == (after["vehicle_id"], after["as_of_day"])
+    frame = pd.DataFrame([features_v1, features_v2])[list(FEATURES)]
+    served = [telematics.multiplier(frame.iloc[:1])[0], challenger.multiplier(frame.iloc[1:])[0]]
+    np.testing.assert_allclose([before["score"], after["score"]], served, rtol=1e-5)
+    assert after["score"] != pytest.approx(telematics.multiplier(frame.iloc[1:])[0], rel=1e-3)  # v2's own number
+
+
 def test_quote_the_simulated_book_with_a_fremtpl2_base_model(telematics):
     """End to end: base premium from freMTPL2 factors × the multiplier, on simulated vehicles."""
     from pricing import fremtpl2

@@ -3,6 +3,7 @@ Poisson model, and a claims book with rings and consistent verification facts.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from simulators import book, claims, drivers
+from stream.features.windows import DAILY_SUMS, feature_names, features_from_sums
 
 FEATURES = [
     "distance_km",
@@ -91,6 +93,57 @@ def test_feature_ranges_are_plausible(small_book):
     assert 20 < active["mean_speed_kmh_by_vehicle_30d"].median() < 40
     for share in ("unsafe_following_share", "unbuckled_share", "night_share", "speeding_share", "regen_share"):
         assert active[f"{share}_by_vehicle_30d"].between(0, 1).all()
+
+
+@pytest.fixture(scope="module")
+def garaged_book(policies):
+    """A book where every other car mostly stays in the garage (a trip every few years),
+    so most of its periods hold no driving."""
+    pop = drivers.build_population(60, seed=9, policies=policies)
+    garaged = np.arange(pop.n) % 2 == 0
+
+    def rare(a):
+        return np.where(garaged, a * 1e-4, a)
+
+    pop = dataclasses.replace(pop, commute_p=rare(pop.commute_p), errand_rate=rare(pop.errand_rate),
+                              night_p=rare(pop.night_p))
+    return book.vehicle_book(pop, book.BookConfig(vehicle_years=60, seed=9))
+
+
+def test_a_period_without_driving_has_the_features_the_stream_computes_for_it(garaged_book):
+    """Training rows of periods without driving equal what the stream serves for a window
+    without driving: ``features_from_sums`` of zero sums, NaN where it gives NaN."""
+    idle = garaged_book[garaged_book["distance_km_by_vehicle_30d"] == 0]
+    assert len(idle) > 300
+    served = features_from_sums({c: np.zeros(1) for c in DAILY_SUMS}, 30)
+    assert list(served) == feature_names(30)
+    for name, value in served.items():
+        np.testing.assert_array_equal(idle[name].to_numpy(), np.full(len(idle), value[0]), err_msg=name)
+
+
+def test_driving_periods_hold_values_the_stream_can_produce(garaged_book):
+    """Whole trips and events over the period's km, mean speed = km / hours, shares in
+    [0, 1], SOC in percent, a positive cell risk index, nothing missing."""
+    drove = garaged_book[garaged_book["distance_km_by_vehicle_30d"] > 0]
+    assert len(drove) > 300
+    assert not drove[feature_names(30)].isna().any().any()
+
+    def f(name):
+        return drove[book.col(name)].to_numpy()
+
+    assert (f("trips") >= 1).all() and (f("trips") == np.round(f("trips"))).all()
+    assert (f("driving_hours") > 0).all()
+    # within the book's rounding to 5 decimals (a car out of the garage may drive a few minutes)
+    np.testing.assert_allclose(f("distance_km") / f("mean_speed_kmh"), f("driving_hours"), rtol=1e-4, atol=2e-5)
+    assert (f("mean_speed_kmh") <= 250).all()  # the contract's speed bound
+    for rate, per_km in (("hard_brake_per_100km", 100), ("harsh_accel_per_100km", 100), ("harsh_turn_per_100km", 100),
+                         ("fcw_per_1000km", 1000), ("thermal_alarms_per_1000km", 1000)):
+        events = f(rate) * f("distance_km") / per_km
+        np.testing.assert_allclose(events, np.round(events), atol=1e-3, err_msg=rate)
+    for share in ("unsafe_following_share", "unbuckled_share", "night_share", "speeding_share", "regen_share"):
+        assert ((f(share) >= 0) & (f(share) <= 1)).all(), share
+    assert ((f("soc_trip_start_mean") >= 0) & (f("soc_trip_start_mean") <= 100)).all()
+    assert (f("cell_risk_exposure_weighted") > 0).all()
 
 
 def test_claims_book_contract_and_truth(small_book):
