@@ -30,13 +30,16 @@ class DecisionRefused(ValueError):
     """A status change the workflow does not allow, or a record the contract refuses."""
 
 
-def decision(alert_id: str, current: str, status: str, investigator: str, note: str = "", now_ms: int | None = None) -> DecisionV1:
-    """A validated decision record for moving ``alert_id`` from ``current`` to ``status``."""
+def decision(alert_id: str, current: str, status: str, investigator: str, note: str = "", now_ms: int | None = None,
+             alert_version: int = 0) -> DecisionV1:
+    """A validated decision record for moving ``alert_id`` from ``current`` to ``status``;
+    ``alert_version``: the version of the alert on screen (a later one reopens the decision)."""
     if status not in NEXT_STATUSES.get(current, ()):
         allowed = ", ".join(NEXT_STATUSES.get(current, ())) or "nothing"
         raise DecisionRefused(f"alert {alert_id} is {current}: it can move to {allowed}, not to {status}")
     rec = DecisionV1(event_id=uuid.uuid4().hex, ts_ms=now_ms if now_ms is not None else int(time.time() * 1000),
-                     alert_id=alert_id, status=status, investigator=investigator.strip(), note=note.strip())
+                     alert_id=alert_id, status=status, investigator=investigator.strip(), note=note.strip(),
+                     alert_version=alert_version)
     try:
         # the same checks the contract's consumers apply (lengths, allowed values)
         return msgspec.json.decode(msgspec.json.encode(rec), type=DecisionV1)

@@ -114,7 +114,7 @@ QUERIES: dict[str, str] = {
     "fraud_alert": """
         SELECT alert_id, claim_id, ring_id, score, amount_eur, expected_saving_eur, verdict, members, ring_claims,
                evidence, reasons, status, last_decision, investigator,
-               toUnixTimestamp64Milli(decided_at) AS decided_ts_ms
+               toUnixTimestamp64Milli(decided_at) AS decided_ts_ms, version
         FROM fraud_queue WHERE alert_id = {alert_id:String}
     """,
     "ring_entities": """

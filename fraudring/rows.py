@@ -36,7 +36,8 @@ def decision_row(msg, now_ms: int) -> bytes:
     time is its version, so a replayed decision collapses onto itself."""
     d = _decision.decode(msg.value)
     return msgspec.json.encode({"event_id": d.event_id, "alert_id": d.alert_id, "ts_ms": d.ts_ms, "status": d.status,
-                                "investigator": d.investigator, "note": d.note, "version": d.ts_ms}) + b"\n"
+                                "investigator": d.investigator, "note": d.note, "alert_version": d.alert_version,
+                                "version": d.ts_ms}) + b"\n"
 
 
 def claim_row(claim: FnolV1, check: Verification, ring_id: str, cell_h3: int, version: int) -> dict:

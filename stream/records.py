@@ -175,6 +175,10 @@ class DecisionV1(Struct, **_STRUCT):
     status: Literal["new", "investigating", "confirmed", "dismissed"]
     investigator: Text
     note: Annotated[str, Meta(max_length=2_000)] = ""
+    alert_version: Annotated[int, Meta(ge=0, description=(
+        "Version of the alert the investigator saw when deciding (fraud.alerts.v1 'version'); a later version "
+        "of the alert (its ring grew) reopens a closed decision. 0: not known, the decision's time is compared "
+        "with the alert's instead"))] = 0
 
 
 TelemetryRecord = StateV1 | DynamicsV1 | AlarmV1 | CrashV1

@@ -86,7 +86,8 @@ with ui.warehouse_guard():
         try:
             if not investigator.strip():
                 raise decisions.DecisionRefused("say who decides: fill in the investigator")
-            rec = decisions.decision(alert_id, alert["status"], new_status, investigator, note)
+            rec = decisions.decision(alert_id, alert["status"], new_status, investigator, note,
+                                     alert_version=int(alert["version"]))
             bus.publish(rec, KafkaClientSettings())
         except (decisions.DecisionRefused, ConnectionError) as exc:
             st.error(str(exc))

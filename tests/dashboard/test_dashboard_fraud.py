@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dashboard_seed import ALERTS, DECIDED, GREW, SHARED_ENTITIES, frame_with, run_page
+from dashboard_seed import ALERTS, BASE_TS_MS, DECIDED, GREW, SHARED_ENTITIES, frame_with, run_page
 
 from dashboard import bus, decisions
 
@@ -66,7 +66,9 @@ def test_a_reopened_alert_says_why_and_can_be_decided_again(seeded_url, warehous
     at.text_input[0].input("li.na")
     at.button[0].click().run()
     assert not at.error, [e.value for e in at.error]
-    assert [(r.alert_id, r.status, r.investigator) for r in sent] == [("alert-c7", "investigating", "li.na")]
+    # the decision names the alert version on screen: only a later one reopens it
+    assert [(r.alert_id, r.status, r.investigator, r.alert_version) for r in sent] == [
+        ("alert-c7", "investigating", "li.na", BASE_TS_MS + 120_000)]
 
 
 def test_fraud_decision_without_kafka_says_so(seeded_url, warehouse_at, monkeypatch, dead_url):

@@ -38,9 +38,9 @@ def _alert(cid: str, saving: float, version: int, **more) -> SimpleNamespace:
     return SimpleNamespace(value=msgspec.json.encode(alert), offset=1)
 
 
-def _decide(client, alert_id: str, status: str, investigator: str, ts_ms: int) -> None:
+def _decide(client, alert_id: str, status: str, investigator: str, ts_ms: int, alert_version: int = 0) -> None:
     d = DecisionV1(event_id=f"{alert_id}-{ts_ms}", ts_ms=ts_ms, alert_id=alert_id, status=status,
-                   investigator=investigator)
+                   investigator=investigator, alert_version=alert_version)
     _insert(client, "fraud_decisions", [decision_row(SimpleNamespace(value=msgspec.json.encode(d), offset=1), 0)])
 
 
@@ -94,6 +94,22 @@ def test_a_closed_alert_whose_ring_grew_is_reopened_with_its_last_decision(clien
     assert queue() == [("confirmed", "confirmed", "li.na", 7)]
     _insert(client, "fraud_alerts", [alert_row(_alert("G0", 7_000.0, t0 + 360_000, ring_claims=9), 0)])
     assert queue() == [("reopened", "confirmed", "li.na", 9)]
+
+
+def test_a_decision_naming_the_alert_version_it_saw_is_reopened_by_a_later_version_only(client):
+    """The dashboard's clock runs 90 s behind the engine's: by time, a decision taken on
+    the alert it was shown would look older than that alert and reopen it at once. The
+    decision names the version it saw, and only a later version reopens it."""
+    t0 = 1_780_000_000_000
+    queue = lambda: client.query(  # noqa: E731
+        "SELECT status, last_decision, version FROM fraud_queue WHERE alert_id = 'alert-S0'").result_rows
+    _insert(client, "fraud_alerts", [alert_row(_alert("S0", 5_000.0, t0, ring_claims=4), 0)])
+    _decide(client, "alert-S0", "dismissed", "zhao.lei", t0 - 90_000 + 30_000, alert_version=t0)
+    assert queue() == [("dismissed", "dismissed", t0)]
+    _insert(client, "fraud_alerts", [alert_row(_alert("S0", 6_000.0, t0 + 60_000, ring_claims=5), 0)])
+    assert queue() == [("reopened", "dismissed", t0 + 60_000)]
+    assert client.query("SELECT alert_version FROM fraud_decisions FINAL WHERE alert_id = 'alert-S0'"
+                        ).result_rows == [(t0,)]
 
 
 def test_an_alerts_ring_size_is_stored_apart_from_the_members_it_names(client):
