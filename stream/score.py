@@ -1,13 +1,17 @@
 """Reference safety score: a transparent, published-formula-style score beside the
 pricing model (formula, coefficients and their reasons in ``docs/scoring.md``).
 
-    PCF   = BASE_PCF * prod_i exp(beta_i * x_i)        predicted collisions per vehicle-year
+    PCF   = BASE_PCF * prod_i exp(beta_i * Z_i * x_i)     predicted collisions per vehicle-year
     score = clip(100 - 40 * ln(PCF / BASE_PCF), 0, 100)
 
 ``x_i`` are 30-day window features clipped to ``[0, cap_i]`` (cell risk enters as
 ``index - 1``, clipped to ``[-0.5, 2]``); a missing value counts as the baseline
-(``x_i = 0``). The score is 100 for a driver with every factor at baseline and loses
-40 points each time the predicted frequency is multiplied by e (2.72).
+(``x_i = 0``). ``Z_i = e / (e + k)`` is the credibility of the factor's exposure ``e``
+in the window: kilometres for the rates per distance (``k`` = 100 km), driving hours
+for the shares of driving time and the cell risk (``k`` = 2 h); one hard brake in a
+5 km month is then a small term, not the cap. The score is 100 for a driver with every
+factor at baseline and loses 40 points each time the predicted frequency is multiplied
+by e (2.72).
 
 Pricing plugs its model in through ``Scorer``: anything with ``feature_names``, a
 vectorised ``score(X)`` (X: rows × features, in that order) returning one value
@@ -47,6 +51,12 @@ class Factor:
     cap: float  # clip at this value: beyond it the data say little and one factor must not dominate
     offset: float = 0.0  # baseline value subtracted before clipping
     floor: float = 0.0
+    exposure: str = "distance_km_by_vehicle_30d"  # the window's exposure the factor's credibility grows with
+
+
+DISTANCE, HOURS = "distance_km_by_vehicle_30d", "driving_hours_by_vehicle_30d"
+# exposure at which a factor's observed value counts half (Buhlmann's Z = e / (e + k))
+CREDIBILITY_K = {DISTANCE: 100.0, HOURS: 2.0}
 
 
 BASE_PCF = 0.05  # collisions per vehicle-year with every factor at baseline (illustrative, see docs)
@@ -56,24 +66,28 @@ FACTORS = (
     Factor("hard_brake_per_100km_by_vehicle_30d", 0.15, 10.0),
     Factor("harsh_accel_per_100km_by_vehicle_30d", 0.05, 10.0),
     Factor("harsh_turn_per_100km_by_vehicle_30d", 0.10, 10.0),
-    Factor("unsafe_following_share_by_vehicle_30d", 3.0, 0.5),
+    Factor("unsafe_following_share_by_vehicle_30d", 3.0, 0.5, exposure=HOURS),
     Factor("fcw_per_1000km_by_vehicle_30d", 0.02, 50.0),
-    Factor("night_share_by_vehicle_30d", 1.5, 0.5),
-    Factor("speeding_share_by_vehicle_30d", 2.0, 0.5),
-    Factor("unbuckled_share_by_vehicle_30d", 1.0, 1.0),
-    Factor("cell_risk_exposure_weighted_by_vehicle_30d", 0.5, 2.0, offset=1.0, floor=-0.5),
+    Factor("night_share_by_vehicle_30d", 1.5, 0.5, exposure=HOURS),
+    Factor("speeding_share_by_vehicle_30d", 2.0, 0.5, exposure=HOURS),
+    Factor("unbuckled_share_by_vehicle_30d", 1.0, 1.0, exposure=HOURS),
+    Factor("cell_risk_exposure_weighted_by_vehicle_30d", 0.5, 2.0, offset=1.0, floor=-0.5, exposure=HOURS),
 )
 
 
 class ReferenceScorer:
     """Safety score 0-100 (higher is safer) from the 30-day window features.
 
+    ``feature_names``: the factors, then the two exposures their credibility uses.
+
     >>> s = ReferenceScorer()
-    >>> X = np.zeros((2, len(s.feature_names)))
-    >>> X[:, -1] = 1.0                  # average cell risk
-    >>> X[1, 0] = 2.0                   # 2 hard brakes per 100 km
+    >>> X = np.zeros((3, len(s.feature_names)))
+    >>> X[:, 8] = 1.0                              # average cell risk
+    >>> X[:, 9:] = [900.0, 18.0]                   # 900 km in 18 h: Z = 0.9
+    >>> X[1, 0] = 2.0                              # 2 hard brakes per 100 km
+    >>> X[2, 0], X[2, 9:] = 20.0, [5.0, 0.1]       # one hard brake in 5 km
     >>> np.round(s.score(X), 2).tolist()
-    [100.0, 88.0]
+    [100.0, 89.2, 97.14]
     >>> s.score_versioned(X)[0]
     'reference'
     """
@@ -83,7 +97,10 @@ class ReferenceScorer:
     def __init__(self, factors: tuple[Factor, ...] = FACTORS, base_pcf: float = BASE_PCF) -> None:
         self.factors = factors
         self.base_pcf = base_pcf
-        self.feature_names = [f.feature for f in factors]
+        self.exposures = sorted({f.exposure for f in factors})
+        self.feature_names = [f.feature for f in factors] + self.exposures
+        self._k = np.array([CREDIBILITY_K[e] for e in self.exposures])
+        self._exposure_of = np.array([self.exposures.index(f.exposure) for f in factors])
         self._beta = np.array([f.beta for f in factors])
         self._offset = np.array([f.offset for f in factors])
         self._floor = np.array([f.floor for f in factors])
@@ -94,10 +111,13 @@ class ReferenceScorer:
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"ReferenceScorer.score: X has shape {X.shape}; expected (rows, {len(self.feature_names)}) "
                              f"with columns {self.feature_names}")
-        return np.clip(np.nan_to_num(X - self._offset, nan=0.0), self._floor, self._cap)
+        n = len(self.factors)
+        exposure = np.maximum(np.nan_to_num(X[:, n:], nan=0.0), 0.0)
+        credibility = (exposure / (exposure + self._k))[:, self._exposure_of]
+        return credibility * np.clip(np.nan_to_num(X[:, :n] - self._offset, nan=0.0), self._floor, self._cap)
 
     def log_relative_pcf(self, X: np.ndarray) -> np.ndarray:
-        """Per row and factor: ``beta_i * x_i`` (the factor's share of ln(PCF / BASE_PCF)); reason codes."""
+        """Per row and factor: ``beta_i * Z_i * x_i`` (the factor's share of ln(PCF / BASE_PCF)); reason codes."""
         return self._x(X) * self._beta
 
     def pcf(self, X: np.ndarray) -> np.ndarray:
