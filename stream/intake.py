@@ -156,7 +156,9 @@ class GateIntake(Service):
         the count when it was fetched, differs) is dropped: the group may give its
         partitions to another worker, which reads them from the offsets the hand-over
         committed (the consumer's assignment still lists them until the rebalance ends),
-        and partitions staying here are read again from the same offsets."""
+        and partitions staying here are sought back to the fetch's first offsets: the
+        records may have been read after the rebalance reset the positions, and would
+        otherwise be skipped until the next one."""
         if len(self._in_flight) >= MAX_IN_FLIGHT:
             await asyncio.wait([self._in_flight[0].task])
             self._reap()
@@ -164,7 +166,15 @@ class GateIntake(Service):
             if self.should_stop:  # stopped while this batch waited: it is read again after the restart
                 return
             if handovers is not None and handovers != self._handovers:
-                log.info("gate: a fetch made before the hand-over of partitions is dropped; their owners read it again")
+                # the fetch may also hold records read after the new assignment (the
+                # rebalance ended while getmany waited), past the position the group reset
+                # to the committed offsets: the partitions still here read them again
+                owned = self.consumer.assignment()
+                again = {tp: msgs[0].offset for tp, msgs in fetched.items() if tp in owned}
+                for tp, offset in again.items():
+                    self.consumer.seek(tp, offset)
+                log.info("gate: a fetch made before the hand-over of partitions is dropped; their owners read it "
+                         "again%s", f" (here from offsets {_fmt_offsets(again)})" if again else "")
                 return
             owned = self.consumer.assignment()
             by_topic: dict[str, list[RawMessage]] = {}

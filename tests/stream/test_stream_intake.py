@@ -255,7 +255,7 @@ class _Consumer:
     over, before the new assignment is known) cannot be forced on the real broker."""
 
     def __init__(self, assigned: set) -> None:
-        self.assigned, self.commits = set(assigned), []
+        self.assigned, self.commits, self.seeks = set(assigned), [], []
 
     def assignment(self) -> set:
         return set(self.assigned)
@@ -275,7 +275,9 @@ class _Consumer:
         self.commits.append(dict(offsets))
 
     def seek(self, tp, offset) -> None:
-        pass
+        if tp not in self.assigned:
+            raise AssertionError(f"seek of unassigned {tp}")
+        self.seeks.append((tp, offset))
 
 
 async def test_a_fetch_in_hand_at_a_hand_over_is_dropped_and_commits_go_on(tmp_path):
@@ -337,3 +339,32 @@ async def test_a_fetch_in_hand_at_a_hand_over_is_dropped_and_commits_go_on(tmp_p
     intake._reap()
     await intake._commit()
     assert intake.consumer.commits[-1] == {q: 52} and told == [{q: 52}]
+
+
+async def test_a_fetch_read_after_the_rebalance_but_dropped_is_read_again_where_it_stays(tmp_path):
+    """``getmany`` was waiting when the group rebalanced: the rebalance reset the
+    positions to the committed offsets and the fetcher read from there before getmany
+    returned, so the fetch counts as made before the hand-over and is dropped. The
+    consumer's position is already past those records: without a seek back they were
+    skipped until the next rebalance (a second worker joining stalled partitions for
+    good in tests/stream/test_stream_intake.py's two-worker test)."""
+    import types
+
+    p, q = TopicPartition("raw", 0), TopicPartition("raw", 1)
+    decided = []
+
+    async def handle(topic, raw):
+        decided.extend((m[3], m[4]) for m in raw)
+
+    w, k = _settings(tmp_path, "it-fake", "127.0.0.1:1", take_batch=10)
+    intake = GateIntake(w, k, ["raw"], handle, commit_interval_s=0.0)
+    intake.consumer = _Consumer({p, q})
+    intake._resumed = {p, q}
+    msg = lambda tp, o: types.SimpleNamespace(key=b"k", value=b"v", headers=[], partition=tp.partition, offset=o)  # noqa: E731
+    fetched_at = intake._handovers
+    await intake.hand_over({p, q})  # while getmany waited
+    intake.consumer.assigned = {p}  # q went to the other worker
+    intake.assigned({p})
+    await intake._process({p: [msg(p, 40), msg(p, 41)], q: [msg(q, 7)]}, fetched_at)
+    assert decided == []  # dropped: q's new owner reads it
+    assert intake.consumer.seeks == [(p, 40)]  # p stays here: read again from 40, not skipped
