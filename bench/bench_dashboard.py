@@ -112,7 +112,7 @@ FROM numbers({start}, {n})
 _SCORES = """
 INSERT INTO scores (vehicle_id, as_of_day, scorer, score, version_ts_ms)
 SELECT concat('veh-', leftPad(toString(intDiv(number, 2) % {v}), 5, '0')), {day0} - intDiv(number, 2 * {v}),
-       ['reference', 'ubi-telematics v1'][1 + number % 2], if(number % 2 = 0, 50 + cityHash64(number) % 50,
+       ['reference', 'ubi-telematics@v1'][1 + number % 2], if(number % 2 = 0, 50 + cityHash64(number) % 50,
        0.6 + (cityHash64(number) % 90) / 100), {t0}
 FROM numbers({start}, {n})
 """

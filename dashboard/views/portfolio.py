@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import repository as repo
 from dashboard import services, ui
+from pricing.registry import version_label
 from pricing.settings import PricingSettings
 
 st.title("Portfolio")
@@ -53,6 +54,6 @@ with ui.warehouse_guard():
         st.stop()
     name, version, model = production
     multipliers = services.telematics_multipliers(model, book)
-    st.caption(f"{name} v{version} over {len(book):,} vehicles' newest features: mean × {multipliers.mean():.3f}, "
+    st.caption(f"{version_label(name, version)} over {len(book):,} vehicles' newest features: mean × {multipliers.mean():.3f}, "
                f"{(multipliers < 1).mean():.0%} of vehicles pay less than the base premium.")
     st.bar_chart(services.multiplier_distribution(multipliers), stack=False)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import repository as repo
 from dashboard import services, ui
+from pricing.registry import version_label
 from pricing.settings import PricingSettings
 
 st.title("Vehicle drill-down")
@@ -82,5 +83,5 @@ with ui.warehouse_guard():
     else:
         name, version, model = production
         multiplier, reasons = services.telematics_quote(model, latest)
-        st.metric(f"Multiplier ({name} v{version})", f"× {multiplier[0]:.2f}")
+        st.metric(f"Multiplier ({version_label(name, version)})", f"× {multiplier[0]:.2f}")
         st.markdown("\n".join(f"- {r}" for r in reasons[0]) or "No feature moves this vehicle's rate by 1 % or more.")

@@ -164,7 +164,7 @@ def _feature_rows() -> dict[str, tuple[list[str], list[list]]]:
             trips.append([vid, start, start + 1_800_000, "ignition_off", 1800, 1800.0, TRIP_KM, 25.0, 60.0, 0.0, 0.05,
                           0.0, 0.0, 0.6, 80.0, t + 1, 1, 0, 0, BASE_TS_MS])
         for d in range(SCORED_DAYS):
-            scores += [[vid, LOCAL_DAY - d, "reference", 80.0 - i - d, BASE_TS_MS], [vid, LOCAL_DAY - d, "ubi-telematics v1", 1.0 + 0.01 * i, BASE_TS_MS]]
+            scores += [[vid, LOCAL_DAY - d, "reference", 80.0 - i - d, BASE_TS_MS], [vid, LOCAL_DAY - d, "ubi-telematics@v1", 1.0 + 0.01 * i, BASE_TS_MS]]
     daily = [[vid, LOCAL_DAY - d, DAILY_KM, DAILY_DRIVING_S, 0.0, 0.0, 0.0, 0.0, 100.0, 60.0, 0.0,
               hard_brake_per_100km(i) * DAILY_KM / 100, 0.0, 0.0, 0.0, 2.0, 160.0, 2.0, 0.0, float(i == 0 and d == 0), BASE_TS_MS]
              for i, (vid, _) in enumerate(VEHICLES) for d in range(DAILY_DAYS)]

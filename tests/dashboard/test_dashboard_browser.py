@@ -29,7 +29,7 @@ PAGES = {
     "pipeline": ("", "Last event per carmaker"),
     "portfolio": ("portfolio", "pay less than the base premium"),
     "risk-map": ("risk-map", "Cells by risk"),
-    "vehicle": ("vehicle", "Multiplier (ubi-telematics v1)"),
+    "vehicle": ("vehicle", "Multiplier (ubi-telematics@v1)"),
     "pricing-lab": ("pricing-lab", "Premium down > 5 %"),
     "fraud": ("fraud", "Telematics verification per claim"),
 }

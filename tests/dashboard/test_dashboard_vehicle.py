@@ -29,7 +29,7 @@ def test_vehicle_numbers(seeded_url, warehouse_at, registry_root, models_at):
     assert features.loc["hard brake per 100km (30 d)", "value"] == 6.0
     assert features.loc["hard brake per 100km (30 d)", "percentile"] == 99
     assert "fleet of 12 vehicles" in at.caption[0].value
-    assert m["Multiplier (ubi-telematics v1)"].startswith("× ")
+    assert m["Multiplier (ubi-telematics@v1)"].startswith("× ")
     assert any("hard braking 6.0 per 100 km" in md.value for md in at.markdown)
 
 
