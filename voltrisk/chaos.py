@@ -2,8 +2,8 @@
 
 One temp Kafka broker, the warehouse process (chDB store, sink, read-only endpoint)
 and the Faust worker run as real processes while the load generator's fleet
-(``simulators.runner.load_stream``) produces at a fixed rate. Each scenario injects
-one fault, then reconciles from ground truth: the runner knows every event id it
+(``simulators.runner.load_stream``) produces at a fixed rate (``worker_churn`` adds a
+second worker that joins and leaves again and again). Each scenario injects one fault, then reconciles from ground truth: the runner knows every event id it
 produced (and the partition and offset Kafka acknowledged for every record it
 expects to be dead-lettered), reads what the gate emitted on the clean topics, what
 the sink stored in ClickHouse and what went to the ``dlq`` table, and counts
@@ -53,7 +53,7 @@ from voltrisk.settings import gate_group
 
 SCENARIOS = (
     "worker_sigkill", "sink_sigkill", "broker_restart", "warehouse_unavailable", "poison_pill",
-    "duplicate_storm", "out_of_order_late", "slow_consumer", "disk_full", "catch_up",
+    "duplicate_storm", "out_of_order_late", "slow_consumer", "disk_full", "catch_up", "worker_churn",
 )
 TELEMETRY_TABLES = ("telemetry_dynamics", "telemetry_state", "telemetry_alarm", "telemetry_crash")
 RAW_TOPICS = tuple(t.name for t in T.RAW)
@@ -369,6 +369,10 @@ class Platform:
         self.url = f"http://127.0.0.1:{self.env['VOLTRISK_WAREHOUSE_HTTP_PORT']}"
         self.svcs["warehouse"] = ServiceProcess("warehouse", ["warehouse", "serve"], self.env, self.base / "warehouse.log")
         self.svcs["worker"] = ServiceProcess("worker", ["worker", "run", "--loglevel", "info"], self.env, self.base / "worker.log")
+        # a second worker of the same app with its own state directory, started by worker_churn only
+        second = dict(self.env, VOLTRISK_HOME=str(self.base / "home-2"))
+        self.svcs["worker2"] = ServiceProcess("worker2", ["worker", "run", "--loglevel", "info"], second, self.base / "worker2.log")
+        self.expected_down.add("worker2")
         self.start_svc("warehouse")
         self.start_svc("worker")
         self.offsets = Offsets(self.bootstrap, self.worker_group, self.sink_group)
@@ -420,8 +424,8 @@ class Platform:
 
     def start_svc(self, name: str) -> None:
         svc = self.svcs[name]
-        if name == "worker":
-            ready = Path(self.env["VOLTRISK_HOME"]) / "run" / "worker.ready"
+        if name.startswith("worker"):
+            ready = Path(svc.env["VOLTRISK_HOME"]) / "run" / "worker.ready"
             ready.unlink(missing_ok=True)
             svc.start()
             wait_for(ready.exists, 180, "the worker to be ready", svc)
@@ -513,6 +517,9 @@ class Platform:
     def log_since(self, sizes: dict[str, int]) -> dict[str, list[str]]:
         out = {}
         for n, s in self.svcs.items():
+            if not s.log.exists():  # never started
+                out[n] = []
+                continue
             with open(s.log, "rb") as f:
                 f.seek(sizes.get(n, 0))
                 out[n] = f.read().decode("utf-8", "replace").splitlines()
@@ -772,6 +779,24 @@ class Chaos:
         self._recover(r)
         p.sleep(3)
 
+    def _worker_churn(self, r: Run) -> None:
+        """A second worker joins and leaves again and again under load (SIGTERM or SIGKILL
+        in turn): the raw partitions move between the two each time, and a fetch in hand
+        at a hand-over must neither be decided twice nor skipped."""
+        p = self.p
+        p.sleep(3)
+        for i in range(int(self.cfg.d(4, 10))):
+            p.restart("worker2")
+            p.sleep(self.rng.uniform(2.0, self.cfg.d(6.0, 15.0)))
+            if i % 2:
+                p.sigkill("worker2")
+            else:
+                p.terminate("worker2")
+            p.sleep(self.rng.uniform(1.0, 4.0))
+        r.fault_end = time.time()
+        self._recover_from(r)
+        p.sleep(3)
+
     def _catch_up(self, r: Run) -> None:
         p = self.p
         p.sleep(5)
@@ -962,12 +987,14 @@ _PATTERNS = {
 
 def describe(r: Run, log: dict[str, list[str]], reasons, actions) -> tuple[str, list[str]]:
     """One sentence of what the platform did, and the log lines that show it."""
-    w, wh = log.get("worker", []), log.get("warehouse", [])
+    w, wh = log.get("worker", []) + log.get("worker2", []), log.get("warehouse", [])
     resumed = [ln for ln in w if "resumed from offset" in ln]
     retries = [ln for ln in wh if "retrying in" in ln]
     recovered = [ln for ln in wh if "succeeded after" in ln]
     skipped = [ln for ln in wh if "already stored by an earlier run" in ln]
     rewm = [ln for ln in wh if "resuming; highest" in ln]
+    handed = [ln for ln in w if "gate: handed over" in ln]
+    dropped = [ln for ln in w if "fetch made before the hand-over" in ln]
     nospace = [ln for ln in wh if "No space" in ln or "NOT_ENOUGH_SPACE" in ln]
     conn_re = re.compile(r"Unable (to )?connect|KafkaConnectionError|Connection refused|NodeNotReady|ConnectionError|"
                          r"Connect attempt|coordinator .*(dead|unavailable)|GroupCoordinatorNotAvailable", re.I)
@@ -984,6 +1011,10 @@ def describe(r: Run, log: dict[str, list[str]], reasons, actions) -> tuple[str, 
     if resumed:
         parts.append(f"the gate logged {len(resumed)} partition resumptions from the committed offsets"
                      f" (latest: {_offsets_sample(resumed[-3:])})")
+    if handed:
+        parts.append(f"the gate handed raw partitions over {len(handed)} times"
+                     + (f" and dropped {len(dropped)} fetches made before a hand-over, read again from the committed "
+                        f"offsets (or sought back where the partitions stayed)" if dropped else ""))
     if rewm:
         parts.append(f"the sink re-read the highest stored offset of {len(rewm)} partitions on start or rebalance")
     if skipped:
@@ -1001,7 +1032,7 @@ def describe(r: Run, log: dict[str, list[str]], reasons, actions) -> tuple[str, 
     parts.extend(r.notes)
     if errors:
         parts.append(f"{len(errors)} error lines in the logs")
-    quotes = list(dict.fromkeys(_pick(conn, 2) + resumed[-3:] + _pick(rewm, 2) + _pick(skipped, 3) + _pick(retries, 3)
+    quotes = list(dict.fromkeys(_pick(conn, 2) + resumed[-3:] + _pick(dropped, 2) + _pick(rewm, 2) + _pick(skipped, 3) + _pick(retries, 3)
                                 + _pick(recovered, 2) + _pick(nospace, 2) + _pick(errors, 4)))
     return ("; ".join(parts) or "nothing to report in the logs"), [_clip(q) for q in quotes]
 

@@ -391,7 +391,7 @@ def chaos(
     produces; reconcile each scenario (lost and duplicates must be 0). Exit status 1 if not.
 
     Scenarios: worker_sigkill, sink_sigkill, broker_restart, warehouse_unavailable, poison_pill,
-    duplicate_storm, out_of_order_late, slow_consumer, disk_full, catch_up.
+    duplicate_storm, out_of_order_late, slow_consumer, disk_full, catch_up, worker_churn.
 
     Example: voltrisk chaos --quick --json
     """
