@@ -123,9 +123,10 @@ class FraudEngine:
             self._journaled += len(entry.added)
         # an unsent alert of an engine before MAX_ALERT_MEMBERS names its whole ring, and
         # may be too big for Kafka: it would fail on every restart
-        for alert in self.unsent.values():
-            if len(alert["members"]) > MAX_ALERT_MEMBERS:
-                alert["members"] = self.graph.nearest([alert["claim_id"]], MAX_ALERT_MEMBERS)[alert["claim_id"]]
+        oversized = [a for a in self.unsent.values() if len(a["members"]) > MAX_ALERT_MEMBERS]
+        nearest = self.graph.nearest([a["claim_id"] for a in oversized], MAX_ALERT_MEMBERS)
+        for alert in oversized:
+            alert["members"] = nearest[alert["claim_id"]]
 
     def _apply(self, entry: _JournalEntry) -> None:
         for links, known in entry.added:

@@ -147,8 +147,8 @@ def replay_latency(records: Sequence[Mapping[str, object]], model: m.FraudModel,
             wall_s = time.perf_counter() - t0
             call_s.append(wall_s)
             # an alert stands for its whole ring; its members list names only the nearest claims
-            claim_of_ring = {a["ring_id"]: a["claim_id"] for a in alerts}
-            alerted = {ring_of.get(c) for cid in claim_of_ring.values() for c in engine.graph.members(cid)}
+            rings = engine.graph.members_by_ring(a["claim_id"] for a in alerts)
+            alerted = {ring_of.get(c) for members in rings.values() for c in members}
             for ring in [r for r in waiting if r in alerted]:
                 # same call: the claims of one take() batch arrive together; a later call
                 # adds the simulated wait for the ring's next claim

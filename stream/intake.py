@@ -169,10 +169,7 @@ class GateIntake(Service):
                 # the fetch may also hold records read after the new assignment (the
                 # rebalance ended while getmany waited), past the position the group reset
                 # to the committed offsets: the partitions still here read them again
-                owned = self.consumer.assignment()
-                again = {tp: msgs[0].offset for tp, msgs in fetched.items() if tp in owned}
-                for tp, offset in again.items():
-                    self.consumer.seek(tp, offset)
+                again = self._seek_back({tp: msgs[0].offset for tp, msgs in fetched.items()})
                 log.info("gate: a fetch made before the hand-over of partitions is dropped; their owners read it "
                          "again%s", f" (here from offsets {_fmt_offsets(again)})" if again else "")
                 return
@@ -231,9 +228,15 @@ class GateIntake(Service):
         """Seek the partitions still assigned back to ``first``: what a failure left undone."""
         log.warning("gate: messages not delivered (%s: %s); re-reading them from offsets %s%s",
                     type(exc).__name__, exc, _fmt_offsets(first), when)
-        for tp, offset in first.items():
-            if tp in self.consumer.assignment():
-                self.consumer.seek(tp, offset)
+        self._seek_back(first)
+
+    def _seek_back(self, first: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Seek the partitions of ``first`` still assigned here back to its offsets; returns those."""
+        owned = self.consumer.assignment()
+        again = {tp: offset for tp, offset in first.items() if tp in owned}
+        for tp, offset in again.items():
+            self.consumer.seek(tp, offset)
+        return again
 
     async def _abandon_in_flight(self, fetched: dict) -> dict[TopicPartition, int]:
         """After a failure: wait for the batches in flight to end (each after a failed

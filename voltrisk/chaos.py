@@ -3,7 +3,8 @@
 One temp Kafka broker, the warehouse process (chDB store, sink, read-only endpoint)
 and the Faust worker run as real processes while the load generator's fleet
 (``simulators.runner.load_stream``) produces at a fixed rate (``worker_churn`` adds a
-second worker that joins and leaves again and again). Each scenario injects one fault, then reconciles from ground truth: the runner knows every event id it
+second worker that joins and leaves again and again). Each scenario injects one
+fault, then reconciles from ground truth: the runner knows every event id it
 produced (and the partition and offset Kafka acknowledged for every record it
 expects to be dead-lettered), reads what the gate emitted on the clean topics, what
 the sink stored in ClickHouse and what went to the ``dlq`` table, and counts
