@@ -19,6 +19,12 @@ The alerts of a call are journaled with its claims and stay *unsent* until the c
 ``unsent_alerts`` to be sent again (a repeat has the same alert id and version, which
 the warehouse keeps once). Without that, the redelivered claims would be ignored as
 known and their alerts lost.
+
+Investigators' decisions (``fraud.decisions.v1``) come in through ``decide`` and are
+journaled like claims: per claim the latest. A new claim that joins a ring holding a
+claim confirmed as fraud is alerted whatever its score, says so first among its
+reasons, and is ranked first; a dismissed claim is alerted again only by the re-alert
+rule, as any other.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from fraudring.graph import ClaimGraph, ClaimLinks, links_from_fnol
 from fraudring.model import FraudModel, reasons
 from fraudring.rows import claim_row, entity_rows
 from fraudring.verify import NO_TELEMATICS, TelematicsFacts, Verification, cell_of, facts_from_telemetry, judge
-from stream.records import CrashV1, DynamicsV1, FnolV1, StateV1
+from stream.records import CrashV1, DecisionV1, DynamicsV1, FnolV1, StateV1
 
 Telemetry = TelematicsFacts | Sequence[StateV1 | DynamicsV1 | CrashV1]
 
@@ -54,6 +60,7 @@ MAX_ALERT_MEMBERS = 200
 # times (every member on every new claim made the alerts of a ring O(n^2) in count and,
 # with the members list, in bytes). A ring of 3 growing to 4 still counts as grown.
 REALERT_GROWTH = 1.25
+ALERT_PREFIX = "alert-"  # a claim's alert id: the prefix and the claim id
 
 
 def _realert(last_ring_claims: int, ring_claims: int) -> bool:
@@ -69,12 +76,26 @@ class _Known(msgspec.Struct, array_like=True):
     alerted_ring_claims: int = 0  # ring size at the last alert; 0 = never alerted
 
 
+class _Decision(msgspec.Struct, array_like=True):
+    """An investigator's decision on a claim's alert (``DecisionV1``): what the engine keeps of it."""
+
+    claim_id: str
+    status: str  # DecisionV1.status: new, investigating, confirmed, dismissed
+    ts_ms: int  # when it was decided (the dashboard's clock)
+    event_id: str
+
+    def after(self, other: _Decision | None) -> bool:
+        """Whether this decision is the later one (the event id breaks a tie of times)."""
+        return other is None or (self.ts_ms, self.event_id) > (other.ts_ms, other.event_id)
+
+
 class _EngineState(msgspec.Struct):
     graph: bytes
     claims: dict[str, _Known]
     unsent: dict[str, dict] = {}  # alert id -> alert, until confirmed sent
     last_version: int = 0  # the newest alert version given: the next is above it, whatever the clock says
     unsent_claims: dict[str, dict] = {}  # claim id -> its warehouse rows (``claim_rows``), until confirmed sent
+    decisions: dict[str, _Decision] = {}  # claim id -> the latest decision on its alert
 
 
 class _JournalEntry(msgspec.Struct, array_like=True):
@@ -84,6 +105,7 @@ class _JournalEntry(msgspec.Struct, array_like=True):
     sent: list[tuple[str, int]] = []  # (alert id, version) confirmed sent
     claim_rows: list[dict] = []  # this call's claims' warehouse rows (unsent until confirmed)
     claims_sent: list[str] = []  # claim ids whose rows were confirmed sent
+    decided: list[_Decision] = []  # investigators' decisions taken
 
 
 _FRAME = struct.Struct("<I")
@@ -110,11 +132,11 @@ class FraudEngine:
         if self.state_path.exists():
             state = msgspec.msgpack.decode(self.state_path.read_bytes(), type=_EngineState)
             self.graph, self.known = ClaimGraph.from_bytes(state.graph), state.claims
-            self.unsent, self.unsent_claims = state.unsent, state.unsent_claims
+            self.unsent, self.unsent_claims, self.decisions = state.unsent, state.unsent_claims, state.decisions
             last_version = state.last_version
         else:
             self.graph, self.known = ClaimGraph(), {}
-            self.unsent, self.unsent_claims = {}, {}
+            self.unsent, self.unsent_claims, self.decisions = {}, {}, {}
             last_version = 0
         self._journaled = 0
         self._last_version = max([last_version] + [a["version"] for a in self.unsent.values()])
@@ -142,6 +164,37 @@ class FraudEngine:
             self.unsent_claims[rows["claim"]["claim_id"]] = rows
         for cid in entry.claims_sent:
             self.unsent_claims.pop(cid, None)
+        self._keep(entry.decided)
+
+    def _keep(self, decisions: Sequence[_Decision]) -> list[_Decision]:
+        """Keep each decision that is later than the one kept for its claim; returns those."""
+        kept = []
+        for d in decisions:
+            if d.after(self.decisions.get(d.claim_id)):
+                self.decisions[d.claim_id] = d
+                kept.append(d)
+        return kept
+
+    def decide(self, decisions: Sequence[DecisionV1]) -> list[str]:
+        """Take investigators' decisions: per claim the latest by decision time is kept
+        (a redelivered older one does not undo a newer one), journaled before this returns.
+        Returns a sentence for each decision that applies to no claim the engine holds: one
+        on an alert id that names no claim is ignored, one on a claim the engine has not
+        seen is kept (it counts once the claim arrives)."""
+        notes, taken = [], []
+        for d in decisions:
+            cid = d.alert_id.removeprefix(ALERT_PREFIX)
+            if cid == d.alert_id or not cid:
+                notes.append(f"decision {d.event_id} on {d.alert_id!r} is ignored: the engine's alert ids are "
+                             f"{ALERT_PREFIX!r} and a claim id")
+                continue
+            if cid not in self.graph:
+                notes.append(f"decision {d.event_id} ({d.status}) on {d.alert_id} names claim {cid}, which the engine "
+                             "has not seen; it is kept and counts once the claim arrives")
+            taken.append(_Decision(cid, d.status, d.ts_ms, d.event_id))
+        if kept := self._keep(taken):
+            self._log(_JournalEntry([], {}, decided=kept))
+        return notes
 
     def _forget_sent(self, sent: Sequence[tuple[str, int]]) -> bool:
         """Drop the unsent alerts ``sent`` names (not a newer version of one); whether any was."""
@@ -153,9 +206,10 @@ class FraudEngine:
         return dropped
 
     def unsent_alerts(self) -> list[dict]:
-        """Alerts ``process`` returned that were not confirmed sent, highest expected
-        saving first: send them (again) and ``confirm`` them."""
-        return sorted(self.unsent.values(), key=lambda a: -a["expected_saving_eur"])
+        """Alerts ``process`` returned that were not confirmed sent, in its order (rings
+        holding confirmed fraud first, then by expected saving): send them (again) and
+        ``confirm`` them."""
+        return sorted(self.unsent.values(), key=_rank)
 
     def confirm(self, alerts: Sequence[dict], claims: Sequence[dict] = ()) -> None:
         """``alerts`` (and ``claims``' rows) reached Kafka: journaled, so they are not sent
@@ -223,7 +277,7 @@ class FraudEngine:
     def save(self) -> None:
         """Write the whole state atomically and start an empty journal."""
         data = msgspec.msgpack.encode(_EngineState(self.graph.to_bytes(), self.known, self.unsent, self._last_version,
-                                                   self.unsent_claims))
+                                                   self.unsent_claims, self.decisions))
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
@@ -236,10 +290,11 @@ class FraudEngine:
 
     def process(self, claims: Sequence[FnolV1], telemetry_facts: Mapping[str, Telemetry]) -> list[dict]:
         """Add ``claims`` (duplicates of known claim ids are ignored) and return new
-        alerts ranked by expected saving. ``telemetry_facts`` maps claim id to either
-        ready ``TelematicsFacts`` or the insured vehicle's records around the loss;
-        a claim missing from it is judged ``no_telematics``. The alerts are also kept in
-        ``unsent_alerts`` until they are ``confirm``ed."""
+        alerts: those of rings holding a claim confirmed as fraud first (a new claim there is
+        alerted whatever its score), then by expected saving. ``telemetry_facts`` maps claim
+        id to either ready ``TelematicsFacts`` or the insured vehicle's records around the
+        loss; a claim missing from it is judged ``no_telematics``. The alerts are also kept
+        in ``unsent_alerts`` until they are ``confirm``ed."""
         touched: set[str] = set()
         added: list[tuple[ClaimLinks, _Known]] = []
         checked: list[tuple[FnolV1, Verification, ClaimLinks]] = []
@@ -272,8 +327,18 @@ class FraudEngine:
         # a ring's score: mean p(fraud) of its claims (the evaluation's ring-alert rule)
         pos = {c: k for k, c in enumerate(ids)}
         ring_score = {ring: float(np.mean(scores[[pos[c] for c in members]])) for ring, members in rings.items()}
+        # investigators' confirmations in each ring: decision times
+        confirmed = {ring: [d.ts_ms for c in members if (d := self.decisions.get(c)) and d.status == "confirmed"]
+                     for ring, members in rings.items()}
+        ring_of = {c: ring for ring, members in rings.items() for c in members}
+        new = {links.claim_id for links, _ in added}
+
+        def alerted(cid: str, p: float) -> bool:
+            # a new claim (none decided on it) of a ring holding confirmed fraud, whatever its score
+            return p >= self.threshold or (cid in new and cid not in self.decisions and bool(confirmed[ring_of[cid]]))
+
         hits = [i for i, (cid, p) in enumerate(zip(ids, scores))
-                if p >= self.threshold and _realert(self.known[cid].alerted_ring_claims, int(rows[i]["ring_claims"]))]
+                if alerted(cid, p) and _realert(self.known[cid].alerted_ring_claims, int(rows[i]["ring_claims"]))]
         words = reasons(self.model, [rows[i] for i in hits])
         nearest = self.graph.nearest([ids[i] for i in hits], MAX_ALERT_MEMBERS)
         # a version a call: a ring's newer alert replaces the older one wherever it is kept
@@ -285,13 +350,14 @@ class FraudEngine:
             known = self.known[cid]
             known.alerted_ring_claims = int(row["ring_claims"])
             alerts.append({
-                "alert_id": f"alert-{cid}", "claim_id": cid, "ring_id": ring, "members": nearest[cid],
+                "alert_id": ALERT_PREFIX + cid, "claim_id": cid, "ring_id": ring, "members": nearest[cid],
                 "ring_claims": len(rings[ring]), "ring_score": round(ring_score[ring], 4), "score": round(p, 4),
                 "amount_eur": row["amount_eur"],
                 "expected_saving_eur": round(p * row["amount_eur"], 2),
                 "verdict": judge(known.facts, row["amount_eur"]).verdict, "evidence": known.evidence,
-                "reasons": [r["text"] for r in why], "claim_ts_ms": self.graph.claim(cid).ts_ms,
-                "created_ts_ms": now_ms, "version": now_ms,
+                "reasons": _confirmed_reason(confirmed[ring]) + [r["text"] for r in why],
+                "claim_ts_ms": self.graph.claim(cid).ts_ms, "created_ts_ms": now_ms, "version": now_ms,
+                "ring_confirmed": len(confirmed[ring]),
             })
         for alert in alerts:
             self.unsent[alert["alert_id"]] = alert
@@ -301,4 +367,17 @@ class FraudEngine:
             self.unsent_claims[rows["claim"]["claim_id"]] = rows
         self._log(_JournalEntry(added, {a["claim_id"]: self.known[a["claim_id"]].alerted_ring_claims for a in alerts},
                                 alerts, [], claim_out))
-        return sorted(alerts, key=lambda a: -a["expected_saving_eur"])
+        return sorted(alerts, key=_rank)
+
+
+def _rank(alert: dict) -> tuple[bool, float]:
+    """Alerts of rings holding confirmed fraud first, then by expected saving."""
+    return not alert.get("ring_confirmed", 0), -alert["expected_saving_eur"]
+
+
+def _confirmed_reason(decided_ts_ms: Sequence[int]) -> list[str]:
+    """The reason an alert's ring holds claims confirmed as fraud (decided at ``decided_ts_ms``), if it does."""
+    if not decided_ts_ms:
+        return []
+    n, latest = len(decided_ts_ms), time.strftime("%Y-%m-%d", time.gmtime(max(decided_ts_ms) / 1000))
+    return [f"ring holds {n} claim{'s' if n > 1 else ''} confirmed as fraud by investigators (latest {latest})"]

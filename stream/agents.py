@@ -98,6 +98,23 @@ def _dead_letter(gate: Gate, verdict: Rejected, topic: str, item: tuple, ri: int
     return Out(T.DLQ.name, dk, dv, dh + [("source_index", str(ri).encode())] if ri >= 0 else dh)
 
 
+_decision = msgspec.json.Decoder(records.DecisionV1)
+
+
+def read_decisions(msgs: Sequence) -> tuple[list[records.DecisionV1], list[Out]]:
+    """The investigators' decisions in ``fraud.decisions.v1`` messages, and a dead letter
+    for each message that holds none (empty, not JSON, not the contract's record)."""
+    decisions, dead = [], []
+    for m in msgs:
+        try:
+            decisions.append(_decision.decode(m.value or b""))
+        except msgspec.DecodeError as exc:
+            code = "empty_value" if not m.value else "schema" if isinstance(exc, msgspec.ValidationError) else "malformed_json"
+            verdict = reject(code, f"{m.topic} partition {m.partition} offset {m.offset}: {exc}")
+            dead.append(Out(T.DLQ.name, *dlq_message(verdict, m.topic, m.partition, m.offset, m.key, m.value, m.headers or [])))
+    return decisions, dead
+
+
 def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple], whole: bool = True) -> list[Out]:
     """Validate a batch of raw (key, value, headers, partition, offset): accepted
     records go to the clean topic, one message per vehicle and batch (a JSON array
@@ -619,9 +636,10 @@ def stop_process(app: faust.App, exc: BaseException, timeout_s: float = STOP_TIM
 
 
 def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
-    """Claims → entity graph + telematics verification → ring score → alerts.
-    Without a trained model the agent is not started (claims keep their offsets
-    and are scored once a model exists and the worker restarts)."""
+    """Claims → entity graph + telematics verification → ring score → alerts; and the
+    investigators' decisions into the same engine. Without a trained model the agents
+    are not started (claims and decisions keep their offsets and are taken once a model
+    exists and the worker restarts)."""
     from fraudring.engine import FraudEngine
 
     state = (w.home / "fraud" / "state.bin").resolve()
@@ -701,6 +719,23 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
                 stop_process(app, exc)
                 raise
             await send_alerts()
+
+    @app.agent(app.topic(T.DECISIONS.name, key_type=bytes, value_type=bytes), name="fraud_decisions")
+    async def fraud_decisions(stream):
+        # acked when the next batch is taken: after the engine journaled the decisions
+        # and Kafka took the dead letters of the unreadable ones
+        async for events in take_batches(stream, 500, w.take_within_s):
+            decisions, dead = read_decisions([e.message for e in events])
+            try:
+                for note in engine.decide(decisions):
+                    log.warning("fraud: %s", note)
+                if dead:
+                    await send(dead)
+            except Exception as exc:
+                log.critical("fraud: taking %d decisions failed (%s: %s); the worker stops, to resume from the journal "
+                             "and the committed offsets", len(events), type(exc).__name__, exc, exc_info=True)
+                stop_process(app, exc)
+                raise
 
 
 class GcPauses:

@@ -245,7 +245,7 @@ def grants(worker_group_prefix: str = WORKER_GROUP_PREFIX, sink_group_prefix: st
     def topics(principal: str, names, *ops: str) -> None:
         out.extend(Grant(principal, "topic", n, "literal", ops) for n in dict.fromkeys(names))
 
-    topics("worker", raw + clean + [T.FEATURE_STATE.name, T.REDRIVE.name], "read", "describe")
+    topics("worker", raw + clean + [T.FEATURE_STATE.name, T.REDRIVE.name, T.DECISIONS.name], "read", "describe")
     topics("worker", written_by_worker, "write", "describe")
     out.append(Grant("worker", "group", worker_group_prefix, "prefixed", ("read", "describe")))
     topics("sink", ROUTES, "read", "describe")

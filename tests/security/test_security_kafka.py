@@ -79,6 +79,36 @@ def test_dashboard_producer_and_warehouse_consumer_round_trip_over_sasl_ssl(secu
     assert [(d["alert_id"], d["status"]) for d in got] == [(alert, "confirmed")]
 
 
+def test_the_worker_principal_reads_investigators_decisions(secure_broker):
+    """The fraud worker takes the decisions into its engine: its principal, in a group of
+    the worker's prefix, may read fraud.decisions.v1 (without the ACL its consumer stopped)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from dashboard.bus import publish
+    from voltrisk.security import WORKER_GROUP_PREFIX
+
+    alert = f"a-{uuid.uuid4().hex[:8]}"
+    publish(_decision(alert), secure_broker.client("dashboard"))
+
+    async def consume() -> list[str]:
+        c = AIOKafkaConsumer("fraud.decisions.v1", group_id=f"{WORKER_GROUP_PREFIX}-{uuid.uuid4().hex[:6]}",
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             **secure_broker.client("worker").aiokafka_kwargs())
+        await c.start()
+        try:
+            found: list[str] = []
+            deadline = time.monotonic() + 30
+            while not found and time.monotonic() < deadline:
+                for records in (await c.getmany(timeout_ms=1000)).values():
+                    found += [json.loads(r.value)["status"] for r in records if r.key == alert.encode()]
+            await c.commit()
+            return found
+        finally:
+            await c.stop()
+
+    assert asyncio.run(consume()) == ["confirmed"]
+
+
 def _send_one(k, topic: str = "ev.dynamics.v1") -> None:
     from contracts.examples import RAW_EXAMPLES
 
