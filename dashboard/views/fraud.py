@@ -10,6 +10,9 @@ from dashboard import repository as repo
 from voltrisk.settings import KafkaClientSettings
 
 REOPENED_HELP = "Confirmed or dismissed before the ring grew; the engine alerted the claim again with the new claims"
+DECISION_EFFECT = ("The live engine learns the decision: once a claim is confirmed as fraud, every new claim that "
+                   "joins its ring is alerted whatever its score, and says so first among its reasons; a dismissed "
+                   "claim is alerted again only when its ring grows by a quarter.")
 
 st.title("Fraud triage")
 with ui.warehouse_guard():
@@ -76,6 +79,7 @@ with ui.warehouse_guard():
         st.dataframe(history.assign(decided_utc=services.utc_from_ms(history["ts_ms"])).drop(columns="ts_ms"), hide_index=True)
 
     st.subheader("Decide")
+    st.caption(DECISION_EFFECT)
     with st.form("decision", clear_on_submit=True):
         new_status = st.radio("Move to", decisions.NEXT_STATUSES[alert["status"]], horizontal=True)
         signed_in = access.current_user()
