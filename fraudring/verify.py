@@ -82,23 +82,48 @@ def facts_from_telemetry(loss_ts_ms: int, lat: float, lon: float,
     if not window:
         return NO_TELEMATICS
     cells = near_cells(lat, lon)
-    in_cell = any(cell_of(r.lat, r.lon) in cells for r in window)
-    nearest_km = min(_haversine_km(lat, lon, r.lat, r.lon) for r in window)
     crashes = [r for r in window if isinstance(r, CrashV1)]
-    delta_v = max((c.delta_v_kmh for c in crashes), default=0.0)
-    if not crashes:
-        delta_v = _dynamics_delta_v(sorted((r for r in window if isinstance(r, DynamicsV1)), key=lambda r: r.ts_ms))
     moving = [r for r in window if isinstance(r, (StateV1, DynamicsV1))]
     nearest = min(moving, key=lambda r: abs(r.ts_ms - loss_ts_ms), default=None)
-    speed = nearest.speed_kmh if nearest is not None else max((c.speed_before_kmh for c in crashes), default=0.0)
     states = [r for r in window if isinstance(r, StateV1)]
     state = min(states, key=lambda r: abs(r.ts_ms - loss_ts_ms), default=None)
-    parked = state is not None and (state.gear == "P" or state.vehicle_status == "off"
-                                    or state.charging_state == "parked_charging")
+    return facts_from_window(
+        lat, lon, in_cell=any(cell_of(r.lat, r.lon) in cells for r in window),
+        positions=[(r.lat, r.lon) for r in window],
+        speed_at_loss=nearest.speed_kmh if nearest is not None else None,
+        parked_at_loss=state is not None and parked(state.gear, state.vehicle_status, state.charging_state),
+        crashes=[(c.delta_v_kmh, c.speed_before_kmh) for c in crashes],
+        impact_delta_v=0.0 if crashes else _dynamics_delta_v(
+            sorted((r for r in window if isinstance(r, DynamicsV1)), key=lambda r: r.ts_ms)),
+    )
+
+
+def parked(gear: str, vehicle_status: str, charging_state: str) -> bool:
+    """Whether a state record says the vehicle stands: in P, switched off, or charging parked."""
+    return gear == "P" or vehicle_status == "off" or charging_state == "parked_charging"
+
+
+def facts_from_window(lat: float, lon: float, *, in_cell: bool, positions: Iterable[tuple[float, float]],
+                      speed_at_loss: float | None, parked_at_loss: bool, crashes: list[tuple[float, float]],
+                      impact_delta_v: float) -> TelematicsFacts:
+    """The facts from what a non-empty window of records says, however it was read
+    (from records here, or aggregated in the warehouse by ``fraudring.lookup``):
+
+    - ``in_cell``: a record in the claimed cell or its first ring;
+    - ``positions``: candidates for the position nearest the claimed place (every
+      record's, or each table's nearest);
+    - ``speed_at_loss``: the state or dynamics record nearest the loss time, if any;
+    - ``parked_at_loss``: ``parked`` of the state record nearest the loss time;
+    - ``crashes``: (delta-v, speed before) of each crash pulse;
+    - ``impact_delta_v``: ``_dynamics_delta_v`` of the dynamics, used without crashes.
+    """
+    delta_v = max((d for d, _ in crashes), default=0.0) if crashes else impact_delta_v
+    speed = speed_at_loss if speed_at_loss is not None else max((s for _, s in crashes), default=0.0)
+    nearest_km = min(_haversine_km(lat, lon, a, b) for a, b in positions)
     return TelematicsFacts(
         telematics_available=True, insured_in_cell=in_cell, crash_pulse_found=delta_v > 0.0,
         crash_delta_v_kmh=round(delta_v, 1), speed_at_loss_kmh=round(speed, 1),
-        parked_or_charging_at_loss=parked, nearest_km=round(nearest_km, 2),
+        parked_or_charging_at_loss=parked_at_loss, nearest_km=round(nearest_km, 2),
     )
 
 
@@ -108,9 +133,13 @@ def _dynamics_delta_v(samples: list[DynamicsV1]) -> float:
     if not hits:
         return 0.0
     i = max(hits, key=lambda j: math.hypot(samples[j].accel_long_mps2, samples[j].accel_lat_mps2))
-    before = samples[max(0, i - 2)].speed_kmh
-    after = samples[min(len(samples) - 1, i + 2)].speed_kmh
-    return max(abs(before - after), 1.0)
+    return impact_delta_v(samples[max(0, i - 2)].speed_kmh, samples[min(len(samples) - 1, i + 2)].speed_kmh)
+
+
+def impact_delta_v(speed_before: float, speed_after: float) -> float:
+    """Speed lost across an impact-hard sample: from two samples before it to two after
+    (or the window's first and last, nearer the edge), at least 1 km/h."""
+    return max(abs(speed_before - speed_after), 1.0)
 
 
 def judge(facts: TelematicsFacts, amount_eur: float) -> Verification:

@@ -664,7 +664,7 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
         delay, failures = 0.5, 0
         while True:
             try:
-                facts = await asyncio.to_thread(telemetry.records_for, claims)
+                facts = await asyncio.to_thread(telemetry.facts_for, claims)
             except Exception as exc:
                 failures += 1
                 log.warning("fraud: reading the telemetry of %d claims from the warehouse failed (%s: %s); "

@@ -96,3 +96,158 @@ def test_a_backlog_of_claims_is_read_a_chunk_at_a_time_with_each_claims_own_wind
         assert {type(r) for recs in got.values() for r in recs} == {R.StateV1, R.DynamicsV1, R.CrashV1}
     finally:
         client.close()
+
+
+def _sink_insert(client, raw: str, vehicle: str, recs: list, offset: int) -> None:
+    """``recs`` stored as the sink stores them (its Arrow columns, the H3 cell included)."""
+    from types import SimpleNamespace
+
+    from warehouse.sink import INSERT_SETTINGS, ROUTES
+
+    route = ROUTES[T.clean_name(raw)]
+    cols = route.columnar.new()
+    for i in range(0, len(recs), 10):  # the fleet's 10-record messages
+        msg = SimpleNamespace(value=msgspec.json.encode(recs[i:i + 10]), key=vehicle.encode(), partition=0,
+                              offset=offset + i, headers=[])
+        route.columnar.add(cols, msg, 0)
+    client.insert_arrow(route.table, route.columnar.table(cols),
+                        settings=dict(INSERT_SETTINGS, insert_deduplication_token=f"{raw}:{vehicle}:{offset}"))
+
+
+def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_records(tmp_path):
+    """``facts_for`` (the agent's read: each claim's window aggregated in the warehouse)
+    gives, claim for claim, exactly ``facts_from_telemetry`` of the window's records, on
+    vehicles that drive at 10 Hz, park, charge, lose their fix, crash (pulse or only an
+    impact-hard sample, near a window's edge too), several claims to a vehicle with
+    overlapping windows, claims far from where the car was and claims with no telemetry,
+    and rows delivered twice that no merge has collapsed yet."""
+    import random
+
+    from fraudring.verify import NO_TELEMATICS, facts_from_telemetry
+
+    rng = random.Random(32960)
+    ws = WarehouseSettings(clickhouse_dsn=f"chdb://{tmp_path / 'wh'}")
+    client = writer_client(ws)
+    migrate(client, ws)
+    for table in ("telemetry_dynamics", "telemetry_state", "telemetry_crash"):
+        client.command(f"SYSTEM STOP MERGES {table}")  # the rows delivered twice stay twice
+    ex = {spec.name: RAW_EXAMPLES[spec.name].record for spec in (T.STATE, T.DYNAMICS, T.CRASH, T.FNOL)}
+    base = int(time.time() * 1000) - 2 * 86_400_000
+    lat0, lon0 = 48.8566, 2.3522
+    claims, offset = [], 0
+    try:
+        for v in range(12):
+            vid = f"veh-{v}"
+            start = base + v * 3_600_000
+            lat, lon, speed = lat0 + rng.uniform(-0.05, 0.05), lon0 + rng.uniform(-0.05, 0.05), 0.0
+            dyn, states, crashes = [], [], []
+            for i in range(30 * 60 * 10):  # 30 min at 10 Hz
+                ts = start + i * 100
+                speed = min(130.0, max(0.0, speed + rng.uniform(-3, 3.2)))
+                lat, lon = lat + rng.uniform(-1e-5, 1e-5) * speed, lon + rng.uniform(-1e-5, 1e-5) * speed
+                a_long = rng.gauss(0, 1.5)
+                if rng.random() < 0.00008 or (v == 5 and i == 1):  # an impact, one at the very start of a window
+                    a_long = rng.choice([-1, 1]) * rng.uniform(20, 40)
+                no_fix = v == 7 and i % 50 == 0
+                dyn.append(msgspec.structs.replace(
+                    ex[T.DYNAMICS.name], event_id=f"d-{v}-{i}", ts_ms=ts, speed_kmh=round(speed, 1),
+                    accel_long_mps2=round(a_long, 2), accel_lat_mps2=round(rng.gauss(0, 1), 2),
+                    lat=0.0 if no_fix else lat, lon=0.0 if no_fix else lon))
+                if i % 10 == 0:
+                    parked_now = (i // 3000) % 2 == 1 and v % 3 == 0
+                    states.append(msgspec.structs.replace(
+                        ex[T.STATE.name], event_id=f"s-{v}-{i}", ts_ms=ts + (50 if v == 2 else 0),
+                        speed_kmh=0.0 if parked_now else round(speed, 1), gear="P" if parked_now else "D",
+                        vehicle_status=rng.choice(["started", "started", "off"]) if parked_now else "started",
+                        charging_state="parked_charging" if parked_now and v == 3 else "not_charging",
+                        lat=0.0 if no_fix else lat, lon=0.0 if no_fix else lon))
+                if v in (1, 4) and i in (6_000, 6_600):
+                    crashes.append(msgspec.structs.replace(
+                        ex[T.CRASH.name], event_id=f"c-{v}-{i}", ts_ms=ts, delta_v_kmh=round(rng.uniform(5, 40), 1),
+                        speed_before_kmh=round(speed, 1), lat=lat, lon=lon))
+            if v == 9:  # only a crash pulse in its window: the speed at loss is the pulse's
+                dyn, states = [d for d in dyn if d.ts_ms < start + 60_000], [s for s in states if s.ts_ms < start + 60_000]
+                crashes = [msgspec.structs.replace(ex[T.CRASH.name], event_id="c-9", ts_ms=start + 1_500_000,
+                                                   speed_before_kmh=23.4, lat=lat, lon=lon)]
+            for raw, recs in ((T.DYNAMICS.name, dyn), (T.STATE.name, states), (T.CRASH.name, crashes)):
+                if recs:
+                    _sink_insert(client, raw, vid, recs, offset)
+                    offset += len(recs)
+                    if v in (1, 5):  # delivered twice, each time its own insert: the table holds both till a merge
+                        _sink_insert(client, raw, vid, recs, offset)
+                        offset += len(recs)
+            for j in range(4):  # losses across the drive, windows overlapping, one claimed far away
+                loss = start + rng.choice([0, 300, 61_250, 600_000, 900_000, 1_500_000, 1_799_900, 2_700_000]) + j
+                here = dyn[min(len(dyn) - 1, max(0, (loss - start) // 100))]
+                far = j == 3
+                claims.append(msgspec.structs.replace(
+                    ex[T.FNOL.name], claim_id=f"claim-{v}-{j}", loss_ts_ms=loss,
+                    lat=here.lat + (0.4 if far else rng.uniform(-0.004, 0.004)) if here.lat else lat0,
+                    lon=here.lon + (0.4 if far else rng.uniform(-0.004, 0.004)) if here.lon else lon0,
+                    parties=[msgspec.structs.replace(p, vehicle_id=vid) if p.role == "insured" else p
+                             for p in ex[T.FNOL.name].parties]))
+        claims.append(msgspec.structs.replace(claims[0], claim_id="claim-nobody", parties=[
+            msgspec.structs.replace(p, vehicle_id="veh-unknown") if p.role == "insured" else p for p in claims[0].parties]))
+
+        for table in ("telemetry_dynamics", "telemetry_state", "telemetry_crash"):
+            twice, once = client.query(f"SELECT (SELECT count() FROM {table}), (SELECT count() FROM {table} FINAL)").result_rows[0]
+            assert twice > once
+        reader = WarehouseTelemetry(lambda: client)
+        records = reader.records_for(claims)
+        want = {c.claim_id: facts_from_telemetry(c.loss_ts_ms, c.lat, c.lon, records[c.claim_id]) for c in claims}
+        counting = _Counting(client)
+        got = WarehouseTelemetry(lambda: counting).facts_for(claims)
+
+        assert got == want
+        assert counting.queries in (3, 4)  # a query per table for the 49 claims, and one around impacts if any
+        facts = list(want.values())
+        # the cases are there: no telemetry, pulses, impacts without a pulse, parked, far, stationary
+        assert facts.count(NO_TELEMATICS) >= 2
+        assert any(f.crash_pulse_found for f in facts) and any(f.parked_or_charging_at_loss for f in facts)
+        assert any(f.insured_in_cell for f in facts) and any(f.telematics_available and not f.insured_in_cell for f in facts)
+        impacts = [c for c in claims if want[c.claim_id].crash_pulse_found and not any(
+            isinstance(r, R.CrashV1) for r in records[c.claim_id])]
+        assert len(impacts) >= 2
+        assert sum(map(len, records.values())) > 100_000
+    finally:
+        client.close()
+
+
+
+def test_a_claim_whose_raw_positions_expired_is_judged_on_the_cells_they_were_in(tmp_path):
+    """Raw positions expire after ``raw_position_ttl_days`` (the table then gives 0, 0)
+    while each row's H3 cell stays. A claim whose loss is older than that (reported
+    late, or read again) is judged on the cells: in the claimed cell, and a nearest
+    distance from the cells' centres, both reads alike. Before, every such row was
+    12,956 km away (at 0° N 0° E) and the vehicle not in the cell: evidence against an
+    honest claim."""
+    from fraudring.verify import facts_from_telemetry, judge
+    from stream.features.cells import cell_centre, cell_of
+
+    ws = WarehouseSettings(clickhouse_dsn=f"chdb://{tmp_path / 'wh'}", raw_position_ttl_days=30)
+    client = writer_client(ws)
+    migrate(client, ws)
+    try:
+        loss = int(time.time() * 1000) - 40 * 86_400_000
+        lat, lon = 48.8566, 2.3522
+        dyn = [msgspec.structs.replace(RAW_EXAMPLES[T.DYNAMICS.name].record, event_id=f"old-d-{i}", ts_ms=loss + i * 100,
+                                       lat=lat + i * 1e-5, lon=lon, speed_kmh=30.0) for i in range(-3000, 3000, 7)]
+        states = [msgspec.structs.replace(RAW_EXAMPLES[T.STATE.name].record, event_id=f"old-s-{i}", ts_ms=loss + i * 1000,
+                                          lat=lat + i * 1e-4, lon=lon) for i in range(-300, 300, 3)]
+        _sink_insert(client, T.DYNAMICS.name, "veh-old", dyn, 0)
+        _sink_insert(client, T.STATE.name, "veh-old", states, 10_000)
+        stored = client.query("SELECT min(lat), max(lat), min(h3_r8) FROM telemetry_dynamics").result_rows[0]
+        assert stored[:2] == (0.0, 0.0) and stored[2] != 0  # positions expired, cells kept
+        example = RAW_EXAMPLES[T.FNOL.name].record
+        claim = msgspec.structs.replace(example, claim_id="c-old", loss_ts_ms=loss, lat=lat, lon=lon, amount_eur=800.0,
+                                        parties=[msgspec.structs.replace(p, vehicle_id="veh-old") if p.role == "insured"
+                                                 else p for p in example.parties])
+        reader = WarehouseTelemetry(lambda: client)
+        records = reader.records_for([claim])["c-old"]
+        assert {(r.lat, r.lon) for r in records} <= {cell_centre(cell_of(x.lat, x.lon)) for x in dyn + states}
+        want = facts_from_telemetry(loss, lat, lon, records)
+        assert reader.facts_for([claim]) == {"c-old": want}
+        assert want.insured_in_cell and want.nearest_km < 0.5
+        assert judge(want, claim.amount_eur).verdict == "consistent"
+    finally:
+        client.close()
