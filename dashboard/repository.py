@@ -107,9 +107,9 @@ QUERIES: dict[str, str] = {
     """,
     "fraud_queue": """
         SELECT alert_id, claim_id, ring_id, score, amount_eur, expected_saving_eur, verdict, ring_claims,
-               status, last_decision, investigator, toUnixTimestamp64Milli(created_at) AS created_ts_ms
+               ring_confirmed, status, last_decision, investigator, toUnixTimestamp64Milli(created_at) AS created_ts_ms
         FROM fraud_queue WHERE has({statuses:Array(String)}, status)
-        ORDER BY expected_saving_eur DESC, alert_id LIMIT {limit:UInt32}
+        ORDER BY ring_confirmed > 0 DESC, expected_saving_eur DESC, alert_id LIMIT {limit:UInt32}
     """,
     "fraud_alert": """
         SELECT alert_id, claim_id, ring_id, score, amount_eur, expected_saving_eur, verdict, members, ring_claims,

@@ -1,4 +1,4 @@
-"""Warehouse rows (JSONEachRow lines) for the fraud tables of migrations 0020-0026.
+"""Warehouse rows (JSONEachRow lines) for the fraud tables of migrations 0020-0027.
 
 Same shape as ``warehouse.sink`` routes: ``row(msg, now_ms) -> bytes`` for the
 ``fraud.alerts.v1`` and ``fraud.decisions.v1`` topics, plus plain builders for
@@ -14,8 +14,9 @@ from fraudring.verify import Verification
 from stream.records import DecisionV1, FnolV1
 
 _ALERT_COLUMNS = ("alert_id", "claim_id", "ring_id", "created_ts_ms", "claim_ts_ms", "score", "amount_eur",
-                  "expected_saving_eur", "verdict", "members", "ring_claims", "evidence", "reasons", "version")
-_ALERT_OPTIONAL = ("created_ts_ms", "ring_claims")
+                  "expected_saving_eur", "verdict", "members", "ring_claims", "ring_confirmed", "evidence", "reasons",
+                  "version")
+_ALERT_OPTIONAL = ("created_ts_ms", "ring_claims", "ring_confirmed")
 _decision = msgspec.json.Decoder(DecisionV1)
 
 
@@ -28,6 +29,8 @@ def alert_row(msg, now_ms: int) -> bytes:
     row = {c: alert.get(c, now_ms) for c in _ALERT_COLUMNS}
     if "ring_claims" not in alert:  # the first engines' alerts: no ring size, the whole ring in members
         row["ring_claims"] = len(alert["members"])
+    if "ring_confirmed" not in alert:  # engines from before investigators' decisions
+        row["ring_confirmed"] = 0
     return msgspec.json.encode(row) + b"\n"
 
 

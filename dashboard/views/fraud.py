@@ -31,12 +31,15 @@ with ui.warehouse_guard():
     statuses = st.multiselect("Show alerts that are", list(decisions.QUEUE_STATUSES),
                               default=list(decisions.OPEN_STATUSES))
     queue = repo.fraud_queue(statuses)
-    st.caption(f"{len(queue)} alerts, ranked by expected saving (score × claimed amount)")
+    st.caption(f"{len(queue)} alerts: rings holding claims investigators confirmed as fraud first, then by expected "
+               "saving (score × claimed amount)")
     picked = st.dataframe(queue.drop(columns=["created_ts_ms"]), hide_index=True, on_select="rerun",
                           selection_mode="single-row", key="queue", column_config={
         "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.2f"),
         "amount_eur": st.column_config.NumberColumn("claimed €", format="%.0f"),
         "expected_saving_eur": st.column_config.NumberColumn("expected saving €", format="%.0f"),
+        "ring_confirmed": st.column_config.NumberColumn("confirmed in ring", format="%d",
+                                                        help="Claims of the ring confirmed as fraud when it was alerted"),
     })
     if queue.empty:
         st.stop()

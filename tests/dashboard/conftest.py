@@ -6,20 +6,27 @@ import pytest
 from dashboard_seed import free_port, seed, seed_registry, served
 
 
-@pytest.fixture(scope="session")
-def seeded_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dash-seeded")
-    seed(root / "warehouse")
+def _served(tmp_path_factory, name: str, **seeded):
+    root = tmp_path_factory.mktemp(name)
+    seed(root / "warehouse", **seeded)
     with served(root / "warehouse", root / "warehouse.log") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def seeded_url(tmp_path_factory):
+    yield from _served(tmp_path_factory, "dash-seeded")
+
+
+@pytest.fixture(scope="session")
+def confirmed_url(tmp_path_factory):
+    """The seeded warehouse plus an alert of a ring holding claims confirmed as fraud."""
+    yield from _served(tmp_path_factory, "dash-confirmed", confirmed_ring=True)
 
 
 @pytest.fixture(scope="session")
 def empty_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dash-empty")
-    seed(root / "warehouse", with_data=False)
-    with served(root / "warehouse", root / "warehouse.log") as url:
-        yield url
+    yield from _served(tmp_path_factory, "dash-empty", with_data=False)
 
 
 @pytest.fixture

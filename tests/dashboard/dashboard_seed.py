@@ -53,6 +53,12 @@ DECIDED = {"alert-c6": ("investigating", "li.na"), "alert-c7": ("dismissed", "zh
 # alerts re-issued after their decision because the ring grew: alert id -> the ring's
 # claims now (the alert's members are the nearest of them)
 GREW = {"alert-c7": 250}
+# a warehouse seeded with confirmed_ring=True also holds this alert: a new claim of a ring
+# in which investigators confirmed CONFIRMED_IN_RING claims as fraud (the engine's
+# ring_confirmed). Its expected saving is the lowest of all, yet it leads the queue.
+CONFIRMED_ALERT = ("alert-c9", "ring-5", 0.08, 2_000.0, 160.0, "consistent", ["c9", "c10", "c11"])
+CONFIRMED_IN_RING = 2
+CONFIRMED_REASON = f"ring holds {CONFIRMED_IN_RING} claims confirmed as fraud by investigators (latest 2025-11-24)"
 # entities shared inside rings: c1-c3 one phone, c1-c2 one garage, c4-c5 one lawyer
 SHARED_ENTITIES = [("phone", "13800138000", ["c1", "c2", "c3"]), ("garage", "quickfix motors", ["c1", "c2"]),
                    ("lawyer", "wang and partners", ["c4", "c5"])]
@@ -115,13 +121,16 @@ def _crash_rows() -> list[list]:
     return rows
 
 
-def _fraud_rows() -> dict[str, tuple[list[str], list[list]]]:
+def _fraud_rows(confirmed_ring: bool) -> dict[str, tuple[list[str], list[list]]]:
     alerts, claims, entities = [], [], []
-    for n, (alert_id, ring, score, amount, saving, verdict, members) in enumerate(ALERTS):
+    for n, (alert_id, ring, score, amount, saving, verdict, members) in enumerate(
+            ALERTS + [CONFIRMED_ALERT] * confirmed_ring):
         created = BASE_TS_MS + 120_000 if alert_id in GREW else BASE_TS_MS + n  # decisions are at + 60 s
+        confirmed = CONFIRMED_IN_RING if alert_id == CONFIRMED_ALERT[0] else 0
+        reasons = [CONFIRMED_REASON] * bool(confirmed) + [f"{len(members)} claims in one ring"]
         alerts.append([alert_id, members[0], ring, created, BASE_TS_MS, score, amount, saving, verdict, members,
-                       GREW.get(alert_id, len(members)), [f"{verdict}: seeded evidence for {members[0]}"],
-                       [f"{len(members)} claims in one ring"], created])
+                       GREW.get(alert_id, len(members)), confirmed, [f"{verdict}: seeded evidence for {members[0]}"],
+                       reasons, created])
         for i, cid in enumerate(members):
             claims.append([cid, f"pol-{cid}", BASE_TS_MS, BASE_TS_MS - 3_600_000, 31.23, 121.47, 0, amount / len(members),
                            ring, verdict if i == 0 else "consistent", verdict != "no_telematics", True, True,
@@ -133,7 +142,8 @@ def _fraud_rows() -> dict[str, tuple[list[str], list[list]]]:
                for a, (status, who) in DECIDED.items()]
     return {
         "fraud_alerts": (["alert_id", "claim_id", "ring_id", "created_ts_ms", "claim_ts_ms", "score", "amount_eur",
-                          "expected_saving_eur", "verdict", "members", "ring_claims", "evidence", "reasons", "version"],
+                          "expected_saving_eur", "verdict", "members", "ring_claims", "ring_confirmed", "evidence", "reasons",
+                          "version"],
                          alerts),
         "fraud_claims": (["claim_id", "policy_id", "ts_ms", "loss_ts_ms", "lat", "lon", "cell_h3", "amount_eur", "ring_id",
                           "verdict", "telematics_available", "insured_in_cell", "third_party_in_cell", "crash_pulse_found",
@@ -202,8 +212,9 @@ def seed_registry(root: Path) -> None:
     registry.promote("ubi-telematics", 1)
 
 
-def seed(path: Path, *, with_data: bool = True) -> None:
-    """Create and migrate a chDB warehouse at ``path``, with the known rows unless ``with_data`` is false."""
+def seed(path: Path, *, with_data: bool = True, confirmed_ring: bool = False) -> None:
+    """Create and migrate a chDB warehouse at ``path``, with the known rows unless ``with_data`` is false
+    (and ``CONFIRMED_ALERT`` among the fraud alerts if ``confirmed_ring``)."""
     from voltrisk.settings import WarehouseSettings
     from warehouse.client import writer_client
     from warehouse.migrate import migrate
@@ -232,7 +243,7 @@ def seed(path: Path, *, with_data: bool = True) -> None:
             "vehicle_id", "cell", "day", "start_ts_ms", "distance_km", "driving_s", "hard_brake_n", "harsh_accel_n",
             "harsh_turn_n", "speed_hist_s", "version_ts_ms"])
         client.insert("cell_crashes", _crash_rows(), column_names=["event_id", "vehicle_id", "ts_ms", "cell"])
-        for table, (columns, rows) in (_fraud_rows() | _feature_rows()).items():
+        for table, (columns, rows) in (_fraud_rows(confirmed_ring) | _feature_rows()).items():
             client.insert(table, rows, column_names=columns)
     finally:
         client.close()

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from dashboard_seed import ALERTS, BASE_TS_MS, DECIDED, GREW, SHARED_ENTITIES, frame_with, run_page
+from dashboard_seed import (
+    ALERTS,
+    BASE_TS_MS,
+    CONFIRMED_ALERT,
+    CONFIRMED_IN_RING,
+    CONFIRMED_REASON,
+    DECIDED,
+    GREW,
+    SHARED_ENTITIES,
+    frame_with,
+    run_page,
+)
 
 from dashboard import bus, decisions
 
@@ -25,6 +38,26 @@ def test_fraud_queue_ranked_by_expected_saving(seeded_url, warehouse_at):
     assert reopened == ["reopened", *DECIDED["alert-c7"]]
     # the ring's size, not the length of the members list the alert carries
     assert queue["ring_claims"].to_dict() == {a[0]: GREW.get(a[0], len(a[6])) for a in ALERTS}
+
+
+def test_a_ring_holding_confirmed_fraud_leads_the_queue_with_its_count(confirmed_url, warehouse_at):
+    """The engine ranks a ring's alerts first once investigators confirmed fraud in it;
+    the queue did so only in the alert's first reason, below every larger saving."""
+    warehouse_at(confirmed_url)
+    at = run_page(PAGE)
+    queue = frame_with(at, "alert_id", "expected_saving_eur")
+    saving = {a[0]: a[4] for a in [*ALERTS, CONFIRMED_ALERT]}
+    assert min(saving, key=saving.get) == "alert-c9"
+    assert list(queue["alert_id"]) == ["alert-c9", "alert-c1", "alert-c4", "alert-c6", "alert-c7"]
+    assert queue.set_index("alert_id")["ring_confirmed"].to_dict() == {
+        "alert-c9": CONFIRMED_IN_RING, "alert-c1": 0, "alert-c4": 0, "alert-c6": 0, "alert-c7": 0}
+    table = next(d for d in at.dataframe if "ring_confirmed" in d.value.columns)
+    assert json.loads(table.proto.columns)["ring_confirmed"]["label"] == "confirmed in ring"
+    # the first row is the alert opened below, with the engine's reason first
+    assert at.subheader[0].value == "alert-c9 · ring ring-5 · 3 claims"
+    why = next(m.value for m in at.markdown if m.value.startswith("**Why the model flags it**"))
+    assert why == f"**Why the model flags it**\n\n- {CONFIRMED_REASON}\n- 3 claims in one ring"
+    assert {x.label: x.value for x in at.metric}["New"] == "3"
 
 
 def test_fraud_alert_shows_ring_and_evidence(seeded_url, warehouse_at):
