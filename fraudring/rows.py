@@ -31,7 +31,7 @@ def alert_row(msg, now_ms: int) -> bytes:
         row["ring_claims"] = len(alert["members"])
     if "ring_confirmed" not in alert:  # engines from before investigators' decisions
         row["ring_confirmed"] = 0
-    return msgspec.json.encode(row) + b"\n"
+    return msgspec.json.encode(row)
 
 
 def decision_row(msg, now_ms: int) -> bytes:
@@ -40,7 +40,7 @@ def decision_row(msg, now_ms: int) -> bytes:
     d = _decision.decode(msg.value)
     return msgspec.json.encode({"event_id": d.event_id, "alert_id": d.alert_id, "ts_ms": d.ts_ms, "status": d.status,
                                 "investigator": d.investigator, "note": d.note, "alert_version": d.alert_version,
-                                "version": d.ts_ms}) + b"\n"
+                                "version": d.ts_ms})
 
 
 def claim_row(claim: FnolV1, check: Verification, ring_id: str, cell_h3: int, version: int) -> dict:

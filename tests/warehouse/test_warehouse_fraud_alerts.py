@@ -38,6 +38,7 @@ def _sink_stores(client, alerts: list[dict], first_offset: int = 0) -> None:
     sink = Sink(client, lambda: None, batch_rows=1_000, batch_ms=50)
     asyncio.run(sink._write(T.ALERTS.name, [(0, msgs)]))
     assert sink.stats.rejected_rows == 0
+    assert (sink.stats.rows, sink.stats.by_table) == (len(alerts), {"fraud_alerts": len(alerts)})  # a row an alert
 
 
 @pytest.fixture
