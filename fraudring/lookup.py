@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from operator import attrgetter
 from typing import Any
 
@@ -40,8 +41,13 @@ _TS = attrgetter("ts_ms")
 _TABLES = (("telemetry_state", StateV1), ("telemetry_dynamics", DynamicsV1), ("telemetry_crash", CrashV1))
 
 
+def party_vehicle(claim: FnolV1, role: str = "insured") -> str | None:
+    """The (pseudonymous) vehicle id of the claim's party in ``role``, if it names one."""
+    return next((p.vehicle_id for p in claim.parties if p.role == role and p.vehicle_id), None)
+
+
 def insured_vehicle(claim: FnolV1) -> str | None:
-    return next((p.vehicle_id for p in claim.parties if p.role == "insured" and p.vehicle_id), None)
+    return party_vehicle(claim, "insured")
 
 
 class WarehouseTelemetry:
@@ -58,18 +64,18 @@ class WarehouseTelemetry:
             self._client = self._connect()
         return self._client
 
-    def records_for(self, claims: Sequence[FnolV1]) -> dict[str, list]:
-        """claim id -> the insured vehicle's records around the loss (claims without
-        an identified insured vehicle are left out: judged ``no_telematics``). A failed
-        read drops the client, to connect again on the next call."""
+    def records_for(self, claims: Sequence[FnolV1], role: str = "insured") -> dict[str, list]:
+        """claim id -> the records of the vehicle of its party in ``role`` around the loss
+        (claims without one are left out: for the insured, judged ``no_telematics``). A
+        failed read drops the client, to connect again on the next call."""
         try:
-            return self._records_for(claims)
+            return self._records_for(claims, role)
         except Exception:
             self._client = None
             raise
 
-    def _records_for(self, claims: Sequence[FnolV1]) -> dict[str, list]:
-        wanted = [(claim, vid) for claim in claims if (vid := insured_vehicle(claim)) is not None]
+    def _records_for(self, claims: Sequence[FnolV1], role: str) -> dict[str, list]:
+        wanted = [(claim, vid) for claim in claims if (vid := party_vehicle(claim, role)) is not None]
         out: dict[str, list] = {claim.claim_id: [] for claim, _ in wanted}
         for i in range(0, len(wanted), CLAIMS_PER_QUERY):
             self._read_windows(wanted[i:i + CLAIMS_PER_QUERY], out)
@@ -106,26 +112,38 @@ class WarehouseTelemetry:
 
 
     def facts_for(self, claims: Sequence[FnolV1]) -> dict[str, TelematicsFacts]:
-        """claim id -> what the telemetry around its loss says, aggregated in the warehouse
-        (equal to ``facts_from_telemetry`` of ``records_for``; claims without an identified
-        insured vehicle are left out). A failed read drops the client, as ``records_for``."""
+        """claim id -> what the telemetry around its loss says, aggregated in the warehouse:
+        ``facts_from_telemetry`` of the insured vehicle's ``records_for``, with
+        ``third_party_in_cell`` of the third party's when that vehicle is ours too (it
+        sent telemetry in the window). Claims with neither are left out (judged
+        ``no_telematics``). A failed read drops the client, as ``records_for``."""
         try:
-            wanted = [(claim, vid) for claim in claims if (vid := insured_vehicle(claim)) is not None]
+            wanted = [(claim, vid, role) for claim in claims for role in ("insured", "third_party")
+                      if (vid := party_vehicle(claim, role)) is not None]
             out: dict[str, TelematicsFacts] = {}
+            third: dict[str, bool] = {}
             for i in range(0, len(wanted), CLAIMS_PER_QUERY):
-                out.update(self._window_facts(wanted[i:i + CLAIMS_PER_QUERY]))
+                part = wanted[i:i + CLAIMS_PER_QUERY]
+                for (claim, _, role), facts in zip(part, self._window_facts(part)):
+                    if role == "insured":
+                        out[claim.claim_id] = facts
+                    elif facts.telematics_available:
+                        third[claim.claim_id] = facts.insured_in_cell  # the third party's own window
+            for cid, in_cell in third.items():
+                out[cid] = replace(out.get(cid, NO_TELEMATICS), third_party_in_cell=in_cell)
             return out
         except Exception:
             self._client = None
             raise
 
-    def _window_facts(self, part: Sequence[tuple[FnolV1, str]]) -> dict[str, TelematicsFacts]:
-        """A chunk's facts: per table one query joining its rows to the chunk's claims (a
-        row can be in the windows of several claims of its vehicle) and aggregating them
-        per claim; a second dynamics query for the samples around an impact, when one
-        was found without a crash pulse."""
+    def _window_facts(self, part: Sequence[tuple[FnolV1, str, str]]) -> list[TelematicsFacts]:
+        """The facts of each (claim, vehicle, role) of a chunk, as if that vehicle were the
+        insured: per table one query joining its rows to the chunk's windows (a row can be
+        in the windows of several claims of its vehicle) and aggregating them per window;
+        a fourth, dynamics, query for the samples around an impact the insured vehicle
+        had without a crash pulse."""
         params: dict[str, object] = {}
-        for k, (claim, vid) in enumerate(part):
+        for k, (claim, vid, _) in enumerate(part):
             params.update({f"v{k}": vid, f"a{k}": claim.loss_ts_ms - WINDOW_MS, f"b{k}": claim.loss_ts_ms + WINDOW_MS,
                            f"l{k}": claim.loss_ts_ms, f"y{k}": claim.lat, f"x{k}": claim.lon,
                            f"h{k}": sorted(near_cells(claim.lat, claim.lon))})
@@ -158,7 +176,7 @@ class WarehouseTelemetry:
         for k, *seen, crashes in query("telemetry_crash", _CRASH):
             windows[k].add(*seen, None, None)
             windows[k].crashes = [(float(d), float(s)) for _, d, s in sorted(crashes)]
-        around = {k: hit for k, hit in impacts.items() if not windows[k].crashes}
+        around = {k: hit for k, hit in impacts.items() if not windows[k].crashes and part[k][2] == "insured"}
         if around:  # the samples two before and two after each impact, clamped to the window
             params.update({f"i{k}": hit[0] for k, hit in around.items()})
             hit_ts = "multiIf(" + ", ".join(f"q.k = {k}, {{i{k}:Int64}}" for k in around) + ", 0)"
@@ -169,11 +187,11 @@ class WarehouseTelemetry:
                 hit_speed = around[k][1]
                 edge = lambda xs: xs[min(len(xs), 2) - 1][1] if xs else hit_speed  # noqa: E731
                 windows[k].impact = impact_delta_v(edge(before), edge(after))
-        out = {claim.claim_id: NO_TELEMATICS for claim, _ in part}
+        out = [NO_TELEMATICS] * len(part)
         for k, w in windows.items():
             claim = part[k][0]
             if w.n:
-                out[claim.claim_id] = facts_from_window(
+                out[k] = facts_from_window(
                     claim.lat, claim.lon, in_cell=w.in_cell, positions=w.positions,
                     speed_at_loss=w.at_loss[3] if w.at_loss else None,
                     parked_at_loss=w.state is not None and parked(*w.state), crashes=w.crashes,

@@ -98,6 +98,18 @@ def facts_from_telemetry(loss_ts_ms: int, lat: float, lon: float,
     )
 
 
+def third_party_in_cell(loss_ts_ms: int, lat: float, lon: float,
+                        records: Iterable[StateV1 | DynamicsV1 | CrashV1]) -> bool | None:
+    """Whether the third party's vehicle, when it is one of ours, was in the claimed cell
+    or its first ring within ±10 min of the loss; None without its records there (not
+    ours, or silent: nothing can be said)."""
+    window = [r for r in records if abs(r.ts_ms - loss_ts_ms) <= WINDOW_MS]
+    if not window:
+        return None
+    cells = near_cells(lat, lon)
+    return any(cell_of(r.lat, r.lon) in cells for r in window)
+
+
 def parked(gear: str, vehicle_status: str, charging_state: str) -> bool:
     """Whether a state record says the vehicle stands: in P, switched off, or charging parked."""
     return gear == "P" or vehicle_status == "off" or charging_state == "parked_charging"

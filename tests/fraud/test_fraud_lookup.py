@@ -120,10 +120,13 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
     vehicles that drive at 10 Hz, park, charge, lose their fix, crash (pulse or only an
     impact-hard sample, near a window's edge too), several claims to a vehicle with
     overlapping windows, claims far from where the car was and claims with no telemetry,
-    and rows delivered twice that no merge has collapsed yet."""
+    and rows delivered twice that no merge has collapsed yet. Where the third party's
+    vehicle is ours too, whether it was in the claimed cell is read from its own window."""
     import random
 
-    from fraudring.verify import NO_TELEMATICS, facts_from_telemetry
+    import dataclasses
+
+    from fraudring.verify import NO_TELEMATICS, facts_from_telemetry, third_party_in_cell
 
     rng = random.Random(32960)
     ws = WarehouseSettings(clickhouse_dsn=f"chdb://{tmp_path / 'wh'}")
@@ -169,12 +172,18 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
                 dyn, states = [d for d in dyn if d.ts_ms < start + 60_000], [s for s in states if s.ts_ms < start + 60_000]
                 crashes = [msgspec.structs.replace(ex[T.CRASH.name], event_id="c-9", ts_ms=start + 1_500_000,
                                                    speed_before_kmh=23.4, lat=lat, lon=lon)]
-            for raw, recs in ((T.DYNAMICS.name, dyn), (T.STATE.name, states), (T.CRASH.name, crashes)):
+            # the other party's car, one of ours: beside this one (even vehicles) or 30 km off
+            # (odd), sending a state every 10 s
+            shift = 0.0 if v % 2 == 0 else 0.3
+            other = [msgspec.structs.replace(st, event_id=f"o-{st.event_id}", lat=st.lat + shift if st.lat else 0.0)
+                     for st in states[::10]]
+            for raw, vehicle, recs in ((T.DYNAMICS.name, vid, dyn), (T.STATE.name, vid, states),
+                                       (T.CRASH.name, vid, crashes), (T.STATE.name, f"other-{v}", other)):
                 if recs:
-                    _sink_insert(client, raw, vid, recs, offset)
+                    _sink_insert(client, raw, vehicle, recs, offset)
                     offset += len(recs)
                     if v in (1, 5):  # delivered twice, each time its own insert: the table holds both till a merge
-                        _sink_insert(client, raw, vid, recs, offset)
+                        _sink_insert(client, raw, vehicle, recs, offset)
                         offset += len(recs)
             for j in range(4):  # losses across the drive, windows overlapping, one claimed far away
                 loss = start + rng.choice([0, 300, 61_250, 600_000, 900_000, 1_500_000, 1_799_900, 2_700_000]) + j
@@ -184,23 +193,34 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
                     ex[T.FNOL.name], claim_id=f"claim-{v}-{j}", loss_ts_ms=loss,
                     lat=here.lat + (0.4 if far else rng.uniform(-0.004, 0.004)) if here.lat else lat0,
                     lon=here.lon + (0.4 if far else rng.uniform(-0.004, 0.004)) if here.lon else lon0,
-                    parties=[msgspec.structs.replace(p, vehicle_id=vid) if p.role == "insured" else p
+                    parties=[msgspec.structs.replace(p, vehicle_id=vid if p.role == "insured" else
+                                                     f"other-{v}" if j in (0, 1) else p.vehicle_id)
                              for p in ex[T.FNOL.name].parties]))
         claims.append(msgspec.structs.replace(claims[0], claim_id="claim-nobody", parties=[
             msgspec.structs.replace(p, vehicle_id="veh-unknown") if p.role == "insured" else p for p in claims[0].parties]))
+        # no insured vehicle named, the third party's known: only what that one says
+        claims.append(msgspec.structs.replace(claims[4], claim_id="claim-third-only", parties=[
+            msgspec.structs.replace(p, vehicle_id=None) if p.role == "insured" else p for p in claims[4].parties]))
 
         for table in ("telemetry_dynamics", "telemetry_state", "telemetry_crash"):
             twice, once = client.query(f"SELECT (SELECT count() FROM {table}), (SELECT count() FROM {table} FINAL)").result_rows[0]
             assert twice > once
         reader = WarehouseTelemetry(lambda: client)
-        records = reader.records_for(claims)
-        want = {c.claim_id: facts_from_telemetry(c.loss_ts_ms, c.lat, c.lon, records[c.claim_id]) for c in claims}
+        records, others = reader.records_for(claims), reader.records_for(claims, "third_party")
+        want = {c.claim_id: facts_from_telemetry(c.loss_ts_ms, c.lat, c.lon, records[c.claim_id])
+                for c in claims if c.claim_id in records}
+        for c in claims:
+            tp = third_party_in_cell(c.loss_ts_ms, c.lat, c.lon, others.get(c.claim_id, []))
+            if tp is not None:
+                want[c.claim_id] = dataclasses.replace(want.get(c.claim_id, NO_TELEMATICS), third_party_in_cell=tp)
         counting = _Counting(client)
         got = WarehouseTelemetry(lambda: counting).facts_for(claims)
 
         assert got == want
-        assert counting.queries in (3, 4)  # a query per table for the 49 claims, and one around impacts if any
+        assert counting.queries in (3, 4)  # a query per table for the 50 claims, and one around impacts if any
         facts = list(want.values())
+        assert want["claim-third-only"].third_party_in_cell is not None and not want["claim-third-only"].telematics_available
+        assert {f.third_party_in_cell for f in facts} == {None, True, False}
         # the cases are there: no telemetry, pulses, impacts without a pulse, parked, far, stationary
         assert facts.count(NO_TELEMATICS) >= 2
         assert any(f.crash_pulse_found for f in facts) and any(f.parked_or_charging_at_loss for f in facts)
