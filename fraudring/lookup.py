@@ -27,9 +27,9 @@ from typing import Any
 
 import msgspec
 
-from fraudring.verify import (IMPACT_ACCEL_MPS2, NO_TELEMATICS, TelematicsFacts, facts_from_window, impact_delta_v,
-                              near_cells, parked)
-from stream.features.cells import cell_centre
+from fraudring.verify import (IMPACT_ACCEL_MPS2, NO_TELEMATICS, PARKED_LOOKBACK_MS, TelematicsFacts, facts_from_window,
+                              impact_delta_v, near_cells, parked)
+from stream.features.cells import cell_centre, cell_of
 from stream.records import CrashV1, DynamicsV1, FnolV1, StateV1
 
 WINDOW_MS = 10 * 60 * 1000
@@ -64,33 +64,34 @@ class WarehouseTelemetry:
             self._client = self._connect()
         return self._client
 
-    def records_for(self, claims: Sequence[FnolV1], role: str = "insured") -> dict[str, list]:
-        """claim id -> the records of the vehicle of its party in ``role`` around the loss
-        (claims without one are left out: for the insured, judged ``no_telematics``). A
-        failed read drops the client, to connect again on the next call."""
+    def records_for(self, claims: Sequence[FnolV1], role: str = "insured", before_ms: int = WINDOW_MS) -> dict[str, list]:
+        """claim id -> the records of the vehicle of its party in ``role`` from ``before_ms``
+        before the loss to 10 min after (claims without one are left out: for the insured,
+        judged ``no_telematics``). A failed read drops the client, to connect again on
+        the next call."""
         try:
-            return self._records_for(claims, role)
+            return self._records_for(claims, role, before_ms)
         except Exception:
             self._client = None
             raise
 
-    def _records_for(self, claims: Sequence[FnolV1], role: str) -> dict[str, list]:
+    def _records_for(self, claims: Sequence[FnolV1], role: str, before_ms: int) -> dict[str, list]:
         wanted = [(claim, vid) for claim in claims if (vid := party_vehicle(claim, role)) is not None]
         out: dict[str, list] = {claim.claim_id: [] for claim, _ in wanted}
         for i in range(0, len(wanted), CLAIMS_PER_QUERY):
-            self._read_windows(wanted[i:i + CLAIMS_PER_QUERY], out)
+            self._read_windows(wanted[i:i + CLAIMS_PER_QUERY], out, before_ms)
         for recs in out.values():
             recs.sort(key=_TS)  # stable: a state, then dynamics, then a crash at one instant
         return out
 
-    def _read_windows(self, part: Sequence[tuple[FnolV1, str]], out: dict[str, list]) -> None:
+    def _read_windows(self, part: Sequence[tuple[FnolV1, str]], out: dict[str, list], before_ms: int) -> None:
         """One query per table for a chunk of claims: the OR of their (vehicle, time window)
         ranges, which the tables' sort key (vehicle_id, ts_ms, ...) reads range by range;
         each row goes to every claim of its vehicle whose window holds it."""
         windows: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
         params: dict[str, object] = {}
         for k, (claim, vid) in enumerate(part):
-            a, b = claim.loss_ts_ms - WINDOW_MS, claim.loss_ts_ms + WINDOW_MS
+            a, b = claim.loss_ts_ms - before_ms, claim.loss_ts_ms + WINDOW_MS
             windows[vid].append((a, b, claim.claim_id))
             params.update({f"v{k}": vid, f"a{k}": a, f"b{k}": b})
         where = " OR ".join(f"(vehicle_id = {{v{k}:String}} AND ts_ms BETWEEN {{a{k}:Int64}} AND {{b{k}:Int64}})"
@@ -146,18 +147,21 @@ class WarehouseTelemetry:
         for k, (claim, vid, _) in enumerate(part):
             params.update({f"v{k}": vid, f"a{k}": claim.loss_ts_ms - WINDOW_MS, f"b{k}": claim.loss_ts_ms + WINDOW_MS,
                            f"l{k}": claim.loss_ts_ms, f"y{k}": claim.lat, f"x{k}": claim.lon,
-                           f"h{k}": sorted(near_cells(claim.lat, claim.lon))})
+                           f"h{k}": sorted(near_cells(claim.lat, claim.lon)),
+                           # before the window, where a parked car's last record is looked for
+                           f"c{k}": claim.loss_ts_ms - PARKED_LOOKBACK_MS, f"d{k}": claim.loss_ts_ms - WINDOW_MS - 1})
 
-        def query(table: str, select: str, ks: Sequence[int] = range(len(part)), final: str = "") -> list[tuple]:
+        def query(table: str, select: str, ks: Sequence[int] = range(len(part)), final: str = "",
+                  a: str = "a", b: str = "b") -> list[tuple]:
             """``select`` per claim of ``ks`` over ``table``'s rows in its window: the claims as
             a table (``q``), and the OR of their ranges, which the sort key (vehicle_id,
             ts_ms, ...) reads range by range, before the join gives each row to its claims.
             Without ``FINAL`` a redelivered row not merged yet is read twice, which none of
             the window's aggregates (any, nearest, argmin, argmax, distinct) can tell from
             once; FINAL costs ~40 % more."""
-            claims = ", ".join(f"({k}, {{v{k}:String}}, {{a{k}:Int64}}, {{b{k}:Int64}}, {{l{k}:Int64}}, "
+            claims = ", ".join(f"({k}, {{v{k}:String}}, {{{a}{k}:Int64}}, {{{b}{k}:Int64}}, {{l{k}:Int64}}, "
                                f"{{h{k}:Array(UInt64)}}, {{y{k}:Float64}}, {{x{k}:Float64}})" for k in ks)
-            ranges = " OR ".join(f"(t.vehicle_id = {{v{k}:String}} AND t.ts_ms BETWEEN {{a{k}:Int64}} AND {{b{k}:Int64}})"
+            ranges = " OR ".join(f"(t.vehicle_id = {{v{k}:String}} AND t.ts_ms BETWEEN {{{a}{k}:Int64}} AND {{{b}{k}:Int64}})"
                                  for k in ks)
             return self.client.query(
                 f"SELECT q.k, {select} FROM {table} AS t {final} INNER JOIN (SELECT c.1 AS k, c.2 AS vid, c.3 AS a, "
@@ -187,7 +191,18 @@ class WarehouseTelemetry:
                 hit_speed = around[k][1]
                 edge = lambda xs: xs[min(len(xs), 2) - 1][1] if xs else hit_speed  # noqa: E731
                 windows[k].impact = impact_delta_v(edge(before), edge(after))
-        out = [NO_TELEMATICS] * len(part)
+        silent = [k for k in range(len(part)) if not windows[k].n]
+        if silent:  # nothing in the window: the last record before it, if a parked car's state
+            last_driving = dict(query("telemetry_dynamics", "max(t.ts_ms)", silent, a="c", b="d"))
+            for k, (ts, lat, lon, cell, speed, *state) in query("telemetry_state", _LAST_STATE, silent, a="c", b="d"):
+                if ts > last_driving.get(k, ts - 1) and parked(*state):
+                    if lat == 0.0 and lon == 0.0 and cell:  # the raw position expired: its cell's centre
+                        lat, lon = cell_centre(cell)
+                    claim = part[k][0]
+                    windows[k].stood = facts_from_window(
+                        claim.lat, claim.lon, in_cell=cell_of(lat, lon) in near_cells(claim.lat, claim.lon),
+                        positions=[(lat, lon)], speed_at_loss=speed, parked_at_loss=True, crashes=[], impact_delta_v=0.0)
+        out = [windows[k].stood for k in range(len(part))]
         for k, w in windows.items():
             claim = part[k][0]
             if w.n:
@@ -215,6 +230,9 @@ _HARD = f"hypot(toFloat64(t.accel_long_mps2), toFloat64(t.accel_lat_mps2)) >= {I
 _DYNAMICS = (f"{_WINDOW}, {_AT_LOSS.format(cols='t.ts_ms, t.speed_kmh')}, countIf({_HARD}), "
              f"argMaxIf((t.ts_ms, t.speed_kmh), (hypot(toFloat64(t.accel_long_mps2), toFloat64(t.accel_lat_mps2)), "
              f"-t.ts_ms), {_HARD})")
+# the last state before the window
+_LAST_STATE = ("argMax((t.ts_ms, t.lat, t.lon, t.h3_r8, t.speed_kmh, t.gear, t.vehicle_status, t.charging_state), "
+               "t.ts_ms)")
 _CRASH = f"{_WINDOW}, groupUniqArray((t.event_id, t.delta_v_kmh, t.speed_before_kmh))"
 
 
@@ -227,6 +245,7 @@ class _Window:
         self.state: tuple | None = None  # (gear, status, charging) of the state nearest the loss time
         self.crashes: list[tuple[float, float]] = []
         self.impact = 0.0
+        self.stood = NO_TELEMATICS  # the facts of a parked car, for an empty window
 
     def add(self, n: int, in_cell: bool, fixed: int, nearest: tuple[float, float], expired: list[int],
             at_loss: tuple | None, state) -> None:

@@ -22,6 +22,9 @@ from stream.features.cells import cell_of
 from stream.records import CrashV1, DynamicsV1, StateV1
 
 WINDOW_MS = 10 * 60_000  # telemetry this close to the claimed loss time counts
+# A car sends nothing while it stands switched off: with no record in the window, the
+# last one before it, this far back at most, tells where it stood if it was parked there.
+PARKED_LOOKBACK_MS = 72 * 3_600_000
 H3_RES = 8
 # Below this claimed amount a bump may not trigger the crash sensor at all.
 MIN_PULSE_AMOUNT_EUR = 1_500.0
@@ -76,11 +79,19 @@ def near_cells(lat: float, lon: float) -> set[int]:
 
 def facts_from_telemetry(loss_ts_ms: int, lat: float, lon: float,
                          records: Iterable[StateV1 | DynamicsV1 | CrashV1]) -> TelematicsFacts:
-    """Facts for a claim from the insured vehicle's records (any order, any
-    span: only those within ±10 min of ``loss_ts_ms`` are used)."""
+    """Facts for a claim from the insured vehicle's records (any order, any span).
+    Those within ±10 min of ``loss_ts_ms`` are used; when there are none, the vehicle's
+    last record before them (``PARKED_LOOKBACK_MS`` back at most), if it is a state
+    saying the car was parked (``parked``): it stood there, switched off, at the loss."""
+    records = list(records)
     window = [r for r in records if abs(r.ts_ms - loss_ts_ms) <= WINDOW_MS]
     if not window:
-        return NO_TELEMATICS
+        stood = parked_before(loss_ts_ms, records)
+        if stood is None:
+            return NO_TELEMATICS
+        return facts_from_window(lat, lon, in_cell=cell_of(stood.lat, stood.lon) in near_cells(lat, lon),
+                                 positions=[(stood.lat, stood.lon)], speed_at_loss=stood.speed_kmh,
+                                 parked_at_loss=True, crashes=[], impact_delta_v=0.0)
     cells = near_cells(lat, lon)
     crashes = [r for r in window if isinstance(r, CrashV1)]
     moving = [r for r in window if isinstance(r, (StateV1, DynamicsV1))]
@@ -101,13 +112,23 @@ def facts_from_telemetry(loss_ts_ms: int, lat: float, lon: float,
 def third_party_in_cell(loss_ts_ms: int, lat: float, lon: float,
                         records: Iterable[StateV1 | DynamicsV1 | CrashV1]) -> bool | None:
     """Whether the third party's vehicle, when it is one of ours, was in the claimed cell
-    or its first ring within ±10 min of the loss; None without its records there (not
-    ours, or silent: nothing can be said)."""
-    window = [r for r in records if abs(r.ts_ms - loss_ts_ms) <= WINDOW_MS]
-    if not window:
-        return None
-    cells = near_cells(lat, lon)
-    return any(cell_of(r.lat, r.lon) in cells for r in window)
+    or its first ring within ±10 min of the loss (or stood parked there, as for the
+    insured); None without its records (not ours, or silent: nothing can be said)."""
+    facts = facts_from_telemetry(loss_ts_ms, lat, lon, records)
+    return facts.insured_in_cell if facts.telematics_available else None
+
+
+def parked_before(loss_ts_ms: int, records: Iterable[StateV1 | DynamicsV1 | CrashV1]) -> StateV1 | None:
+    """The vehicle's last record before the loss window (``PARKED_LOOKBACK_MS`` back at
+    most) when it is a state saying the car was parked; None otherwise (nothing there, or
+    the car was last seen driving: a gap in its data, not a parked car)."""
+    lo, hi = loss_ts_ms - PARKED_LOOKBACK_MS, loss_ts_ms - WINDOW_MS
+    before = [r for r in records if lo <= r.ts_ms < hi and isinstance(r, (StateV1, DynamicsV1))]
+    # the latest; at one instant a dynamics sample after the state (the order records are read in)
+    last = max(before, key=lambda r: (r.ts_ms, isinstance(r, DynamicsV1)), default=None)
+    if isinstance(last, StateV1) and parked(last.gear, last.vehicle_status, last.charging_state):
+        return last
+    return None
 
 
 def parked(gear: str, vehicle_status: str, charging_state: str) -> bool:

@@ -126,7 +126,7 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
 
     import dataclasses
 
-    from fraudring.verify import NO_TELEMATICS, facts_from_telemetry, third_party_in_cell
+    from fraudring.verify import NO_TELEMATICS, PARKED_LOOKBACK_MS, facts_from_telemetry, third_party_in_cell
 
     rng = random.Random(32960)
     ws = WarehouseSettings(clickhouse_dsn=f"chdb://{tmp_path / 'wh'}")
@@ -168,6 +168,10 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
                     crashes.append(msgspec.structs.replace(
                         ex[T.CRASH.name], event_id=f"c-{v}-{i}", ts_ms=ts, delta_v_kmh=round(rng.uniform(5, 40), 1),
                         speed_before_kmh=round(speed, 1), lat=lat, lon=lon))
+            if v % 2 == 0:  # the car switched off where it stopped: a parked state, then nothing
+                states.append(msgspec.structs.replace(states[-1], event_id=f"s-{v}-park", ts_ms=start + 18_000 * 100,
+                                                      speed_kmh=0.0, gear="P", vehicle_status="off",
+                                                      lat=dyn[-1].lat, lon=dyn[-1].lon))
             if v == 9:  # only a crash pulse in its window: the speed at loss is the pulse's
                 dyn, states = [d for d in dyn if d.ts_ms < start + 60_000], [s for s in states if s.ts_ms < start + 60_000]
                 crashes = [msgspec.structs.replace(ex[T.CRASH.name], event_id="c-9", ts_ms=start + 1_500_000,
@@ -185,8 +189,10 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
                     if v in (1, 5):  # delivered twice, each time its own insert: the table holds both till a merge
                         _sink_insert(client, raw, vehicle, recs, offset)
                         offset += len(recs)
-            for j in range(4):  # losses across the drive, windows overlapping, one claimed far away
+            for j in range(6):  # losses across the drive, windows overlapping, one claimed far away, after it
                 loss = start + rng.choice([0, 300, 61_250, 600_000, 900_000, 1_500_000, 1_799_900, 2_700_000]) + j
+                if j >= 4:  # parked since (or not: odd vehicles' data just stops), 20 min or 4 days on
+                    loss = start + (3_000_000 if j == 4 else 4 * 86_400_000)
                 here = dyn[min(len(dyn) - 1, max(0, (loss - start) // 100))]
                 far = j == 3
                 claims.append(msgspec.structs.replace(
@@ -199,14 +205,15 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
         claims.append(msgspec.structs.replace(claims[0], claim_id="claim-nobody", parties=[
             msgspec.structs.replace(p, vehicle_id="veh-unknown") if p.role == "insured" else p for p in claims[0].parties]))
         # no insured vehicle named, the third party's known: only what that one says
-        claims.append(msgspec.structs.replace(claims[4], claim_id="claim-third-only", parties=[
-            msgspec.structs.replace(p, vehicle_id=None) if p.role == "insured" else p for p in claims[4].parties]))
+        claims.append(msgspec.structs.replace(claims[1], claim_id="claim-third-only", parties=[
+            msgspec.structs.replace(p, vehicle_id=None) if p.role == "insured" else p for p in claims[1].parties]))
 
         for table in ("telemetry_dynamics", "telemetry_state", "telemetry_crash"):
             twice, once = client.query(f"SELECT (SELECT count() FROM {table}), (SELECT count() FROM {table} FINAL)").result_rows[0]
             assert twice > once
         reader = WarehouseTelemetry(lambda: client)
-        records, others = reader.records_for(claims), reader.records_for(claims, "third_party")
+        records = reader.records_for(claims, before_ms=PARKED_LOOKBACK_MS)
+        others = reader.records_for(claims, "third_party", before_ms=PARKED_LOOKBACK_MS)
         want = {c.claim_id: facts_from_telemetry(c.loss_ts_ms, c.lat, c.lon, records[c.claim_id])
                 for c in claims if c.claim_id in records}
         for c in claims:
@@ -217,10 +224,17 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
         got = WarehouseTelemetry(lambda: counting).facts_for(claims)
 
         assert got == want
-        assert counting.queries in (3, 4)  # a query per table for the 50 claims, and one around impacts if any
+        # 147 windows (the insured's and the third party's, named on every claim: 100 a chunk), per chunk a
+        # query per table, one around impacts if any, two for the last records before the empty windows
+        assert 2 * 5 <= counting.queries <= 2 * 6
         facts = list(want.values())
         assert want["claim-third-only"].third_party_in_cell is not None and not want["claim-third-only"].telematics_available
         assert {f.third_party_in_cell for f in facts} == {None, True, False}
+        parked_after = [want[f"claim-{v}-4"] for v in range(0, 12, 2)]  # the loss 20 min after the car was switched off
+        assert all(f.telematics_available and f.parked_or_charging_at_loss and f.speed_at_loss_kmh == 0.0
+                   for f in parked_after)
+        assert all(want[f"claim-{v}-4"] == NO_TELEMATICS for v in (1, 3, 5, 11))  # last seen driving: a gap, not parked
+        assert all(want[f"claim-{v}-5"] == NO_TELEMATICS for v in range(12))  # parked longer than the look-back
         # the cases are there: no telemetry, pulses, impacts without a pulse, parked, far, stationary
         assert facts.count(NO_TELEMATICS) >= 2
         assert any(f.crash_pulse_found for f in facts) and any(f.parked_or_charging_at_loss for f in facts)
