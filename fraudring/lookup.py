@@ -119,12 +119,13 @@ class WarehouseTelemetry:
         sent telemetry in the window). Claims with neither are left out (judged
         ``no_telematics``). A failed read drops the client, as ``records_for``."""
         try:
-            wanted = [(claim, vid, role) for claim in claims for role in ("insured", "third_party")
-                      if (vid := party_vehicle(claim, role)) is not None]
             out: dict[str, TelematicsFacts] = {}
             third: dict[str, bool] = {}
-            for i in range(0, len(wanted), CLAIMS_PER_QUERY):
-                part = wanted[i:i + CLAIMS_PER_QUERY]
+            for i in range(0, len(claims), CLAIMS_PER_QUERY):  # a chunk's queries read both parties' windows
+                part = [(claim, vid, role) for claim in claims[i:i + CLAIMS_PER_QUERY]
+                        for role in ("insured", "third_party") if (vid := party_vehicle(claim, role)) is not None]
+                if not part:
+                    continue
                 for (claim, _, role), facts in zip(part, self._window_facts(part)):
                     if role == "insured":
                         out[claim.claim_id] = facts
@@ -143,25 +144,28 @@ class WarehouseTelemetry:
         in the windows of several claims of its vehicle) and aggregating them per window;
         a fourth, dynamics, query for the samples around an impact the insured vehicle
         had without a crash pulse."""
-        params: dict[str, object] = {}
-        for k, (claim, vid, _) in enumerate(part):
-            params.update({f"v{k}": vid, f"a{k}": claim.loss_ts_ms - WINDOW_MS, f"b{k}": claim.loss_ts_ms + WINDOW_MS,
-                           f"l{k}": claim.loss_ts_ms, f"y{k}": claim.lat, f"x{k}": claim.lon,
-                           f"h{k}": sorted(near_cells(claim.lat, claim.lon)),
-                           # before the window, where a parked car's last record is looked for
-                           f"c{k}": claim.loss_ts_ms - PARKED_LOOKBACK_MS, f"d{k}": claim.loss_ts_ms - WINDOW_MS - 1})
+        # the vehicle ids are parameters; the numbers, ours, are written into the query (a
+        # parameter is a form field, and the read-only endpoint takes at most 1,000)
+        params = {f"v{k}": vid for k, (_, vid, _) in enumerate(part)}
+        window = {k: (claim.loss_ts_ms - WINDOW_MS, claim.loss_ts_ms + WINDOW_MS) for k, (claim, _, _) in enumerate(part)}
+        # before the window, where a parked car's last record is looked for
+        lookback = {k: (claim.loss_ts_ms - PARKED_LOOKBACK_MS, claim.loss_ts_ms - WINDOW_MS - 1)
+                    for k, (claim, _, _) in enumerate(part)}
+        table_of = {k: f"toInt64({int(claim.loss_ts_ms)}), CAST({sorted(near_cells(claim.lat, claim.lon))}, "
+                       f"'Array(UInt64)'), toFloat64({float(claim.lat)!r}), toFloat64({float(claim.lon)!r})"
+                    for k, (claim, _, _) in enumerate(part)}
 
         def query(table: str, select: str, ks: Sequence[int] = range(len(part)), final: str = "",
-                  a: str = "a", b: str = "b") -> list[tuple]:
+                  bounds: dict[int, tuple[int, int]] = window) -> list[tuple]:
             """``select`` per claim of ``ks`` over ``table``'s rows in its window: the claims as
             a table (``q``), and the OR of their ranges, which the sort key (vehicle_id,
             ts_ms, ...) reads range by range, before the join gives each row to its claims.
             Without ``FINAL`` a redelivered row not merged yet is read twice, which none of
             the window's aggregates (any, nearest, argmin, argmax, distinct) can tell from
             once; FINAL costs ~40 % more."""
-            claims = ", ".join(f"({k}, {{v{k}:String}}, {{{a}{k}:Int64}}, {{{b}{k}:Int64}}, {{l{k}:Int64}}, "
-                               f"{{h{k}:Array(UInt64)}}, {{y{k}:Float64}}, {{x{k}:Float64}})" for k in ks)
-            ranges = " OR ".join(f"(t.vehicle_id = {{v{k}:String}} AND t.ts_ms BETWEEN {{{a}{k}:Int64}} AND {{{b}{k}:Int64}})"
+            claims = ", ".join(f"({k}, {{v{k}:String}}, toInt64({bounds[k][0]}), toInt64({bounds[k][1]}), {table_of[k]})"
+                               for k in ks)
+            ranges = " OR ".join(f"(t.vehicle_id = {{v{k}:String}} AND t.ts_ms BETWEEN {bounds[k][0]} AND {bounds[k][1]})"
                                  for k in ks)
             return self.client.query(
                 f"SELECT q.k, {select} FROM {table} AS t {final} INNER JOIN (SELECT c.1 AS k, c.2 AS vid, c.3 AS a, "
@@ -182,8 +186,7 @@ class WarehouseTelemetry:
             windows[k].crashes = [(float(d), float(s)) for _, d, s in sorted(crashes)]
         around = {k: hit for k, hit in impacts.items() if not windows[k].crashes and part[k][2] == "insured"}
         if around:  # the samples two before and two after each impact, clamped to the window
-            params.update({f"i{k}": hit[0] for k, hit in around.items()})
-            hit_ts = "multiIf(" + ", ".join(f"q.k = {k}, {{i{k}:Int64}}" for k in around) + ", 0)"
+            hit_ts = "multiIf(" + ", ".join(f"q.k = {k}, {int(hit[0])}" for k, hit in around.items()) + ", 0)"
             for k, before, after in query("telemetry_dynamics",
                                           f"groupArraySortedIf(2)((-t.ts_ms, t.speed_kmh), t.ts_ms < {hit_ts}), "
                                           f"groupArraySortedIf(2)((t.ts_ms, t.speed_kmh), t.ts_ms > {hit_ts})",
@@ -193,8 +196,8 @@ class WarehouseTelemetry:
                 windows[k].impact = impact_delta_v(edge(before), edge(after))
         silent = [k for k in range(len(part)) if not windows[k].n]
         if silent:  # nothing in the window: the last record before it, if a parked car's state
-            last_driving = dict(query("telemetry_dynamics", "max(t.ts_ms)", silent, a="c", b="d"))
-            for k, (ts, lat, lon, cell, speed, *state) in query("telemetry_state", _LAST_STATE, silent, a="c", b="d"):
+            last_driving = dict(query("telemetry_dynamics", "max(t.ts_ms)", silent, bounds=lookback))
+            for k, (ts, lat, lon, cell, speed, *state) in query("telemetry_state", _LAST_STATE, silent, bounds=lookback):
                 if ts > last_driving.get(k, ts - 1) and parked(*state):
                     if lat == 0.0 and lon == 0.0 and cell:  # the raw position expired: its cell's centre
                         lat, lon = cell_centre(cell)

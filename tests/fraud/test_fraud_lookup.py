@@ -224,9 +224,9 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
         got = WarehouseTelemetry(lambda: counting).facts_for(claims)
 
         assert got == want
-        # 147 windows (the insured's and the third party's, named on every claim: 100 a chunk), per chunk a
-        # query per table, one around impacts if any, two for the last records before the empty windows
-        assert 2 * 5 <= counting.queries <= 2 * 6
+        # 74 claims (100 a chunk) and their 147 windows (the insured's and the third party's): a query per table,
+        # one around impacts if any, two for the last records before the empty windows
+        assert 5 <= counting.queries <= 6
         facts = list(want.values())
         assert want["claim-third-only"].third_party_in_cell is not None and not want["claim-third-only"].telematics_available
         assert {f.third_party_in_cell for f in facts} == {None, True, False}
@@ -285,3 +285,50 @@ def test_a_claim_whose_raw_positions_expired_is_judged_on_the_cells_they_were_in
         assert judge(want, claim.amount_eur).verdict == "consistent"
     finally:
         client.close()
+
+
+def test_a_full_chunk_of_claims_is_judged_through_the_read_only_endpoint(tmp_path):
+    """The worker reads through the read-only endpoint (its own process), which takes at
+    most 1,000 form fields: a chunk of 100 claims naming both parties (200 windows) is
+    judged there as on the store itself. With every number of a window a parameter, the
+    query had 2,000 fields and the endpoint refused it (413), which the agent would have
+    retried for ever."""
+    import os
+    import subprocess
+    import sys
+
+    from voltrisk.harness import free_port, http_ok, wait_for
+    from warehouse.client import http_client
+
+    dsn = f"chdb://{tmp_path / 'wh'}"
+    ws = WarehouseSettings(clickhouse_dsn=dsn)
+    client = writer_client(ws)
+    migrate(client, ws)
+    base = int(time.time() * 1000) - 86_400_000
+    ex = RAW_EXAMPLES[T.DYNAMICS.name].record
+    for v in range(20):
+        _sink_insert(client, T.DYNAMICS.name, f"veh-{v}", [
+            msgspec.structs.replace(ex, event_id=f"e-{v}-{i}", ts_ms=base + i * 1_000, lat=31.2 + v * 0.01 + i * 1e-5)
+            for i in range(3_600)], v * 10_000)
+    example = RAW_EXAMPLES[T.FNOL.name].record
+    claims = [msgspec.structs.replace(example, claim_id=f"c-{i}", loss_ts_ms=base + (i * 37 % 3_600) * 1_000,
+                                      lat=31.2 + (i % 20) * 0.01, lon=ex.lon, parties=[
+                                          msgspec.structs.replace(p, vehicle_id=f"veh-{(i + (p.role != 'insured')) % 20}")
+                                          for p in example.parties]) for i in range(100)]
+    direct = WarehouseTelemetry(lambda: client).facts_for(claims)
+    client.close()
+    port = free_port()
+    env = {**os.environ, "VOLTRISK_CLICKHOUSE_DSN": dsn, "VOLTRISK_WAREHOUSE_HTTP_PORT": str(port),
+           "VOLTRISK_HOME": str(tmp_path / "home")}
+    with open(tmp_path / "warehouse.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "voltrisk", "warehouse", "serve", "--no-sink"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(lambda: http_ok(url + "/ping"), 60, "the read-only endpoint")
+            served = WarehouseTelemetry(lambda: http_client(url)).facts_for(claims)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert served == direct
+    assert len(served) == 100 and all(f.telematics_available and f.third_party_in_cell is not None for f in served.values())
