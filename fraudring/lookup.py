@@ -198,7 +198,7 @@ class WarehouseTelemetry:
         if silent:  # nothing in the window: the last record before it, if a parked car's state
             last_driving = dict(query("telemetry_dynamics", "max(t.ts_ms)", silent, bounds=lookback))
             for k, (ts, lat, lon, cell, speed, *state) in query("telemetry_state", _LAST_STATE, silent, bounds=lookback):
-                if ts > last_driving.get(k, ts - 1) and parked(*state):
+                if ts >= last_driving.get(k, ts) and parked(*state):  # sent with the last sample: parked
                     if lat == 0.0 and lon == 0.0 and cell:  # the raw position expired: its cell's centre
                         lat, lon = cell_centre(cell)
                     claim = part[k][0]

@@ -124,8 +124,8 @@ def parked_before(loss_ts_ms: int, records: Iterable[StateV1 | DynamicsV1 | Cras
     the car was last seen driving: a gap in its data, not a parked car)."""
     lo, hi = loss_ts_ms - PARKED_LOOKBACK_MS, loss_ts_ms - WINDOW_MS
     before = [r for r in records if lo <= r.ts_ms < hi and isinstance(r, (StateV1, DynamicsV1))]
-    # the latest; at one instant a dynamics sample after the state (the order records are read in)
-    last = max(before, key=lambda r: (r.ts_ms, isinstance(r, DynamicsV1)), default=None)
+    # the latest; at one instant the state (a car sends its park state with the trip's last sample)
+    last = max(before, key=lambda r: (r.ts_ms, isinstance(r, StateV1)), default=None)
     if isinstance(last, StateV1) and parked(last.gear, last.vehicle_status, last.charging_state):
         return last
     return None

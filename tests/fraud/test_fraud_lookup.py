@@ -168,8 +168,10 @@ def test_the_facts_the_warehouse_aggregates_equal_those_computed_from_the_record
                     crashes.append(msgspec.structs.replace(
                         ex[T.CRASH.name], event_id=f"c-{v}-{i}", ts_ms=ts, delta_v_kmh=round(rng.uniform(5, 40), 1),
                         speed_before_kmh=round(speed, 1), lat=lat, lon=lon))
-            if v % 2 == 0:  # the car switched off where it stopped: a parked state, then nothing
-                states.append(msgspec.structs.replace(states[-1], event_id=f"s-{v}-park", ts_ms=start + 18_000 * 100,
+            if v % 2 == 0:  # the car switched off where it stopped: a parked state (with the last sample, or
+                # 100 ms after), then nothing
+                states.append(msgspec.structs.replace(states[-1], event_id=f"s-{v}-park",
+                                                      ts_ms=dyn[-1].ts_ms + (0 if v % 4 == 0 else 100),
                                                       speed_kmh=0.0, gear="P", vehicle_status="off",
                                                       lat=dyn[-1].lat, lon=dyn[-1].lon))
             if v == 9:  # only a crash pulse in its window: the speed at loss is the pulse's
