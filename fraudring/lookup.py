@@ -27,12 +27,11 @@ from typing import Any
 
 import msgspec
 
-from fraudring.verify import (IMPACT_ACCEL_MPS2, NO_TELEMATICS, PARKED_LOOKBACK_MS, TelematicsFacts, facts_from_window,
-                              impact_delta_v, near_cells, parked)
-from stream.features.cells import cell_centre, cell_of
+from fraudring.verify import (IMPACT_ACCEL_MPS2, NO_TELEMATICS, PARKED_LOOKBACK_MS, WINDOW_MS, TelematicsFacts,
+                              facts_from_window, facts_parked_at, impact_delta_v, near_cells, parked)
+from stream.features.cells import cell_centre
 from stream.records import CrashV1, DynamicsV1, FnolV1, StateV1
 
-WINDOW_MS = 10 * 60 * 1000
 # claims whose windows one query reads: three queries a chunk, not three a claim (a
 # backlog of claims after an outage was read at ~40 claims/s one by one); a chunk's
 # parameters are a few kB, which clickhouse-connect sends in the body past 4 KiB
@@ -46,8 +45,10 @@ def party_vehicle(claim: FnolV1, role: str = "insured") -> str | None:
     return next((p.vehicle_id for p in claim.parties if p.role == role and p.vehicle_id), None)
 
 
-def insured_vehicle(claim: FnolV1) -> str | None:
-    return party_vehicle(claim, "insured")
+def stored_position(lat: float, lon: float, cell: int) -> tuple[float, float]:
+    """A stored row's position: its own, or, once the raw position expired (the table
+    gives 0, 0 where a cell was stored), its cell's centre."""
+    return cell_centre(cell) if lat == 0.0 and lon == 0.0 and cell else (lat, lon)
 
 
 class WarehouseTelemetry:
@@ -104,13 +105,11 @@ class WarehouseTelemetry:
             )
             for vid, cell, *values in res.result_rows:
                 row = dict(zip(cols, values))
-                if row["lat"] == 0.0 and row["lon"] == 0.0 and cell:  # the raw position expired: its cell's centre
-                    row["lat"], row["lon"] = cell_centre(cell)
+                row["lat"], row["lon"] = stored_position(row["lat"], row["lon"], cell)
                 rec = _record(typ, row)
                 for a, b, claim_id in windows[vid]:
                     if a <= rec.ts_ms <= b:
                         out[claim_id].append(rec)
-
 
     def facts_for(self, claims: Sequence[FnolV1]) -> dict[str, TelematicsFacts]:
         """claim id -> what the telemetry around its loss says, aggregated in the warehouse:
@@ -199,22 +198,9 @@ class WarehouseTelemetry:
             last_driving = dict(query("telemetry_dynamics", "max(t.ts_ms)", silent, bounds=lookback))
             for k, (ts, lat, lon, cell, speed, *state) in query("telemetry_state", _LAST_STATE, silent, bounds=lookback):
                 if ts >= last_driving.get(k, ts) and parked(*state):  # sent with the last sample: parked
-                    if lat == 0.0 and lon == 0.0 and cell:  # the raw position expired: its cell's centre
-                        lat, lon = cell_centre(cell)
                     claim = part[k][0]
-                    windows[k].stood = facts_from_window(
-                        claim.lat, claim.lon, in_cell=cell_of(lat, lon) in near_cells(claim.lat, claim.lon),
-                        positions=[(lat, lon)], speed_at_loss=speed, parked_at_loss=True, crashes=[], impact_delta_v=0.0)
-        out = [windows[k].stood for k in range(len(part))]
-        for k, w in windows.items():
-            claim = part[k][0]
-            if w.n:
-                out[k] = facts_from_window(
-                    claim.lat, claim.lon, in_cell=w.in_cell, positions=w.positions,
-                    speed_at_loss=w.at_loss[3] if w.at_loss else None,
-                    parked_at_loss=w.state is not None and parked(*w.state), crashes=w.crashes,
-                    impact_delta_v=w.impact)
-        return out
+                    windows[k].stood = facts_parked_at(claim.lat, claim.lon, *stored_position(lat, lon, cell), speed)
+        return [windows[k].facts(claim) for k, (claim, _, _) in enumerate(part)]
 
 
 # the record nearest the loss time; between two as near, the earlier (as ``min`` over records in time order)
@@ -228,11 +214,11 @@ _NEAREST = (f"argMinIf((t.lat, t.lon), asin(sqrt(pow(sin((radians(t.lat) - radia
 _WINDOW = (f"count(), max(has(q.cells, t.h3_r8)), countIf(NOT {_EXPIRED}), {_NEAREST}, "
            f"groupUniqArrayIf(t.h3_r8, {_EXPIRED})")
 _STATE = f"{_WINDOW}, {_AT_LOSS.format(cols='t.ts_ms, t.speed_kmh, t.gear, t.vehicle_status, t.charging_state')}"
-_HARD = f"hypot(toFloat64(t.accel_long_mps2), toFloat64(t.accel_lat_mps2)) >= {IMPACT_ACCEL_MPS2}"
+_ACCEL = "hypot(toFloat64(t.accel_long_mps2), toFloat64(t.accel_lat_mps2))"
+_HARD = f"{_ACCEL} >= {IMPACT_ACCEL_MPS2}"
 # the hardest impact-hard sample; between two as hard, the earlier
 _DYNAMICS = (f"{_WINDOW}, {_AT_LOSS.format(cols='t.ts_ms, t.speed_kmh')}, countIf({_HARD}), "
-             f"argMaxIf((t.ts_ms, t.speed_kmh), (hypot(toFloat64(t.accel_long_mps2), toFloat64(t.accel_lat_mps2)), "
-             f"-t.ts_ms), {_HARD})")
+             f"argMaxIf((t.ts_ms, t.speed_kmh), ({_ACCEL}, -t.ts_ms), {_HARD})")
 # the last state before the window
 _LAST_STATE = ("argMax((t.ts_ms, t.lat, t.lon, t.h3_r8, t.speed_kmh, t.gear, t.vehicle_status, t.charging_state), "
                "t.ts_ms)")
@@ -263,6 +249,15 @@ class _Window:
             self.at_loss = at_loss
         if state is not None:
             self.state = tuple(state)
+
+    def facts(self, claim: FnolV1) -> TelematicsFacts:
+        """The claim's facts: from the window's aggregates, or, for an empty window, ``stood``."""
+        if not self.n:
+            return self.stood
+        return facts_from_window(claim.lat, claim.lon, in_cell=self.in_cell, positions=self.positions,
+                                 speed_at_loss=self.at_loss[3] if self.at_loss else None,
+                                 parked_at_loss=self.state is not None and parked(*self.state), crashes=self.crashes,
+                                 impact_delta_v=self.impact)
 
 
 def _record(typ: type, row: dict):

@@ -87,11 +87,7 @@ def facts_from_telemetry(loss_ts_ms: int, lat: float, lon: float,
     window = [r for r in records if abs(r.ts_ms - loss_ts_ms) <= WINDOW_MS]
     if not window:
         stood = parked_before(loss_ts_ms, records)
-        if stood is None:
-            return NO_TELEMATICS
-        return facts_from_window(lat, lon, in_cell=cell_of(stood.lat, stood.lon) in near_cells(lat, lon),
-                                 positions=[(stood.lat, stood.lon)], speed_at_loss=stood.speed_kmh,
-                                 parked_at_loss=True, crashes=[], impact_delta_v=0.0)
+        return NO_TELEMATICS if stood is None else facts_parked_at(lat, lon, stood.lat, stood.lon, stood.speed_kmh)
     cells = near_cells(lat, lon)
     crashes = [r for r in window if isinstance(r, CrashV1)]
     moving = [r for r in window if isinstance(r, (StateV1, DynamicsV1))]
@@ -129,6 +125,14 @@ def parked_before(loss_ts_ms: int, records: Iterable[StateV1 | DynamicsV1 | Cras
     if isinstance(last, StateV1) and parked(last.gear, last.vehicle_status, last.charging_state):
         return last
     return None
+
+
+def facts_parked_at(lat: float, lon: float, at_lat: float, at_lon: float, speed_kmh: float) -> TelematicsFacts:
+    """The facts of a claim at (``lat``, ``lon``) whose car stood parked at (``at_lat``,
+    ``at_lon``) through the loss window (``parked_before``)."""
+    return facts_from_window(lat, lon, in_cell=cell_of(at_lat, at_lon) in near_cells(lat, lon),
+                             positions=[(at_lat, at_lon)], speed_at_loss=speed_kmh, parked_at_loss=True, crashes=[],
+                             impact_delta_v=0.0)
 
 
 def parked(gear: str, vehicle_status: str, charging_state: str) -> bool:
