@@ -404,6 +404,8 @@ class Sink:
             ranges.append((partition, msgs[0].offset, msgs[-1].offset))
             for m in msgs:
                 try:
+                    if m.value is None:
+                        raise ValueError("no value (a tombstone): it holds no record")
                     if cols is not None:
                         route.columnar.add(cols, m, now_ms)
                     else:

@@ -81,3 +81,24 @@ def test_alerts_stored_before_the_migration_read_no_confirmed_claim(warehouse, t
     _sink_stores(client, [_alert("E0", 100.0, ring_confirmed=1)])
     queue = client.query("SELECT alert_id, ring_confirmed, ring_claims FROM fraud_queue").result_rows
     assert queue == [("alert-E0", 1, 2), ("alert-D0", 0, 2)]
+
+
+def test_each_unreadable_decision_is_one_dead_letter_row_and_the_others_are_stored(warehouse):
+    """The sink is where an unreadable decision becomes a dead letter (the fraud worker only
+    logs it): one row in dlq for each, a tombstone among them, and the batch's readable
+    decision stored."""
+    client, settings = warehouse
+    migrate(client, settings)
+    good = {"event_id": "d-1", "ts_ms": T0, "alert_id": "alert-A0", "status": "confirmed", "investigator": "Li Na"}
+    values = [msgspec.json.encode(good), b"{not json", b'{"alert_id": "alert-A0"}', None]
+    msgs = [SimpleNamespace(key=b"alert-A0", value=v, headers=[], partition=1, offset=40 + i, topic=T.DECISIONS.name)
+            for i, v in enumerate(values)]
+    sink = Sink(client, lambda: None, batch_rows=1_000, batch_ms=50)
+    asyncio.run(sink._write(T.DECISIONS.name, [(1, msgs)]))
+    assert (sink.stats.rejected_rows, sink.stats.by_table) == (3, {"dlq": 3, "fraud_decisions": 1})
+    assert client.query("SELECT alert_id, status FROM fraud_decisions FINAL").result_rows == [("alert-A0", "confirmed")]
+    dead = client.query("SELECT source_topic, source_partition, source_offset, reason, error_class, payload FROM dlq "
+                        "ORDER BY source_offset").result_rows
+    assert dead == [(T.DECISIONS.name, 1, 41, "sink_rejected", "DecodeError", "{not json"),
+                    (T.DECISIONS.name, 1, 42, "sink_rejected", "ValidationError", '{"alert_id": "alert-A0"}'),
+                    (T.DECISIONS.name, 1, 43, "sink_rejected", "ValueError", "")]
