@@ -21,10 +21,13 @@ the warehouse keeps once). Without that, the redelivered claims would be ignored
 known and their alerts lost.
 
 Investigators' decisions (``fraud.decisions.v1``) come in through ``decide`` and are
-journaled like claims: per claim the latest. A new claim that joins a ring holding a
-claim confirmed as fraud is alerted whatever its score, says so first among its
-reasons, and is ranked first; a dismissed claim is alerted again only by the re-alert
-rule, as any other.
+journaled like claims: per claim the latest. A confirmation reaches the rest of the
+ring: each of the ``MAX_ALERT_MEMBERS`` claims nearest the confirmed one that has no
+decision of its own, and whose last alert (if any) named fewer confirmations, is alerted
+at once, whatever its score. A new claim that joins a ring holding a claim confirmed as
+fraud is alerted the same way. Such alerts say so first among their reasons and are
+ranked first. A claim with a decision of its own (under investigation, dismissed) is
+left alone; a dismissed claim is alerted again only by the re-alert rule, as any other.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ import math
 import os
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -74,6 +79,7 @@ class _Known(msgspec.Struct, array_like=True):
     facts: TelematicsFacts
     evidence: list[str]
     alerted_ring_claims: int = 0  # ring size at the last alert; 0 = never alerted
+    alerted_confirmed: int = 0  # claims of its ring confirmed as fraud, as its last alert said
 
 
 class _Decision(msgspec.Struct, array_like=True):
@@ -109,6 +115,28 @@ class _JournalEntry(msgspec.Struct, array_like=True):
 
 
 _FRAME = struct.Struct("<I")
+
+
+class Decided(NamedTuple):
+    """What ``FraudEngine.decide`` did: sentences on decisions that apply to no claim the
+    engine holds, and the alerts the confirmations raised in their rings."""
+
+    notes: list[str]
+    alerts: list[dict]
+
+
+@dataclass
+class _Scored:
+    """The claims of some rings, scored: what alerts are made of."""
+
+    rings: dict[str, list[str]]  # ring id -> its claim ids
+    ids: list[str]
+    rows: list[dict]  # claim features, in ``ids`` order
+    scores: np.ndarray
+    confirmed: dict[str, list[int]]  # ring id -> decision times of its claims confirmed as fraud
+
+    def ring_of(self) -> dict[str, str]:
+        return {c: ring for ring, members in self.rings.items() for c in members}
 
 
 class FraudEngine:
@@ -159,6 +187,8 @@ class FraudEngine:
         for alert in entry.alerts:
             self.unsent[alert["alert_id"]] = alert
             self._last_version = max(self._last_version, alert["version"])
+            known = self.known[alert["claim_id"]]
+            known.alerted_confirmed = max(known.alerted_confirmed, alert.get("ring_confirmed", 0))
         self._forget_sent(entry.sent)
         for rows in entry.claim_rows:
             self.unsent_claims[rows["claim"]["claim_id"]] = rows
@@ -175,12 +205,14 @@ class FraudEngine:
                 kept.append(d)
         return kept
 
-    def decide(self, decisions: Sequence[DecisionV1]) -> list[str]:
+    def decide(self, decisions: Sequence[DecisionV1]) -> Decided:
         """Take investigators' decisions: per claim the latest by decision time is kept
-        (a redelivered older one does not undo a newer one), journaled before this returns.
-        Returns a sentence for each decision that applies to no claim the engine holds: one
-        on an alert id that names no claim is ignored, one on a claim the engine has not
-        seen is kept (it counts once the claim arrives)."""
+        (a redelivered older one does not undo a newer one), journaled before this returns,
+        with the alerts a confirmation raised in its ring (``Decided.alerts``, also in
+        ``unsent_alerts`` until ``confirm``ed). ``Decided.notes`` has a sentence for each
+        decision that applies to no claim the engine holds: one on an alert id that names
+        no claim is ignored, one on a claim the engine has not seen is kept (it counts once
+        the claim arrives)."""
         notes, taken = [], []
         for d in decisions:
             cid = d.alert_id.removeprefix(ALERT_PREFIX)
@@ -192,9 +224,81 @@ class FraudEngine:
                 notes.append(f"decision {d.event_id} ({d.status}) on {d.alert_id} names claim {cid}, which the engine "
                              "has not seen; it is kept and counts once the claim arrives")
             taken.append(_Decision(cid, d.status, d.ts_ms, d.event_id))
-        if kept := self._keep(taken):
-            self._log(_JournalEntry([], {}, decided=kept))
-        return notes
+        kept = self._keep(taken)
+        if not kept:
+            return Decided(notes, [])
+        alerts = self._alert_confirmed_rings([d.claim_id for d in kept if d.status == "confirmed" and d.claim_id in self.graph])
+        self._log(_JournalEntry([], self._alerted(alerts), alerts, decided=kept))
+        return Decided(notes, alerts)
+
+    def _alert_confirmed_rings(self, confirmed_ids: Sequence[str]) -> list[dict]:
+        """Alerts for the claims near ``confirmed_ids`` (just confirmed as fraud) that the
+        investigators should now look at: of the ``MAX_ALERT_MEMBERS`` nearest each, those
+        without a decision of their own whose last alert, if any, named fewer confirmations
+        in the ring than it holds now."""
+        if not confirmed_ids:
+            return []
+        scored = self._score(confirmed_ids)
+        near = self.graph.nearest(confirmed_ids, MAX_ALERT_MEMBERS)
+        ring_of = scored.ring_of()
+        wanted = {c for cid in confirmed_ids for c in near[cid]
+                  if c not in self.decisions and self.known[c].alerted_confirmed < len(scored.confirmed[ring_of[c]])}
+        return self._make_alerts(scored, [i for i, c in enumerate(scored.ids) if c in wanted])
+
+    def _score(self, claim_ids: Iterable[str]) -> _Scored:
+        """Score every claim of the rings of ``claim_ids`` (a ring's claims get riskier as it grows)."""
+        rings = self.graph.members_by_ring(claim_ids)
+        ids = [cid for members in rings.values() for cid in members]
+        asof = max(self.graph.claim(c).ts_ms for c in ids)
+        rows = [claim_features(self.graph, cid, asof, loss_ts_ms=self.known[cid].loss_ts_ms,
+                               facts=self.known[cid].facts) for cid in ids]
+        # investigators' confirmations in each ring: decision times
+        confirmed = {ring: [d.ts_ms for c in members if (d := self.decisions.get(c)) and d.status == "confirmed"]
+                     for ring, members in rings.items()}
+        return _Scored(rings, ids, rows, self.model.predict(rows), confirmed)
+
+    def _next_version(self) -> int:
+        """A version a call: a ring's newer alert replaces the older one wherever it is kept."""
+        self._last_version = max(int(time.time() * 1000), self._last_version + 1)
+        return self._last_version
+
+    def _make_alerts(self, scored: _Scored, hits: Sequence[int], now_ms: int | None = None) -> list[dict]:
+        """The alerts of the scored claims at ``hits``, versioned ``now_ms`` (default: a new
+        version), kept unsent (not journaled yet: the caller journals them with what made
+        them), ranked."""
+        if not hits:
+            return []
+        now_ms = now_ms or self._next_version()
+        ids, rows, scores, rings = scored.ids, scored.rows, scored.scores, scored.rings
+        # a ring's score: mean p(fraud) of its claims (the evaluation's ring-alert rule)
+        pos = {c: k for k, c in enumerate(ids)}
+        ring_score = {ring: float(np.mean(scores[[pos[c] for c in members]])) for ring, members in rings.items()}
+        words = reasons(self.model, [rows[i] for i in hits])
+        nearest = self.graph.nearest([ids[i] for i in hits], MAX_ALERT_MEMBERS)
+        alerts = []
+        for i, why in zip(hits, words):
+            cid, p, row = ids[i], float(scores[i]), rows[i]
+            ring = self.graph.component_id(cid)
+            known = self.known[cid]
+            known.alerted_ring_claims = int(row["ring_claims"])
+            known.alerted_confirmed = len(scored.confirmed[ring])
+            alerts.append({
+                "alert_id": ALERT_PREFIX + cid, "claim_id": cid, "ring_id": ring, "members": nearest[cid],
+                "ring_claims": len(rings[ring]), "ring_score": round(ring_score[ring], 4), "score": round(p, 4),
+                "amount_eur": row["amount_eur"],
+                "expected_saving_eur": round(p * row["amount_eur"], 2),
+                "verdict": judge(known.facts, row["amount_eur"]).verdict, "evidence": known.evidence,
+                "reasons": _confirmed_reason(scored.confirmed[ring]) + [r["text"] for r in why],
+                "claim_ts_ms": self.graph.claim(cid).ts_ms, "created_ts_ms": now_ms, "version": now_ms,
+                "ring_confirmed": len(scored.confirmed[ring]),
+            })
+        for alert in alerts:
+            self.unsent[alert["alert_id"]] = alert
+        return sorted(alerts, key=_rank)
+
+    def _alerted(self, alerts: Sequence[dict]) -> dict[str, int]:
+        """Claim id -> ring size at its alert, for the journal."""
+        return {a["claim_id"]: self.known[a["claim_id"]].alerted_ring_claims for a in alerts}
 
     def _forget_sent(self, sent: Sequence[tuple[str, int]]) -> bool:
         """Drop the unsent alerts ``sent`` names (not a newer version of one); whether any was."""
@@ -318,56 +422,23 @@ class FraudEngine:
             touched.update(self.graph.add(links))
         if not touched:
             return []
-        rings = self.graph.members_by_ring(touched)
-        ids = [cid for members in rings.values() for cid in members]
-        asof = max(self.graph.claim(c).ts_ms for c in ids)
-        rows = [claim_features(self.graph, cid, asof, loss_ts_ms=self.known[cid].loss_ts_ms,
-                               facts=self.known[cid].facts) for cid in ids]
-        scores = self.model.predict(rows)
-        # a ring's score: mean p(fraud) of its claims (the evaluation's ring-alert rule)
-        pos = {c: k for k, c in enumerate(ids)}
-        ring_score = {ring: float(np.mean(scores[[pos[c] for c in members]])) for ring, members in rings.items()}
-        # investigators' confirmations in each ring: decision times
-        confirmed = {ring: [d.ts_ms for c in members if (d := self.decisions.get(c)) and d.status == "confirmed"]
-                     for ring, members in rings.items()}
-        ring_of = {c: ring for ring, members in rings.items() for c in members}
-        new = {links.claim_id for links, _ in added}
+        scored = self._score(touched)
+        ring_of, new = scored.ring_of(), {links.claim_id for links, _ in added}
 
         def alerted(cid: str, p: float) -> bool:
             # a new claim (none decided on it) of a ring holding confirmed fraud, whatever its score
-            return p >= self.threshold or (cid in new and cid not in self.decisions and bool(confirmed[ring_of[cid]]))
+            return p >= self.threshold or (cid in new and cid not in self.decisions and bool(scored.confirmed[ring_of[cid]]))
 
-        hits = [i for i, (cid, p) in enumerate(zip(ids, scores))
-                if alerted(cid, p) and _realert(self.known[cid].alerted_ring_claims, int(rows[i]["ring_claims"]))]
-        words = reasons(self.model, [rows[i] for i in hits])
-        nearest = self.graph.nearest([ids[i] for i in hits], MAX_ALERT_MEMBERS)
-        # a version a call: a ring's newer alert replaces the older one wherever it is kept
-        now_ms = self._last_version = max(int(time.time() * 1000), self._last_version + 1)
-        alerts = []
-        for i, why in zip(hits, words):
-            cid, p, row = ids[i], float(scores[i]), rows[i]
-            ring = self.graph.component_id(cid)
-            known = self.known[cid]
-            known.alerted_ring_claims = int(row["ring_claims"])
-            alerts.append({
-                "alert_id": ALERT_PREFIX + cid, "claim_id": cid, "ring_id": ring, "members": nearest[cid],
-                "ring_claims": len(rings[ring]), "ring_score": round(ring_score[ring], 4), "score": round(p, 4),
-                "amount_eur": row["amount_eur"],
-                "expected_saving_eur": round(p * row["amount_eur"], 2),
-                "verdict": judge(known.facts, row["amount_eur"]).verdict, "evidence": known.evidence,
-                "reasons": _confirmed_reason(confirmed[ring]) + [r["text"] for r in why],
-                "claim_ts_ms": self.graph.claim(cid).ts_ms, "created_ts_ms": now_ms, "version": now_ms,
-                "ring_confirmed": len(confirmed[ring]),
-            })
-        for alert in alerts:
-            self.unsent[alert["alert_id"]] = alert
+        hits = [i for i, (cid, p) in enumerate(zip(scored.ids, scored.scores))
+                if alerted(cid, p) and _realert(self.known[cid].alerted_ring_claims, int(scored.rows[i]["ring_claims"]))]
+        now_ms = self._next_version()
+        alerts = self._make_alerts(scored, hits, now_ms)
         claim_out = [{"claim": claim_row(c, check, self.graph.component_id(c.claim_id), cell_of(c.lat, c.lon), now_ms),
                       "entities": entity_rows(links, now_ms)} for c, check, links in checked]
         for rows in claim_out:
             self.unsent_claims[rows["claim"]["claim_id"]] = rows
-        self._log(_JournalEntry(added, {a["claim_id"]: self.known[a["claim_id"]].alerted_ring_claims for a in alerts},
-                                alerts, [], claim_out))
-        return sorted(alerts, key=_rank)
+        self._log(_JournalEntry(added, self._alerted(alerts), alerts, [], claim_out))
+        return alerts
 
 
 def _rank(alert: dict) -> tuple[bool, float]:

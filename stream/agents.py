@@ -101,18 +101,19 @@ def _dead_letter(gate: Gate, verdict: Rejected, topic: str, item: tuple, ri: int
 _decision = msgspec.json.Decoder(records.DecisionV1)
 
 
-def read_decisions(msgs: Sequence) -> tuple[list[records.DecisionV1], list[Out]]:
-    """The investigators' decisions in ``fraud.decisions.v1`` messages, and a dead letter
-    for each message that holds none (empty, not JSON, not the contract's record)."""
-    decisions, dead = [], []
+def read_decisions(msgs: Sequence) -> tuple[list[records.DecisionV1], list[str]]:
+    """The investigators' decisions in ``fraud.decisions.v1`` messages, and a sentence for
+    each message that holds none (empty, not JSON, not the contract's record). The sink
+    stores such a message in the dlq table (``sink_rejected``) as it stores every decision:
+    one dead letter, whether or not a fraud engine runs."""
+    decisions, unreadable = [], []
     for m in msgs:
         try:
             decisions.append(_decision.decode(m.value or b""))
         except msgspec.DecodeError as exc:
-            code = "empty_value" if not m.value else "schema" if isinstance(exc, msgspec.ValidationError) else "malformed_json"
-            verdict = reject(code, f"{m.topic} partition {m.partition} offset {m.offset}: {exc}")
-            dead.append(Out(T.DLQ.name, *dlq_message(verdict, m.topic, m.partition, m.offset, m.key, m.value, m.headers or [])))
-    return decisions, dead
+            unreadable.append(f"{m.topic} partition {m.partition} offset {m.offset} holds no decision and is skipped "
+                              f"(the sink stores it in the dlq table): {exc}")
+    return decisions, unreadable
 
 
 def gate_batch(gate: Gate, topic: str, msgs: Sequence[tuple], whole: bool = True) -> list[Out]:
@@ -722,20 +723,25 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
 
     @app.agent(app.topic(T.DECISIONS.name, key_type=bytes, value_type=bytes), name="fraud_decisions")
     async def fraud_decisions(stream):
-        # acked when the next batch is taken: after the engine journaled the decisions
-        # and Kafka took the dead letters of the unreadable ones
+        # acked when the next batch is taken: after the engine journaled the decisions and
+        # Kafka took the alerts the confirmations raised in their rings
         async for events in take_batches(stream, 500, w.take_within_s):
-            decisions, dead = read_decisions([e.message for e in events])
+            decisions, unreadable = read_decisions([e.message for e in events])
+            for note in unreadable:
+                log.warning("fraud: %s", note)
             try:
-                for note in engine.decide(decisions):
-                    log.warning("fraud: %s", note)
-                if dead:
-                    await send(dead)
+                decided = engine.decide(decisions)
             except Exception as exc:
                 log.critical("fraud: taking %d decisions failed (%s: %s); the worker stops, to resume from the journal "
                              "and the committed offsets", len(events), type(exc).__name__, exc, exc_info=True)
                 stop_process(app, exc)
                 raise
+            for note in decided.notes:
+                log.warning("fraud: %s", note)
+            if decided.alerts:
+                log.info("fraud: %d confirmations raised %d alerts in their rings",
+                         sum(d.status == "confirmed" for d in decisions), len(decided.alerts))
+            await send_alerts()
 
 
 class GcPauses:

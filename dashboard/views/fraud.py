@@ -10,9 +10,10 @@ from dashboard import repository as repo
 from voltrisk.settings import KafkaClientSettings
 
 REOPENED_HELP = "Confirmed or dismissed before the ring grew; the engine alerted the claim again with the new claims"
-DECISION_EFFECT = ("The live engine learns the decision: once a claim is confirmed as fraud, every new claim that "
-                   "joins its ring is alerted whatever its score, and says so first among its reasons; a dismissed "
-                   "claim is alerted again only when its ring grows by a quarter.")
+DECISION_EFFECT = ("The live engine learns the decision: once a claim is confirmed as fraud, the claims of its ring "
+                   "nobody has decided on yet, and every new claim that joins it, are alerted whatever their score "
+                   "and say so first among their reasons; a dismissed claim is alerted again only when its ring "
+                   "grows by a quarter.")
 
 st.title("Fraud triage")
 with ui.warehouse_guard():

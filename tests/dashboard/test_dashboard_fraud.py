@@ -73,8 +73,9 @@ def test_fraud_alert_shows_ring_and_evidence(seeded_url, warehouse_at):
     assert "person-c1" not in dot  # entities of a single claim are not ring evidence
     assert [r.value for r in at.radio][0] == "investigating"  # new -> investigating | dismissed
     # what a decision does beyond the queue
-    assert ("The live engine learns the decision: once a claim is confirmed as fraud, every new claim that joins its "
-            "ring is alerted whatever its score") in " ".join(c.value for c in at.caption)
+    assert ("The live engine learns the decision: once a claim is confirmed as fraud, the claims of its ring nobody "
+            "has decided on yet, and every new claim that joins it, are alerted whatever their score"
+            ) in " ".join(c.value for c in at.caption)
 
 
 def test_fraud_filter_and_history(seeded_url, warehouse_at):

@@ -1,6 +1,7 @@
 """Investigators' decisions in the live engine: a claim confirmed as fraud makes the
-next claim joining its ring an alert whatever the model says, a dismissed claim comes
-back only by the re-alert rule, and the engine forgets no decision over a restart."""
+rest of its ring, and the next claim joining it, alerts whatever the model says, a
+dismissed claim comes back only by the re-alert rule, and the engine forgets no decision
+over a restart."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def test_a_new_claim_joining_a_ring_with_confirmed_fraud_is_alerted_below_the_th
     engine = FraudEngine(tmp_path / "state.bin", model=model)
     lone = _claim("L1", 0, "13700000001", 3_000.0)
     assert [a["claim_id"] for a in engine.process(_ring(0, 2) + [lone], {"L1": CONTRADICTED})] == ["L1"]
-    assert engine.decide([_decision("C0", "confirmed", DEC_1)]) == []
+    notes, raised = engine.decide([_decision("C0", "confirmed", DEC_1)])
+    assert notes == [] and [a["claim_id"] for a in raised] == ["C1"]  # the rest of the ring
 
     bigger = _claim("L2", 3, "13700000002", 15_000.0)  # the larger expected saving of the batch
     alerts = engine.process(_ring(2, 1) + [bigger], {"L2": CONTRADICTED})
@@ -72,15 +74,60 @@ def test_a_new_claim_joining_a_ring_with_confirmed_fraud_is_alerted_below_the_th
     assert c2["reasons"][0] == "ring holds 1 claim confirmed as fraud by investigators (latest 2026-12-01)"
     assert (c2["ring_id"], c2["ring_claims"], c2["ring_confirmed"], c2["members"]) == ("ring-C0", 3, 1, ["C0", "C1", "C2"])
     assert l2["ring_confirmed"] == 0 and not any("confirmed" in r for r in l2["reasons"])
-    assert [a["claim_id"] for a in engine.unsent_alerts()] == ["C2", "L2", "L1"]  # what the worker sends, in that order
+    # what the worker sends, in that order: known fraud first, then by expected saving
+    assert [a["claim_id"] for a in engine.unsent_alerts()][2:] == ["L2", "L1"]
+    assert sorted(a["claim_id"] for a in engine.unsent_alerts()[:2]) == ["C1", "C2"]
 
-    # a second confirmation: the next claim says two, and the latest date; C1 and C2 stay below the threshold
-    engine.decide([_decision("C1", "confirmed", DEC_3)])
+    # a second confirmation: the ring's undecided claims are alerted again, saying two and
+    # the latest date; the next claim says so too
+    _, raised = engine.decide([_decision("C1", "confirmed", DEC_3)])
+    assert [(a["claim_id"], a["ring_confirmed"]) for a in raised] == [("C2", 2)]
     (c3,) = engine.process(_ring(3, 1), {})
     assert c3["claim_id"] == "C3" and c3["ring_claims"] == 4
     assert c3["reasons"][0] == "ring holds 2 claims confirmed as fraud by investigators (latest 2026-12-03)"
     # a ring without confirmed fraud: the same claims are not alerted
     assert engine.process(_ring(0, 3, prefix="D"), {}) == []
+
+
+def test_a_confirmation_alerts_the_undecided_claims_of_its_ring_once(model, tmp_path):
+    """Five claims below the threshold, one under investigation: confirming one alerts the
+    three others nobody decided on, ranked first, and nothing twice (a redelivered or
+    repeated confirmation, a restart); claims of another ring are left alone."""
+    state = tmp_path / "state.bin"
+    engine = FraudEngine(state, model=model)
+    assert engine.process(_ring(0, 5) + _ring(0, 3, prefix="D"), {}) == []
+    engine.decide([_decision("C4", "investigating", DEC_1)])
+    confirm = [_decision("C0", "confirmed", DEC_1 + 60_000)]
+    _, raised = engine.decide(confirm)
+    assert sorted(a["claim_id"] for a in raised) == ["C1", "C2", "C3"]
+    reason = "ring holds 1 claim confirmed as fraud by investigators (latest 2026-12-01)"
+    for a in raised:
+        assert (a["ring_id"], a["ring_claims"], a["ring_confirmed"], a["reasons"][0]) == ("ring-C0", 5, 1, reason)
+        assert a["score"] < 0.5 and a["members"] == [f"C{i}" for i in range(5)]
+    assert [a["alert_id"] for a in engine.unsent_alerts()] == [a["alert_id"] for a in raised]
+
+    assert engine.decide(confirm).alerts == []  # redelivered
+    later = [_decision("C0", "confirmed", DEC_3)]  # confirmed again: the ring still holds one
+    assert engine.decide(later).alerts == []
+    engine.confirm(raised)
+    restarted = FraudEngine(state, model=model)
+    assert restarted.unsent_alerts() == []
+    assert restarted.decide([_decision("C0", "confirmed", DEC_3 + 1)]).alerts == []  # the journal knows they were alerted
+    restarted.save()
+    assert FraudEngine(state, model=model).decide([_decision("C0", "confirmed", DEC_3 + 2)]).alerts == []
+
+
+def test_a_confirmation_in_a_large_ring_alerts_the_claims_nearest_it(model, tmp_path):
+    engine = FraudEngine(tmp_path / "state.bin", model=model)
+    chain = [_claim(f"K{i}", i, f"1390000{i:04d}") for i in range(8)]
+    for i, c in enumerate(chain[1:], 1):  # K(i) shares K(i-1)'s phone as a witness: a chain
+        c.parties.append(Party(role="witness", name=f"Witness {i}", phone=chain[i - 1].parties[0].phone))
+    engine.process(chain, {})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("fraudring.engine.MAX_ALERT_MEMBERS", 3)
+        _, raised = engine.decide([_decision("K0", "confirmed", DEC_1)])
+    assert sorted(a["claim_id"] for a in raised) == ["K1", "K2"]  # K0 and the two nearest it
+    assert {a["ring_claims"] for a in raised} == {8}
 
 
 def test_the_latest_decision_on_a_claim_counts_whatever_order_they_arrive_in(model, tmp_path):
@@ -121,7 +168,7 @@ def test_decisions_survive_a_restart(model, tmp_path, restart):
 def test_a_decision_on_a_claim_the_engine_has_not_seen_is_kept_until_it_arrives(model, tmp_path):
     state = tmp_path / "state.bin"
     engine = FraudEngine(state, model=model)
-    notes = engine.decide([_decision("C0", "confirmed", DEC_1),
+    notes, _ = engine.decide([_decision("C0", "confirmed", DEC_1),
                            DecisionV1(event_id="d-other", ts_ms=DEC_1, alert_id="case-17", status="confirmed",
                                       investigator="Li Na")])
     assert notes == [
@@ -152,19 +199,18 @@ def test_a_dismissed_claim_is_alerted_again_only_when_its_ring_grows_by_a_quarte
     assert [a["claim_id"] for a in engine.process(_ring(10, 1), {})] == ["C10"]
 
 
-def test_an_unreadable_decision_becomes_a_dead_letter_naming_its_offset():
+def test_an_unreadable_decision_is_skipped_with_a_sentence_naming_its_offset():
+    """The worker skips it and says where; the sink stores it as the one dead letter
+    (tests/warehouse/test_warehouse_fraud_alerts.py)."""
     msg = lambda offset, value: SimpleNamespace(topic="fraud.decisions.v1", partition=2, offset=offset,  # noqa: E731
                                                 key=b"alert-C0", value=value, headers=[("schema_version", b"1")])
     good = msgspec.json.encode(_decision("C0", "confirmed", DEC_1))
-    decisions, dead = read_decisions([msg(7, good), msg(8, b"{not json"), msg(9, b'{"alert_id": "alert-C0"}'), msg(10, None)])
+    decisions, unreadable = read_decisions([msg(7, good), msg(8, b"{not json"), msg(9, b'{"alert_id": "alert-C0"}'),
+                                            msg(10, None)])
     assert decisions == [_decision("C0", "confirmed", DEC_1)]
-    assert [(d.topic, d.key) for d in dead] == [("voltrisk.dlq.v1", b"alert-C0")] * 3
-    headers = [dict(d.headers) for d in dead]
-    assert [(h["source_topic"], h["source_offset"], h["reason"]) for h in headers] == [
-        (b"fraud.decisions.v1", b"8", b"malformed_json"), (b"fraud.decisions.v1", b"9", b"schema"),
-        (b"fraud.decisions.v1", b"10", b"empty_value")]
-    assert headers[1]["message"].startswith(b"fraud.decisions.v1 partition 2 offset 9: Object missing required field")
-    assert [d.value for d in dead] == [b"{not json", b'{"alert_id": "alert-C0"}', b""]
+    where = [u.split(" holds no decision and is skipped (the sink stores it in the dlq table): ") for u in unreadable]
+    assert [w[0] for w in where] == [f"fraud.decisions.v1 partition 2 offset {o}" for o in (8, 9, 10)]
+    assert where[1][1].startswith("Object missing required field")
 
 
 # --- the worker on the real broker and warehouse ---------------------------------------------
@@ -229,9 +275,10 @@ def test_a_decision_on_the_topic_changes_what_the_worker_alerts_next(
         kafka_bootstrap, platform_env, worker_model, warehouse_proc, worker_proc):
     """Two alike rings of two claims each score far below the threshold. An investigator
     confirms a claim of one (the triage page's record, sent the dashboard's way): the
-    next claim joining that ring is alerted, with the reason, and stored in the
-    warehouse; the same claim joining the other ring is not. An unreadable decision goes
-    to the dead letters; the worker stays up."""
+    other claim of that ring is alerted at once, and the next claim joining it too, with
+    the reason, and stored in the warehouse; the same claims of the other ring are not.
+    An unreadable decision is skipped, once dead-lettered by the sink (not the worker);
+    the worker stays up."""
     tag = f"t{uuid.uuid4().hex[:8]}-"
     t0 = int(time.time() * 1000) - 60 * 86_400_000
     confirmed, control = _ring(0, 2, f"{tag}X", t0), _ring(0, 2, f"{tag}Y", t0)
@@ -249,24 +296,31 @@ def test_a_decision_on_the_topic_changes_what_the_worker_alerts_next(
         wait_for(lambda: decisions_lag() == 0, 60, "the worker to commit the decisions", worker_proc)
     finally:
         lag.close()
-    dead = asyncio.run(_read(kafka_bootstrap, "voltrisk.dlq.v1", lambda m: m.key == f"alert-{tag}X1".encode()))
-    assert [(h["source_topic"], h["source_partition"], h["source_offset"], h["reason"])
-            for h in (dict(m.headers) for m in dead)] == [
-        (b"fraud.decisions.v1", str(bad.partition).encode(), str(bad.offset).encode(), b"malformed_json")]
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    reason = f"ring holds 1 claim confirmed as fraud by investigators (latest {today})"
+    ours = lambda m: m.key.startswith(f"alert-{tag}".encode())  # noqa: E731
+    alerts = [msgspec.json.decode(m.value) for m in asyncio.run(_read(kafka_bootstrap, "fraud.alerts.v1", ours))]
+    assert [(a["claim_id"], a["ring_claims"], a["reasons"][0]) for a in alerts] == [(f"{tag}X1", 2, reason)]
 
     joining = _ring(2, 1, f"{tag}X", t0) + _ring(2, 1, f"{tag}Y", t0)
     _claims_in(kafka_bootstrap, joining)
     _wait_judged(kafka_bootstrap, joining, worker_proc)
-    alerts = [msgspec.json.decode(m.value) for m in asyncio.run(
-        _read(kafka_bootstrap, "fraud.alerts.v1", lambda m: m.key.startswith(f"alert-{tag}".encode())))]
-    today = time.strftime("%Y-%m-%d", time.gmtime())
-    reason = f"ring holds 1 claim confirmed as fraud by investigators (latest {today})"
-    assert [(a["claim_id"], a["ring_claims"], a["reasons"][0]) for a in alerts] == [(f"{tag}X2", 3, reason)]
-    assert alerts[0]["score"] < 0.5
+    alerts = [msgspec.json.decode(m.value) for m in asyncio.run(_read(kafka_bootstrap, "fraud.alerts.v1", ours))]
+    assert sorted((a["claim_id"], a["ring_claims"], a["reasons"][0]) for a in alerts) == [
+        (f"{tag}X1", 2, reason), (f"{tag}X2", 3, reason)]
+    assert all(a["score"] < 0.5 for a in alerts)
 
     ch = http_client(warehouse_proc.url)
-    stored = lambda: ch.query("SELECT reasons FROM fraud_alerts FINAL WHERE alert_id = {a:String}",  # noqa: E731
-                              parameters={"a": f"alert-{tag}X2"}).result_rows
-    wait_for(lambda: stored() and stored()[0][0][0] == reason, 60, "the alert in fraud_alerts", warehouse_proc)
+    stored = lambda: ch.query("SELECT alert_id, reasons[1] FROM fraud_alerts FINAL WHERE alert_id LIKE {a:String} "  # noqa: E731
+                              "ORDER BY alert_id", parameters={"a": f"alert-{tag}%"}).result_rows
+    wait_for(lambda: stored() == [(f"alert-{tag}X1", reason), (f"alert-{tag}X2", reason)], 60,
+             "the alerts in fraud_alerts", warehouse_proc)
+    dead = lambda: ch.query("SELECT source_partition, source_offset, reason FROM dlq WHERE source_topic = "  # noqa: E731
+                            "'fraud.decisions.v1' AND key = {k:String}", parameters={"k": f"alert-{tag}X1"}).result_rows
+    wait_for(lambda: dead() == [(bad.partition, bad.offset, "sink_rejected")], 60, "the dead letter", warehouse_proc)
+    assert asyncio.run(_read(kafka_bootstrap, "voltrisk.dlq.v1", lambda m: m.key == f"alert-{tag}X1".encode(),
+                             timeout_s=5)) == []  # the worker sent none
     assert worker_proc.proc.poll() is None, worker_proc.tail(40)
-    assert f"names claim {tag}Z9, which the engine has not seen" in worker_proc.log.read_text(errors="replace")
+    log_text = worker_proc.log.read_text(errors="replace")
+    assert f"names claim {tag}Z9, which the engine has not seen" in log_text
+    assert f"fraud.decisions.v1 partition {bad.partition} offset {bad.offset} holds no decision" in log_text
