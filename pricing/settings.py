@@ -7,8 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# the shared data directory sits beside the repository: <repo>/../shared/data/freMTPL2
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+from voltrisk.settings import FREMTPL2_DEFAULT_DIR
 
 
 class PricingSettings(BaseSettings):
@@ -17,7 +16,7 @@ class PricingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True, hide_input_in_errors=True)
 
     fremtpl2_dir: Path = Field(
-        _REPO_ROOT.parent / "shared" / "data" / "freMTPL2",
+        FREMTPL2_DEFAULT_DIR,
         description="Directory holding freMTPL2freq.csv.gz, freMTPL2sev.csv and splits/",
     )
     model_registry_dir: Path = Field(Path(".voltrisk/models"), description="Root of the versioned model artefacts")

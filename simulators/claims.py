@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from simulators import city
+from voltrisk.settings import fremtpl2_dir
 from stream import records as r
 
-FREMTPL2_SEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "freMTPL2" / "freMTPL2sev.csv"
+FREMTPL2_SEV = "freMTPL2sev.csv"  # in the freMTPL2 directory (voltrisk.settings.fremtpl2_dir)
 CLAIM_COLUMNS = (
     "claim_id",
     "policy_id",
@@ -244,9 +245,10 @@ NO_TELEMATICS = Facts(telematics_available=False)
 
 def load_severities(path: Path | None = None) -> np.ndarray:
     """Claim amounts (EUR) of the real freMTPL2 severity table."""
-    path = Path(path or FREMTPL2_SEV)
+    path = Path(path or fremtpl2_dir() / FREMTPL2_SEV)
     if not path.exists():
-        raise FileNotFoundError(f"freMTPL2 severity table not found at {path}: claim amounts are drawn from it")
+        raise FileNotFoundError(f"freMTPL2 severity table not found at {path}: claim amounts are drawn from it; "
+                                "set VOLTRISK_FREMTPL2_DIR to the directory holding it")
     return np.loadtxt(path, delimiter=",", skiprows=1, usecols=1)
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from simulators import city
+from voltrisk.settings import fremtpl2_dir
 
-FREMTPL2_FREQ = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "freMTPL2" / "freMTPL2freq.csv.gz"
+FREMTPL2_FREQ = "freMTPL2freq.csv.gz"  # in the freMTPL2 directory (voltrisk.settings.fremtpl2_dir)
 POLICY_COLUMNS = ("DrivAge", "VehPower", "VehAge", "BonusMalus", "Density", "Area", "Region", "VehBrand", "VehGas")
 
 # --- true crash model (per vehicle-year) -------------------------------------------
@@ -83,11 +84,11 @@ def load_policies(path: Path | None = None):
     """The freMTPL2 frequency table (policy factors only). Needs pandas."""
     import pandas as pd
 
-    path = Path(path or FREMTPL2_FREQ)
+    path = Path(path or fremtpl2_dir() / FREMTPL2_FREQ)
     if not path.exists():
         raise FileNotFoundError(
             f"freMTPL2 table not found at {path}: the simulators draw policy factors from it; "
-            "expected ../shared/data/freMTPL2/freMTPL2freq.csv.gz beside the repo"
+            "set VOLTRISK_FREMTPL2_DIR to the directory holding it (default ../shared/data/freMTPL2 beside the repo)"
         )
     return pd.read_csv(path, usecols=list(POLICY_COLUMNS))
 

@@ -13,6 +13,19 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# the real French MTPL portfolio (pricing's reference data, the simulators' policy factors
+# and claim amounts) sits beside the repository unless VOLTRISK_FREMTPL2_DIR says where
+FREMTPL2_DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "freMTPL2"
+
+
+def fremtpl2_dir() -> Path:
+    """The freMTPL2 directory: ``VOLTRISK_FREMTPL2_DIR``, or ``../shared/data/freMTPL2``
+    beside the repository."""
+    import os
+
+    return Path(os.environ.get("VOLTRISK_FREMTPL2_DIR") or FREMTPL2_DEFAULT_DIR)
+
+
 _CONFIG = SettingsConfigDict(env_prefix="VOLTRISK_", extra="forbid", frozen=True, env_nested_delimiter="__",
                              hide_input_in_errors=True)  # an error must not print a password it was given
 

@@ -8,6 +8,7 @@ import re
 
 import h3
 import numpy as np
+import pytest
 
 from simulators import city, claims, scenario
 
@@ -125,3 +126,15 @@ def test_claim_rows_have_exactly_the_contract_columns(small_run):
     row = small_run.truth.claims[0]
     rec = fnol[row["claim_id"]]
     assert rec.parties[0].phone == row["insured_phone"] and rec.amount_eur == row["amount_eur"]
+
+
+def test_the_fremtpl2_tables_are_read_where_voltrisk_fremtpl2_dir_says(tmp_path, monkeypatch):
+    """A container has no ../shared beside the package: compose.yaml mounts the data and
+    points VOLTRISK_FREMTPL2_DIR at it."""
+    from simulators import drivers
+
+    (tmp_path / "freMTPL2sev.csv").write_text("IDpol,ClaimAmount\n1,995.2\n2,1128.12\n")
+    monkeypatch.setenv("VOLTRISK_FREMTPL2_DIR", str(tmp_path))
+    assert claims.load_severities().tolist() == [995.2, 1128.12]
+    with pytest.raises(FileNotFoundError, match="freMTPL2freq.csv.gz: .* set VOLTRISK_FREMTPL2_DIR"):
+        drivers.load_policies()
