@@ -28,7 +28,7 @@ import pandas as pd
 
 from simulators.claims import to_fnol
 from voltrisk.harness import ServiceProcess, TempBroker, http_ok, platform_env, wait_for
-from voltrisk.local import FRAUD_ENTITY_COLS
+from fraudring.cli import BOOK_ENTITY_COLS
 
 HEADERS = [("schema_version", b"1"), ("source_protocol", b"claims-json"), ("consent_scope", b"pricing,fraud")]
 
@@ -92,7 +92,7 @@ def main() -> None:
         for seed in (7, 8):
             voltrisk("simulate", "book", "--vehicle-years", "20000", "--seed", str(seed), "--out", str(base / f"book{seed}"))
         voltrisk("fraud", "train", "--claims", str(base / "book8" / "claims.parquet"), "--label", "is_fraud",
-                 "--entity-cols", FRAUD_ENTITY_COLS, "--model-out", str(model))
+                 "--entity-cols", BOOK_ENTITY_COLS, "--model-out", str(model))
         log(f"model trained on book seed 8: {model}")
         full = pd.read_parquet(base / "book7" / "claims.parquet").sort_values("ts_ms")
         in_ring = full["ring_id"].notna() & (full["ring_id"] != "")

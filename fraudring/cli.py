@@ -226,3 +226,20 @@ def evaluate(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command("ensure-model")
+def ensure_model() -> None:
+    """Give the fraud stage a model when it has none: unless
+    $VOLTRISK_HOME/fraud/fraud_model.json exists, train one on a simulated book (the
+    model `make up` starts with). compose.yaml runs it once before the fraud worker;
+    replace the file with a model trained on your own claims (`voltrisk fraud train
+    --model-out`) and restart the fraud worker.
+
+    Example: VOLTRISK_HOME=/var/lib/voltrisk voltrisk fraud ensure-model
+    """
+    from voltrisk.local import ensure_fraud_model
+    from voltrisk.settings import WorkerSettings
+
+    with err.status("training the fraud model on a simulated book"):
+        err.print(ensure_fraud_model(WorkerSettings().home), soft_wrap=True)

@@ -18,7 +18,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -397,7 +397,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     if "features" in stages:
         app.stats.engine = _features_agent(app, w, k, enqueue, datadir, scorer)
     if "fraud" in stages:
-        _fraud_agent(app, w, send)
+        _fraud_agent(app, w, k, send)
     if not app.agents:  # a gate-only worker: Faust's consumer would subscribe to nothing and stop
         app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
     return app
@@ -644,7 +644,21 @@ def stop_process(app: faust.App, exc: BaseException, timeout_s: float = STOP_TIM
     asyncio.ensure_future(app.crash(exc))
 
 
-def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
+def claims_split(owned: Iterable[int], partitions: int, group: str) -> str | None:
+    """What is wrong when this worker's fraud engine was assigned only some of the
+    ``partitions`` claims partitions (``owned``): another member of ``group`` holds the
+    rest, so each engine builds its graph of part of the claims and rings across them go
+    unseen. None when it holds them all (or none: a worker without the fraud stage)."""
+    owned = sorted(set(owned))
+    if not owned or len(owned) >= partitions:
+        return None
+    return (f"this worker's fraud engine holds claims partitions {owned} of {partitions}; another worker of group "
+            f"{group} holds the rest, so each engine sees part of the claims and rings spanning them are missed. "
+            "Run the fraud stage in one process: VOLTRISK_WORKER_STAGES without 'fraud' on the scaled workers and "
+            "one worker with VOLTRISK_WORKER_STAGES=fraud and its own VOLTRISK_WORKER_APP_ID (docs/scaling.md)")
+
+
+def _fraud_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, send: Outbox) -> None:
     """Claims → entity graph + telematics verification → ring score → alerts; and the
     investigators' decisions into the same engine. Without a trained model the agents
     are not started (claims and decisions keep their offsets and are taken once a model
@@ -661,8 +675,20 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, send: Outbox) -> None:
     from warehouse.client import http_client
 
     engine = FraudEngine(state)
-    telemetry = WarehouseTelemetry(lambda: http_client(w.worker_clickhouse_url))
-    claims_topic = app.topic(T.clean_name(T.FNOL.name), key_type=bytes, value_type=bytes)
+    telemetry = WarehouseTelemetry(
+        lambda: http_client(w.worker_clickhouse_url, w.worker_clickhouse_user, w.worker_clickhouse_password))
+    claims_name = T.clean_name(T.FNOL.name)
+    claims_topic = app.topic(claims_name, key_type=bytes, value_type=bytes)
+
+    @app.on_partitions_assigned.connect
+    async def fraud_owns(sender, assigned, **kwargs):
+        owned = [tp.partition for tp in assigned if tp.topic == claims_name]
+        try:  # the group's metadata; the configured count when the client does not have it
+            partitions = app.consumer.topic_partitions(claims_name) or k.other_partitions
+        except Exception:
+            partitions = k.other_partitions
+        if split := claims_split(owned, partitions, w.worker_app_id):
+            log.error("fraud: %s", split)
     one, many = msgspec.json.Decoder(records.FnolV1), msgspec.json.Decoder(list[records.FnolV1])
 
     async def telemetry_of(claims: list) -> dict:

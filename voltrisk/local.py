@@ -105,16 +105,12 @@ def services(simulate: bool = True) -> list[procs.Service]:
     return out
 
 
-FRAUD_ENTITY_COLS = (
-    "insured_name,insured_phone,insured_address,insured_bank_account,insured_vehicle_id,third_party_name,"
-    "third_party_phone,third_party_address,third_party_bank_account,third_party_vehicle_id,garage,tow_company,lawyer,clinic"
-)
-
-
 def ensure_fraud_model(home) -> str:
     """The worker's fraud agent needs a trained model: on first start, train one on
     a simulated book (seconds), so the local platform scores claims out of the box."""
     import subprocess
+
+    from fraudring.cli import BOOK_ENTITY_COLS
 
     model = home.resolve() / "fraud" / "fraud_model.json"
     if model.exists():
@@ -123,7 +119,7 @@ def ensure_fraud_model(home) -> str:
     for argv in (
         ["simulate", "book", "--vehicle-years", "5000", "--seed", "7", "--out", str(book)],
         ["fraud", "train", "--claims", str(book / "claims.parquet"), "--label", "is_fraud",
-         "--entity-cols", FRAUD_ENTITY_COLS, "--model-out", str(model)],
+         "--entity-cols", BOOK_ENTITY_COLS, "--model-out", str(model)],
     ):
         res = subprocess.run([PY, "-m", "voltrisk", *argv], capture_output=True, text=True)
         if res.returncode != 0:

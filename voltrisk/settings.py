@@ -143,7 +143,12 @@ class WorkerSettings(BaseSettings):
     take_batch: int = Field(2_000, ge=1)
     take_within_s: float = Field(
         0.02, gt=0, description="Once the agent is free, a batch waits at most this long after its first event (latency bound)")
-    worker_clickhouse_url: str = Field("http://127.0.0.1:8124", description="Where the worker reads telemetry around claims")
+    worker_clickhouse_url: str = Field(
+        "http://127.0.0.1:8124",
+        description="Where the fraud stage reads telemetry around claims: the warehouse process's read-only endpoint "
+                    "locally, a ClickHouse server (with a read-only user) in production")
+    worker_clickhouse_user: str = "default"
+    worker_clickhouse_password: SecretStr | None = None
     score_every_ms: int = Field(5_000, ge=0, description="Re-score a vehicle at most this often (processing time)")
     worker_stages: str = Field(
         "gate,features,scoring,fraud",

@@ -22,9 +22,9 @@ from fraudring.engine import FraudEngine
 from fraudring.evaluate import train_and_evaluate
 from fraudring.features import TableSpec
 from fraudring.verify import TelematicsFacts
-from stream.agents import read_decisions
+from stream.agents import claims_split, read_decisions
 from stream.records import DecisionV1, FnolV1, Party
-from voltrisk.harness import wait_for
+from voltrisk.harness import ServiceProcess, groups_at_head, wait_for
 from voltrisk.settings import KafkaClientSettings
 from warehouse.client import http_client
 
@@ -213,6 +213,14 @@ def test_an_unreadable_decision_is_skipped_with_a_sentence_naming_its_offset():
     assert where[1][1].startswith("Object missing required field")
 
 
+def test_a_fraud_engine_holding_part_of_the_claims_partitions_is_told_what_to_run():
+    assert claims_split([0, 1, 2], 3, "voltrisk-worker-fraud") is None
+    assert claims_split([], 3, "voltrisk-worker") is None  # the scaled workers: no fraud stage
+    split = claims_split([2, 0, 0], 3, "voltrisk-worker-fraud")
+    assert split.startswith("this worker's fraud engine holds claims partitions [0, 2] of 3; another worker of group "
+                            "voltrisk-worker-fraud holds the rest")
+
+
 # --- the worker on the real broker and warehouse ---------------------------------------------
 
 HEADERS = [("schema_version", b"1"), ("source_protocol", b"claims-json"), ("consent_scope", b"pricing,fraud")]
@@ -324,3 +332,53 @@ def test_a_decision_on_the_topic_changes_what_the_worker_alerts_next(
     log_text = worker_proc.log.read_text(errors="replace")
     assert f"names claim {tag}Z9, which the engine has not seen" in log_text
     assert f"fraud.decisions.v1 partition {bad.partition} offset {bad.offset} holds no decision" in log_text
+
+
+@pytest.mark.integration
+def test_the_fraud_stage_runs_alone_with_every_claims_partition_and_says_so_when_split(
+        kafka_bootstrap, platform_env, model, warehouse_proc, worker_proc, tmp_path):
+    """The layout compose.yaml deploys: the scaled workers run the gate and the features
+    (this ``worker_proc`` has no fraud model, so no fraud stage), one worker runs the
+    fraud stage alone in its own group. It holds every claims partition, judges the claims
+    the other worker's gate cleaned, and a confirmation alerts the rest of the ring. A
+    second fraud worker in that group splits the claims partitions: each logs an error
+    saying so and what to run instead."""
+    tag = f"t{uuid.uuid4().hex[:8]}-"
+    app_id = platform_env["VOLTRISK_WORKER_APP_ID"] + "-fraud"
+    kafka = KafkaClientSettings(kafka_bootstrap=kafka_bootstrap)
+    asyncio.run(groups_at_head(kafka, [app_id]))
+
+    def fraud_worker(name: str) -> ServiceProcess:
+        home = tmp_path / name
+        (home / "fraud").mkdir(parents=True)
+        model.save(home / "fraud" / "fraud_model.json")
+        env = dict(platform_env, VOLTRISK_HOME=str(home), VOLTRISK_WORKER_STAGES="fraud", VOLTRISK_WORKER_APP_ID=app_id)
+        svc = ServiceProcess(name, ["worker", "run", "--loglevel", "warn"], env, tmp_path / f"{name}.log").start()
+        wait_for((home / "run" / "worker.ready").exists, 90, f"the {name} worker", svc)
+        return svc
+
+    split = "this worker's fraud engine holds claims partitions"
+    first = fraud_worker("fraud-1")
+    try:
+        ring = _ring(0, 2, f"{tag}X", int(time.time() * 1000) - 60 * 86_400_000)
+        _claims_in(kafka_bootstrap, ring)
+        _wait_judged(kafka_bootstrap, ring, first)
+        publish(decision(f"alert-{tag}X0", "investigating", "confirmed", "Li Na"), kafka)
+        ours = lambda m: m.key.startswith(f"alert-{tag}".encode())  # noqa: E731
+        alerts = wait_for(lambda: [msgspec.json.decode(m.value) for m in asyncio.run(
+            _read(kafka_bootstrap, "fraud.alerts.v1", ours, timeout_s=10))], 60, "the ring's alert", first)
+        assert [(a["claim_id"], a["ring_confirmed"]) for a in alerts] == [(f"{tag}X1", 1)]
+        assert split not in first.log.read_text(errors="replace"), first.tail(40)
+
+        second = fraud_worker("fraud-2")
+        try:
+            logs = lambda: [w.log.read_text(errors="replace") for w in (first, second)]  # noqa: E731
+            wait_for(lambda: all(split in text for text in logs()), 60, "both fraud workers to report the split", second)
+        finally:
+            second.stop()
+        text = first.log.read_text(errors="replace")
+        assert f"of 3; another worker of group {app_id} holds the rest" in text
+        assert "VOLTRISK_WORKER_STAGES=fraud and its own VOLTRISK_WORKER_APP_ID" in text
+        assert "Traceback" not in text, first.tail(40)
+    finally:
+        first.stop()

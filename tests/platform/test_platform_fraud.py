@@ -22,7 +22,7 @@ from platform_helpers import topic_configs
 
 from simulators.claims import to_fnol
 from voltrisk.harness import http_ok, wait_for
-from voltrisk.local import FRAUD_ENTITY_COLS
+from fraudring.cli import BOOK_ENTITY_COLS
 from warehouse.client import http_client
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def ring_claims(platform_env, tmp_path) -> pd.DataFrame:
     for seed in (7, 8):
         _voltrisk("simulate", "book", "--vehicle-years", "5000", "--seed", str(seed), "--out", str(tmp_path / f"book{seed}"))
     _voltrisk("fraud", "train", "--claims", str(tmp_path / "book8" / "claims.parquet"), "--label", "is_fraud",
-              "--entity-cols", FRAUD_ENTITY_COLS, "--model-out", str(model))
+              "--entity-cols", BOOK_ENTITY_COLS, "--model-out", str(model))
     full = pd.read_parquet(tmp_path / "book7" / "claims.parquet").sort_values("ts_ms")
     in_ring = full["ring_id"].notna() & (full["ring_id"] != "")
     return pd.concat([full[in_ring], full[~in_ring].tail(300)]).sort_values("ts_ms")
