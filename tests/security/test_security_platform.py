@@ -100,12 +100,14 @@ async def _read_all(k, names: list[str]) -> list[tuple[str, bytes]]:
 
 def test_platform_over_sasl_ssl_keeps_vins_off_topics_secrets_out_of_logs_and_servers_on_localhost(secure_broker, tmp_path):
     run = uuid.uuid4().hex[:6]
-    secret = {name: secrets.token_urlsafe(18) for name in ("pseudonym", "clickhouse", "dashboard_clickhouse")}
+    secret = {name: secrets.token_urlsafe(18) for name in ("pseudonym", "clickhouse", "dashboard_clickhouse",
+                                                                "worker_clickhouse")}
     web_port = free_port()
     base = platform_env(tmp_path, secure_broker.bootstrap, run,
                         VOLTRISK_WORKER_APP_ID=f"voltrisk-worker-{run}", VOLTRISK_SINK_GROUP=f"voltrisk-sink-{run}",
                         VOLTRISK_PSEUDONYM_KEY=secret["pseudonym"], VOLTRISK_CLICKHOUSE_PASSWORD=secret["clickhouse"],
                         VOLTRISK_DASHBOARD_CLICKHOUSE_PASSWORD=secret["dashboard_clickhouse"],
+                        VOLTRISK_WORKER_CLICKHOUSE_PASSWORD=secret["worker_clickhouse"],
                         VOLTRISK_WORKER_WEB_ENABLED="true", VOLTRISK_WORKER_WEB_PORT=str(web_port))
     for principal in ("admin", "worker", "sink", "simulator", "dashboard"):
         secret[f"sasl_{principal}"] = secure_broker.env(principal)["VOLTRISK_KAFKA_SASL_PASSWORD"]
