@@ -75,6 +75,9 @@ def simulate(
     rings: int = typer.Option(3, min=0, help="Organised fraud rings"),
     ring_min: int = typer.Option(4, min=3, help="Smallest ring (members)"),
     ring_max: int = typer.Option(8, min=3, help="Largest ring (members)"),
+    ring_days: int | None = typer.Option(
+        None, min=1, help="Ring claims fall in the first N simulated days (default: any day); `make up` puts them in "
+                          "the two days of history it sends at once, so its rings are there to investigate at once"),
     crash_scale: float = typer.Option(1.0, min=0.0, help="Multiply the true crash rate (demos with few vehicle-days)"),
     truth: Path | None = typer.Option(None, help="Ground-truth directory (default .voltrisk/sim/truth-<seed>)"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout"),
@@ -104,7 +107,8 @@ def simulate(
         pop = drivers.build_population(vehicles, seed)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
-    scen = scenario.Scenario(pop, fcfg, scenario.ClaimsConfig(rings=rings, ring_size=(ring_min, ring_max)))
+    scen = scenario.Scenario(pop, fcfg, scenario.ClaimsConfig(rings=rings, ring_size=(ring_min, ring_max),
+                                                                  ring_days=ring_days))
     target = sink.FileSink(out, coord) if out else sink.KafkaSink(coord)
     truth_dir = truth or settings.home / "sim" / f"truth-{seed}"
 

@@ -33,6 +33,7 @@ class ClaimsConfig:
     rings: int = 3
     ring_size: tuple[int, int] = (4, 8)
     ring_claims_per_member: float = 1.5
+    ring_days: int | None = None  # ring claims fall in the first this many days (None: any day of the run)
     opportunistic_per_vehicle_year: float = 0.01
     portfolio_policies: int = 10_000  # non-telematics policies whose claims share the topic
     portfolio_claims_per_year: float = 0.075
@@ -115,7 +116,7 @@ class Scenario:
             self.rings.append(ring)
             self.ring_members.append(fleet_idx)
             for kind, a, b in claims.ring_plan(rng, ring, c.ring_claims_per_member):
-                day = int(rng.integers(self.fcfg.days))
+                day = int(rng.integers(min(self.fcfg.days, c.ring_days or self.fcfg.days)))
                 self.ring_claims.setdefault(day, []).append((ring, kind, a, b))
             self.truth.rings.append({"ring_id": ring.ring_id, "claim_ids": []})
 

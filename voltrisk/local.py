@@ -30,6 +30,10 @@ def _days_ago_shanghai(days: int, now_ms: int | None = None) -> str:
 
 
 SIM_DAYS = 30
+# the fraud rings' claims fall in the fleet run's first two days, the history the first
+# `make up` sends at once: the triage page has rings of several claims to investigate
+# from the start, not one claim a ring as they trickle in over a month of wall-clock time
+RING_DAYS = 2
 
 
 def simulator_window(home: Path, now_ms: int | None = None) -> list[str]:
@@ -94,7 +98,7 @@ def services(simulate: bool = True) -> list[procs.Service]:
         out.append(procs.Service(
             # two days of history at once (so every page has data), then live at wall-clock pace
             "simulator", [PY, "-m", "voltrisk", "simulate", "--vehicles", "20", "--days", str(SIM_DAYS), "--realtime",
-                          "--seed", "7", *simulator_window(b.home)],
+                          "--seed", "7", "--ring-days", str(RING_DAYS), *simulator_window(b.home)],
             lambda: True, marker="voltrisk simulate", start_timeout_s=5, env=login("simulator"),
         ))
     out.append(procs.Service(

@@ -138,3 +138,22 @@ def test_the_fremtpl2_tables_are_read_where_voltrisk_fremtpl2_dir_says(tmp_path,
     assert claims.load_severities().tolist() == [995.2, 1128.12]
     with pytest.raises(FileNotFoundError, match="freMTPL2freq.csv.gz: .* set VOLTRISK_FREMTPL2_DIR"):
         drivers.load_policies()
+
+
+def test_ring_days_puts_every_ring_claim_in_the_first_days_and_leaves_the_default_plan_alone(policies):
+    """`make up` sends the first two days at once: with ``ring_days=2`` the rings' claims
+    are all there, each ring's several claims linking in the entity graph; without it
+    the plan is the one a seed always gave (spread over the run)."""
+    from simulators import drivers, fleet
+
+    pop = drivers.build_population(16, seed=5, policies=policies)
+    cfg = fleet.FleetConfig(start_ms=1_793_462_400_000, days=30)  # 2026-11-01 00:00 Shanghai
+    default = scenario.Scenario(pop, cfg, scenario.ClaimsConfig(rings=3, ring_size=(4, 6)))
+    early = scenario.Scenario(pop, cfg, scenario.ClaimsConfig(rings=3, ring_size=(4, 6), ring_days=2))
+    plan = lambda s: [(day, ring.ring_id, kind, a, b) for day, claims_of_day in sorted(s.ring_claims.items())  # noqa: E731
+                      for ring, kind, a, b in claims_of_day]
+    assert max(day for day, *_ in plan(default)) >= 2  # spread over the month
+    assert {day for day, *_ in plan(early)} <= {0, 1}
+    # the same rings, members and claims: only the days differ
+    assert sorted(p[1:] for p in plan(early)) == sorted(p[1:] for p in plan(default))
+    assert plan(scenario.Scenario(pop, cfg, scenario.ClaimsConfig(rings=3, ring_size=(4, 6)))) == plan(default)
