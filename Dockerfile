@@ -12,7 +12,7 @@ COPY dashboard ./dashboard
 COPY simulators ./simulators
 COPY contracts ./contracts
 RUN pip install --no-cache-dir . && useradd --system --home /var/lib/voltrisk voltrisk \
-    && mkdir -p /var/lib/voltrisk && chown voltrisk /var/lib/voltrisk
+    && mkdir -p /var/lib/voltrisk/models && chown -R voltrisk /var/lib/voltrisk
 USER voltrisk
 ENTRYPOINT ["voltrisk"]
 CMD ["--help"]

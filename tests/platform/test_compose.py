@@ -86,8 +86,9 @@ def test_every_voltrisk_setting_compose_gives_is_one_the_code_reads():
         assert not unknown, f"{name}: {unknown} are read by no settings class"
 
 
-@pytest.mark.parametrize("name", sorted(_voltrisk_services()))
+@pytest.mark.parametrize("name", sorted(n for n, s in _voltrisk_services().items() if "command" in s or "entrypoint" in s))
 def test_every_voltrisk_service_runs_a_voltrisk_verb(name):
+    """(``tools`` runs none of its own: the pricing team's commands are given to ``run``.)"""
     argv = _argv(SERVICES[name])
     if not argv:  # a shell one-shot: each voltrisk command in it
         script = " ".join(SERVICES[name]["entrypoint"][1:])
@@ -137,7 +138,7 @@ def test_the_fraud_stage_runs_alone_in_one_worker_with_its_state_on_a_volume():
     assert SERVICES["fraud"]["depends_on"]["fraud-model"]["condition"] == "service_completed_successfully"
 
 
-@pytest.mark.parametrize("name", ["simulator", "fraud-model"])
+@pytest.mark.parametrize("name", ["simulator", "fraud-model", "tools"])
 def test_the_services_that_simulate_get_the_fremtpl2_tables(name):
     inside = _env(name)["VOLTRISK_FREMTPL2_DIR"]
     host = _mounts(SERVICES[name])[inside]
@@ -156,3 +157,18 @@ def test_the_fraud_model_one_shot_leaves_a_model_where_the_fraud_worker_looks(tm
     made = model.stat().st_mtime_ns
     again = run()  # a restart of the stack keeps the model there (or the one put in its place)
     assert again.returncode == 0 and f"fraud model {model}" in again.stderr and model.stat().st_mtime_ns == made
+
+
+def test_the_pricing_registry_is_one_volume_the_tools_write_and_the_worker_and_dashboard_read():
+    """Each container has its own file system: a registry in one is no registry for the
+    others. The image makes the directory the user's, so a new volume there is too."""
+    registry = {name: _env(name).get("VOLTRISK_MODEL_REGISTRY_DIR") for name in ("worker", "dashboard", "tools")}
+    assert len(set(registry.values())) == 1 and registry["worker"].startswith(IMAGE_HOME + "/"), registry
+    path = registry["worker"]
+    volumes = {name: _mounts(SERVICES[name]).get(path) for name in registry}
+    assert len(set(volumes.values())) == 1 and volumes["tools"] in COMPOSE["volumes"], volumes
+    assert not any(v.endswith(":ro") for v in SERVICES["tools"]["volumes"] if v.startswith(volumes["tools"] + ":"))
+    assert f"mkdir -p {path}" in (ROOT / "Dockerfile").read_text()
+    assert "/data/freMTPL2" in _mounts(SERVICES["tools"])  # pricing trains on the freMTPL2 tables
+    out = CliRunner().invoke(app, ["pricing", "telematics", "--help"])
+    assert out.exit_code == 0 and "--register" in out.output
