@@ -228,6 +228,55 @@ def shared_entities(entities: pd.DataFrame) -> pd.DataFrame:
     return out[out["claims"] >= 2].sort_values(["claims", "kind"], ascending=[False, True], ignore_index=True)
 
 
+def _md(value) -> str:
+    """A value as one Markdown table cell: no line break, no column bar."""
+    if isinstance(value, float):
+        return f"{value:,.2f}" if not np.isnan(value) else ""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_md(v) for v in row) + " |" for row in rows]
+    return out if len(out) > 2 else ["(none)"]
+
+
+def case_file(alert: pd.Series, entities: pd.DataFrame, claims: pd.DataFrame, history: pd.DataFrame,
+              exported_by: str | None, now_ms: int) -> str:
+    """The alert as a case file for a referral (Markdown): what the triage page shows of
+    it — the model's reasons, the telematics evidence, the ring's claims with their
+    verification, the entities they share and the decisions so far — with who exported
+    it and when."""
+    when = lambda ms: pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
+    members, ring_claims = list(alert["members"]), int(alert["ring_claims"])
+    status = str(alert["status"])
+    if alert.get("last_decision"):
+        status += f" (last decision {alert['last_decision']} by {alert['investigator']})"
+    lines = [f"# Case file: {alert['alert_id']}", "",
+             f"Exported {when(now_ms)} by {exported_by or 'an unnamed user (no sign-in)'} from voltrisk fraud triage.", "",
+             *_md_table(["", ""], [
+                 ("Claim", alert["claim_id"]), ("Ring", f"{alert['ring_id']}, {ring_claims:,} claims"),
+                 ("Score (p of fraud)", f"{float(alert['score']):.2f}"), ("Claimed", f"€{float(alert['amount_eur']):,.0f}"),
+                 ("Expected saving", f"€{float(alert['expected_saving_eur']):,.0f}"),
+                 ("Telematics verdict", alert["verdict"]), ("Status", status)]),
+             "", "## Why the model flags it", "", *[f"- {_md(r)}" for r in alert["reasons"]],
+             "", "## Telematics evidence", "", *([f"- {_md(e)}" for e in alert["evidence"]] or ["(none)"]),
+             "", f"## Claims of the ring ({len(claims)} of {ring_claims:,})", ""]
+    if len(members) < ring_claims:
+        lines += [f"The {len(members)} claims nearest to {alert['claim_id']} in the entity graph.", ""]
+    table = verification_table(claims) if not claims.empty else claims
+    lines += _md_table(["claim", "policy", "loss (UTC)", "claimed €", "verdict", "evidence"],
+                       [(r.claim_id, r.policy_id, r.loss_utc.strftime("%Y-%m-%d %H:%M"), f"{r.amount_eur:,.0f}", r.verdict,
+                         r.evidence) for r in table.itertuples()] if not table.empty else [])
+    lines += ["", "## Entities the claims share", ""]
+    lines += _md_table(["kind", "entity", "claims", "claim ids"],
+                       [(r.kind, r.entity_key, r.claims, r.claim_ids) for r in shared_entities(entities).itertuples()])
+    lines += ["", "## Decisions", ""]
+    lines += _md_table(["decided (UTC)", "status", "investigator", "note"],
+                       [(when(r.ts_ms).removesuffix(" UTC"), r.status, r.investigator, r.note) for r in history.itertuples()])
+    return "\n".join(lines) + "\n"
+
+
 def verification_table(claims: pd.DataFrame) -> pd.DataFrame:
     out = claims.assign(loss_utc=utc_from_ms(claims["loss_ts_ms"]), evidence=claims["evidence"].map(lambda e: "; ".join(e)))
     return out.drop(columns=["loss_ts_ms"])[["claim_id", "loss_utc", "amount_eur", "verdict", "telematics_available",

@@ -1,6 +1,7 @@
 """Fraud triage: ranked alert queue, the ring's graph and telematics evidence, and the
 status workflow — decisions go to Kafka (fraud.decisions.v1), never to the warehouse."""
 
+import time
 from datetime import UTC, datetime
 
 import streamlit as st
@@ -81,6 +82,12 @@ with ui.warehouse_guard():
     if not history.empty:
         st.markdown("**Decisions so far**")
         st.dataframe(history.assign(decided_utc=services.utc_from_ms(history["ts_ms"])).drop(columns="ts_ms"), hide_index=True)
+
+    st.download_button("Download the case file", services.case_file(alert, entities, claims, history,
+                                                                    access.current_user(), int(time.time() * 1000)),
+                       file_name=f"{alert_id}.md", mime="text/markdown",
+                       help="The alert, its reasons and evidence, the ring's claims, shared entities and decisions, "
+                            "as Markdown for a referral")
 
     st.subheader("Decide")
     st.caption(DECISION_EFFECT)

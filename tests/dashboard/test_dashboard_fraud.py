@@ -149,3 +149,56 @@ def test_an_alert_on_a_claim_id_of_the_longest_allowed_can_be_decided():
     assert longest == 64
     alert_id = "alert-" + "c" * longest
     assert decisions.decision(alert_id, "new", "investigating", "li.na").alert_id == alert_id
+
+
+def test_the_alert_downloads_as_a_case_file(seeded_url, warehouse_at, monkeypatch):
+    """What the page shows of the alert, as Markdown for a referral: the file the button serves."""
+    from streamlit.runtime import memory_media_file_storage as media
+
+    served: dict[str, bytes] = {}
+    keep = media.MemoryMediaFileStorage.load_and_get_id
+
+    def spy(self, path_or_data, mimetype, kind, filename=None):
+        served[filename] = path_or_data
+        return keep(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(media.MemoryMediaFileStorage, "load_and_get_id", spy)
+    warehouse_at(seeded_url)
+    at = run_page(PAGE)
+    (button,) = at.get("download_button")
+    assert button.proto.label == "Download the case file" and button.proto.url.endswith(".md")
+    lines = served["alert-c1.md"].decode().splitlines()
+    assert lines[0] == "# Case file: alert-c1"
+    assert lines[2].startswith("Exported ") and lines[2].endswith(
+        " by an unnamed user (no sign-in) from voltrisk fraud triage.")
+    assert "| Ring | ring-1, 3 claims |" in lines and "| Telematics verdict | contradicted |" in lines
+    why = lines[lines.index("## Why the model flags it") + 2:lines.index("## Telematics evidence") - 1]
+    assert why == ["- 3 claims in one ring"]
+    evidence = lines[lines.index("## Telematics evidence") + 2]
+    assert evidence == "- contradicted: seeded evidence for c1"
+    claims = [line for line in lines if line.startswith("| c") and not line.startswith("| claim")]
+    assert [c.split(" | ")[0] for c in claims] == ["| c1", "| c2", "| c3"]
+    assert "| contradicted |" in claims[0]
+    shared = lines[lines.index("## Entities the claims share") + 4:]
+    assert [line for line in shared if line.startswith("| phone | 13800138000 | ")] == [
+        "| phone | 13800138000 | 3 | c1, c2, c3 |"]
+    assert lines[lines.index("## Decisions") + 2] == "(none)"
+
+
+def test_a_case_file_keeps_each_value_in_its_cell():
+    """An investigator's note or an entity holding a line break or a column bar stays one cell."""
+    import pandas as pd
+
+    from dashboard import services
+
+    alert = pd.Series({"alert_id": "alert-x", "claim_id": "x", "ring_id": "ring-x", "members": ["x"], "ring_claims": 1,
+                       "score": 0.9, "amount_eur": 1000.0, "expected_saving_eur": 900.0, "verdict": "no_telematics",
+                       "status": "investigating", "last_decision": "investigating", "investigator": "Li Na",
+                       "reasons": ["shares a phone"], "evidence": []})
+    history = pd.DataFrame({"ts_ms": [BASE_TS_MS], "status": ["investigating"], "investigator": ["Li Na"],
+                            "note": ["called the garage | no answer\nretry Monday"]})
+    empty = pd.DataFrame(columns=["kind", "entity_key", "claim_id"])
+    text = services.case_file(alert, empty, pd.DataFrame(), history, "Li Na", BASE_TS_MS)
+    decisions_part = text.split("## Decisions\n\n")[1].splitlines()
+    assert decisions_part[2].endswith("| investigating | Li Na | called the garage \\| no answer retry Monday |")
+    assert "## Telematics evidence\n\n(none)" in text and "| Status | investigating (last decision investigating by Li Na) |" in text
