@@ -679,6 +679,7 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, send
         lambda: http_client(w.worker_clickhouse_url, w.worker_clickhouse_user, w.worker_clickhouse_password))
     claims_name = T.clean_name(T.FNOL.name)
     claims_topic = app.topic(claims_name, key_type=bytes, value_type=bytes)
+    sending = asyncio.Lock()
 
     @app.on_partitions_assigned.connect
     async def fraud_owns(sender, assigned, **kwargs):
@@ -715,24 +716,27 @@ def _fraud_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, send
         """Send the alerts not confirmed yet (this batch's, or a crashed run's), and the
         claims' rows for the investigators' tables, and confirm them. A failed send stops
         the worker: the engine already knows the claims (their redelivery is ignored), so
-        they are sent again from the engine's journal by the restarted worker, not recomputed."""
-        alerts, claims = engine.unsent_alerts(), engine.unsent_claim_rows()
-        if not alerts and not claims:
-            return
-        outs = [Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts]
-        for c in claims:
-            key = c["claim"]["claim_id"].encode()
-            outs.append(Out(T.FRAUD_CLAIMS.name, key, msgspec.json.encode(c["claim"]), []))
-            if c["entities"]:
-                outs.append(Out(T.FRAUD_ENTITIES.name, key, msgspec.json.encode(c["entities"]), []))
-        try:
-            await send(outs)
-        except Exception as exc:
-            log.critical("fraud: sending %d alerts and the rows of %d claims failed (%s: %s); the worker stops, they "
-                         "are sent when it is restarted", len(alerts), len(claims), type(exc).__name__, exc)
-            stop_process(app, exc)
-            raise
-        engine.confirm(alerts, claims)
+        they are sent again from the engine's journal by the restarted worker, not recomputed.
+        One send at a time: the claims agent and the decisions agent both send, and each
+        would otherwise send the alerts the other has in flight a second time."""
+        async with sending:
+            alerts, claims = engine.unsent_alerts(), engine.unsent_claim_rows()
+            if not alerts and not claims:
+                return
+            outs = [Out(T.ALERTS.name, a["alert_id"].encode(), msgspec.json.encode(a), []) for a in alerts]
+            for c in claims:
+                key = c["claim"]["claim_id"].encode()
+                outs.append(Out(T.FRAUD_CLAIMS.name, key, msgspec.json.encode(c["claim"]), []))
+                if c["entities"]:
+                    outs.append(Out(T.FRAUD_ENTITIES.name, key, msgspec.json.encode(c["entities"]), []))
+            try:
+                await send(outs)
+            except Exception as exc:
+                log.critical("fraud: sending %d alerts and the rows of %d claims failed (%s: %s); the worker stops, they "
+                             "are sent when it is restarted", len(alerts), len(claims), type(exc).__name__, exc)
+                stop_process(app, exc)
+                raise
+            engine.confirm(alerts, claims)
 
     @app.agent(claims_topic, name="fraud")
     async def fraud(stream):
