@@ -126,10 +126,16 @@ class GateIntake(Service):
     @Service.task
     async def _run(self) -> None:
         backoff = 0.5
+        gather_s, fetched_at, live = self.w.gate_gather_ms / 1000, 0.0, False
         while not self.should_stop:
+            if live and gather_s:  # what arrives meanwhile comes in this fetch, not in fetches of its own
+                wait = fetched_at + gather_s - time.monotonic()
+                if wait > 0:
+                    await self.sleep(wait)
             try:
                 handovers = self._handovers
                 fetched = await self.consumer.getmany(timeout_ms=100, max_records=self.w.take_batch)
+                fetched_at = time.monotonic()
             except ConsumerStoppedError:
                 return
             except KafkaError as exc:
@@ -140,6 +146,7 @@ class GateIntake(Service):
             try:
                 if fetched:
                     await self._process(fetched, handovers)
+                live = bool(fetched) and not self.behind
                 self._reap()
                 backoff = 0.5
             except Exception as exc:  # a send failed (e.g. the broker is away): read the batches again

@@ -143,6 +143,10 @@ class WorkerSettings(BaseSettings):
     take_batch: int = Field(2_000, ge=1)
     take_within_s: float = Field(
         0.02, gt=0, description="Once the agent is free, a batch waits at most this long after its first event (latency bound)")
+    gate_gather_ms: int = Field(
+        40, ge=0, le=1_000,
+        description="Live (not behind), the gate fetches at most once in this long, so each fetch, batch and "
+                    "features step carries more records (CPU per record) at the cost of at most this much latency")
     worker_clickhouse_url: str = Field(
         "http://127.0.0.1:8124",
         description="Where the fraud stage reads telemetry around claims: the warehouse process's read-only endpoint "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -92,6 +93,60 @@ def test_every_message_is_handed_over_once_in_order_and_committed_after(kafka_bo
     resumed = sorted(r.getMessage() for r in caplog.records if "resumed from offset" in r.getMessage())
     assert resumed == [f"gate {topic}[{p}]: resumed from offset 0 (no committed offset: the earliest retained)"
                        for p in range(3)]
+
+
+class Timed(Recorder):
+    """A recorder that also notes when each fetch was handed over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[float] = []
+
+    async def __call__(self, topic: str, raw: list) -> None:
+        self.at.append(time.monotonic())
+        await super().__call__(topic, raw)
+
+
+def test_live_the_gate_fetches_at_most_once_a_gather_window_and_a_backlog_at_once(kafka_bootstrap, make_topics, tmp_path):
+    """A trickle (one message every 2 ms, the worker not behind) is fetched at most once
+    every ``gate_gather_ms``, each fetch carrying what came meanwhile; a backlog of more
+    than ``take_batch`` is fetched without waiting."""
+    (topic,) = make_topics([f"intake-g-{uuid.uuid4().hex[:6]}"], partitions=3)
+    w, k = _settings(tmp_path, f"it-{uuid.uuid4().hex[:6]}", kafka_bootstrap, gate_gather_ms=100, take_batch=100)
+
+    async def go():
+        rec = Timed()
+        intake = GateIntake(w, k, [topic], rec)
+        await intake.start()
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=0)
+        await producer.start()
+        try:
+            await (await producer.send(topic, b"first", key=b"k"))
+            await _until(lambda: len(rec.seen) >= 1, 60, "the first message (the group has formed)")
+            live_from = len(rec.at)
+            t0 = time.monotonic()
+            for i in range(500):  # ~1 s of a live trickle
+                await producer.send(topic, f"live-{i}".encode(), key=f"k-{i % 17}".encode())
+                await asyncio.sleep(0.002)
+            await producer.flush()
+            live_s = time.monotonic() - t0
+            await _until(lambda: len(rec.seen) >= 501, 60, "the trickle")
+            await asyncio.sleep(0.3)  # the last live fetch's window
+            backlog_from = len(rec.at)
+            await _produce(kafka_bootstrap, topic, 3_000)  # 30 take_batches at once
+            await _until(lambda: len(rec.seen) >= 3_501, 60, "the backlog")
+        finally:
+            await producer.stop()
+            await intake.stop()
+        return rec, rec.at[live_from:backlog_from], rec.at[backlog_from:], live_s
+
+    rec, live, backlog, live_s = asyncio.run(go())
+    assert sorted(v for _p, _o, v in rec.seen if v.startswith(b"live-")) == sorted(f"live-{i}".encode() for i in range(500))
+    gaps = [b - a for a, b in zip(live, live[1:])]
+    assert gaps and min(gaps) >= 0.09, f"live fetches closer than the 100 ms window: {min(gaps):.3f} s"
+    assert len(live) <= live_s / 0.1 + 3  # ~one fetch a window, not one per message
+    backlog_gaps = sorted(b - a for a, b in zip(backlog, backlog[1:]))
+    assert len(backlog) >= 20 and backlog_gaps[len(backlog_gaps) // 2] < 0.05, "a backlog is not paced"
 
 
 def test_a_failed_batch_is_read_again_and_the_log_says_from_where(kafka_bootstrap, make_topics, tmp_path, caplog):
