@@ -355,23 +355,31 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     dedupe = _open_store(datadir / "dedupe", bloom=True)  # nearly every lookup is of a new event id
     gate = Gate(w, purpose="pricing", dedupe_store=dedupe)
 
-    async def gate_and_send(topic: str, raw: list) -> Awaitable[None]:
+    async def gate_and_send(topic: str, raw: list) -> Awaitable[list | None]:
         """Decide ``raw`` and hand the outputs to the producer; returns the batch's
-        completion (``stream.intake`` awaits it while it decides the next batch)."""
+        completion (``stream.intake`` awaits it while it decides the next batch), which
+        returns the acknowledged clean messages to hand to the features (``hand_fetch``)."""
         outs = gate_batch(gate, topic, raw)
         acknowledged = await enqueue(outs)
         # live records only: in a backlog the features read the topic in their own, larger
         # batches, while the gate goes on fetching (a hand-over would make it wait for them)
         hand = app.hand_off is not None and not (app.gate_intake and app.gate_intake.behind)
 
-        async def complete() -> None:
+        async def complete() -> list | None:
             sent = await acknowledged
             app.stats.mark("gate", len(raw))
             if sent is not None and hand:
-                await app.hand_off([(o.topic, p, off, o.key, o.value) for o, (p, off) in zip(outs, sent)
-                                    if o.topic in FEATURE_INPUTS])
+                return [(o.topic, p, off, o.key, o.value) for o, (p, off) in zip(outs, sent) if o.topic in FEATURE_INPUTS]
+            return None
 
         return complete()
+
+    async def hand_fetch(handed: list) -> None:
+        """A fetch's clean messages of every topic, to the features in one step: a vehicle's
+        park state and SOC meet the dynamics of the same fetch there, so they need no hold."""
+        items = [m for topic_share in handed if topic_share for m in topic_share]
+        if items and app.hand_off is not None:
+            await app.hand_off(items)
 
     stages = w.stages
     app.gate_intake = None
@@ -389,7 +397,8 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         def intake() -> GateIntake:
             app.gate_intake = GateIntake(w, k, [spec.name for spec in T.RAW], gate_and_send, beacon=app.beacon,
                                          on_commit=lambda offsets: [gate.committed(tp.topic, tp.partition, o)
-                                                                    for tp, o in offsets.items()])
+                                                                    for tp, o in offsets.items()],
+                                         finish=hand_fetch)
             return app.gate_intake
 
         app.own_services.append(intake)
@@ -510,11 +519,11 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
                      forget=lambda done: handoff.forget(t for t in done if type(t) is Handed),
                      stop=stop_worker, size=MAX_SENDS_IN_FLIGHT)
 
-    async def step(taken: list, handed: list) -> None:
+    async def step(taken: list, handed: list, whole_fetch: bool = False) -> None:
         items = [(m.topic, m.key, m.value) if m.topic != redrive else (redriven_topic(m.headers), m.key, m.value)
                  for m in (e.message for e in taken)] + [item for item, _ in handed]
         if items:
-            await steps.run(engine.step, items, taken + [token for _, token in handed])
+            await steps.run(engine.step, items, taken + [token for _, token in handed], whole_fetch)
 
     @app.agent(inputs, name="features")
     async def features(stream):
@@ -530,7 +539,7 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
     if "gate" in w.stages and w.local_handoff:
         async def hand_off(sent) -> None:
             if ready.is_set() and not engine.handing_over:
-                await step([], handoff.offer(sent))
+                await step([], handoff.offer(sent), whole_fetch=True)
 
         app.hand_off = hand_off
 

@@ -131,7 +131,8 @@ class FeatureEngine:
             out.extend((topic, r.vehicle_id, _encode(r)) for r in rows)
         return out
 
-    def step(self, msgs: Sequence[tuple[str, bytes, bytes]], tokens: Sequence | None = None) -> list[tuple[str, str, bytes]]:
+    def step(self, msgs: Sequence[tuple[str, bytes, bytes]], tokens: Sequence | None = None,
+             whole_fetch: bool = False) -> list[tuple[str, str, bytes]]:
         """(topic, vehicle id, JSON record) to emit for one batch of clean messages.
 
         The four input topics are fetched independently, so a vehicle's park state
@@ -142,8 +143,11 @@ class FeatureEngine:
 
         Live records (event time within ``live_window_ms`` of the clock: the worker is
         not catching up, so its topics are in step) wait only ``live_hold_ms`` after
-        their arrival: what a score reflects is then at most that much older."""
+        their arrival: what a score reflects is then at most that much older. Live
+        records of ``whole_fetch`` (the gate's clean messages of one fetch, every topic
+        of it together) wait for nothing: their siblings of that fetch are here."""
         now = self.clock()
+        arrival = now - self.live_hold_s if whole_fetch else now  # the live hold counts from arrival
         held, newest = self._held, self._newest
         dynamics = T.clean_name(T.DYNAMICS.name)
         tokens = tokens if tokens is not None else repeat(None)
@@ -163,7 +167,7 @@ class FeatureEngine:
             self.records_in += len(recs)
             ts = [r.ts_ms for r in recs]
             lo, hi = min(ts), max(ts)
-            held.setdefault(vid, []).append((lo, hi, now, recs, token))
+            held.setdefault(vid, []).append((lo, hi, arrival, recs, token))
             self._arrived[vid] = now
             # the dynamics stream sets the pace: a state topic running ahead must
             # not release the states before the dynamics they follow have arrived

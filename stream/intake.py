@@ -47,7 +47,9 @@ log = logging.getLogger("voltrisk.worker")
 RawMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int, int]
 # decides one topic's share of a fetch and returns once its outputs are sent, or
 # returns a completion to await later (its outputs are on their way)
-Handler = Callable[[str, list[RawMessage]], Awaitable[Awaitable[None] | None]]
+Handler = Callable[[str, list[RawMessage]], Awaitable[Awaitable | None]]
+# told once of what a batch's completions returned, in topic order, after the last of them
+Finish = Callable[[list], Awaitable[None]]
 
 MAX_IN_FLIGHT = 3  # batches decided whose completions have not finished yet
 
@@ -80,9 +82,11 @@ class GateIntake(Service):
 
     def __init__(self, w: WorkerSettings, k: KafkaClientSettings, topics: Sequence[str], handle: Handler,
                  *, commit_interval_s: float = 1.0, retry_max_s: float = 30.0,
-                 on_commit: Callable[[dict[TopicPartition, int]], None] | None = None, **kwargs) -> None:
+                 on_commit: Callable[[dict[TopicPartition, int]], None] | None = None,
+                 finish: Finish | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.w, self.k, self.topics, self.handle = w, k, list(topics), handle
+        self.finish = finish  # a batch's completions done: what they returned, at once
         self.group = w.gate_group
         self.commit_interval_s, self.retry_max_s = commit_interval_s, retry_max_s
         self.on_commit = on_commit  # told of each commit's offsets
@@ -207,7 +211,8 @@ class GateIntake(Service):
                 _close(completions)
                 raise
             previous = self._in_flight[-1].task if self._in_flight else None
-            self._in_flight.append(_InFlight(asyncio.ensure_future(_complete(previous, completions)), first, done))
+            self._in_flight.append(_InFlight(asyncio.ensure_future(_complete(previous, completions, self.finish)),
+                                                first, done))
             self._staged = True
 
     def _reap(self) -> None:
@@ -350,20 +355,23 @@ class GateIntake(Service):
             await self.consumer.stop()
 
 
-async def _complete(previous: asyncio.Future | None, completions: list[Awaitable]) -> None:
+async def _complete(previous: asyncio.Future | None, completions: list[Awaitable], finish: Finish | None = None) -> None:
     """A batch's completions, once the batch before it completed (so the features
-    take the gate's batches in order)."""
+    take the gate's batches in order); then ``finish`` with what they returned."""
     if previous is not None:
         await asyncio.wait([previous])  # not `await previous`: cancelling this must not cancel it
         if _failed(previous):
             _close(completions)
             raise _Abandoned("a batch before this one was not delivered")
+    results = []
     for i, c in enumerate(completions):
         try:
-            await c
+            results.append(await c)
         except BaseException:
             _close(completions[i + 1:])
             raise
+    if finish is not None:
+        await finish(results)
 
 
 def _failed(task: asyncio.Future) -> bool:

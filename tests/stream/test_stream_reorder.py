@@ -78,12 +78,8 @@ def test_trips_equal_the_offline_functions_whatever_the_topics_delivery_order(sk
     assert [t for t in got if t[3] == "park"] == [t for t in want if t[3] == "park"]
 
 
-def test_live_records_wait_only_the_live_hold():
-    now_s = 2_000_000_000.0
-    clock = Clock(now_s)
-    engine = FeatureEngine({}, reorder_ms=120_000, max_hold_s=10.0, live_hold_ms=50, live_window_ms=30_000,
-                           score_every_ms=0, clock=clock)
-    now_ms = int(now_s * 1000)
+def _live_and_old(now_ms: int):
+    """A vehicle's last second of dynamics and another's from an hour ago, as two clean messages."""
     recs = [R.DynamicsV1(event_id=f"l{i}", ts_ms=now_ms - 1000 + i * 100, speed_kmh=40.0, accel_long_mps2=0.0,
                          accel_lat_mps2=0.0, yaw_rate_dps=0.0, heading_deg=0.0, motor_power_kw=10.0, adas_state="off",
                          fcw=False, headway_s=None, seatbelt_driver=True, lat=31.2, lon=121.4 + i * 1e-4)
@@ -91,11 +87,34 @@ def test_live_records_wait_only_the_live_hold():
     old = [msgspec.structs.replace(r, event_id=f"o{i}", ts_ms=now_ms - 3_600_000 + i) for i, r in enumerate(recs)]
     msgs = [(T.clean_name(T.DYNAMICS.name), b"veh-live", msgspec.json.encode(recs)),
             (T.clean_name(T.DYNAMICS.name), b"veh-old", msgspec.json.encode(old))]
+    return recs, msgs
+
+
+def test_live_records_wait_only_the_live_hold():
+    now_s = 2_000_000_000.0
+    clock = Clock(now_s)
+    engine = FeatureEngine({}, reorder_ms=120_000, max_hold_s=10.0, live_hold_ms=50, live_window_ms=30_000,
+                           score_every_ms=0, clock=clock)
+    recs, msgs = _live_and_old(int(now_s * 1000))
     assert engine.step(msgs) == [] and engine.held_records == 20
     clock.t += 0.049
     assert engine.flush() == [] and engine.held_records == 20
     clock.t += 0.002  # past the live hold: the live vehicle's records go and it is scored
     out = engine.flush()
     assert engine.held_records == 10  # the hour-old records still wait for the reorder window
+    scores = [msgspec.json.decode(v) for topic, _, v in out if topic == "scores.ubi.v1"]
+    assert [s["vehicle_id"] for s in scores] == ["veh-live"] and scores[0]["through_ts_ms"] == recs[-1].ts_ms
+
+
+def test_live_records_of_a_whole_fetch_wait_for_nothing_and_old_ones_still_wait_for_the_reorder_window():
+    """The gate's hand-off gives the features every topic of a fetch in one step: its live
+    records are processed in that step; records out of the live window are held as ever."""
+    now_s = 2_000_000_000.0
+    clock = Clock(now_s)
+    engine = FeatureEngine({}, reorder_ms=120_000, max_hold_s=10.0, live_hold_ms=50, live_window_ms=30_000,
+                           score_every_ms=0, clock=clock)
+    recs, msgs = _live_and_old(int(now_s * 1000))
+    out = engine.step(msgs, whole_fetch=True)
+    assert engine.held_records == 10  # the hour-old vehicle's
     scores = [msgspec.json.decode(v) for topic, _, v in out if topic == "scores.ubi.v1"]
     assert [s["vehicle_id"] for s in scores] == ["veh-live"] and scores[0]["through_ts_ms"] == recs[-1].ts_ms
