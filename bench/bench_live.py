@@ -24,7 +24,6 @@ from pathlib import Path
 
 from voltrisk import benchmark as B
 from voltrisk.harness import TempBroker, platform_env
-from voltrisk.settings import WarehouseSettings
 
 KEYS = ("achieved_rate", "gate_p50_ms", "gate_p99_ms", "score_p50_ms", "score_p95_ms", "score_p99_ms",
         "visible_p50_ms", "visible_p99_ms", "machine_cpu_busy", "machine_cpu_steal", "worker_full_gc")
@@ -48,9 +47,7 @@ def one_run(base: Path, registry: Path, name: str, env: dict[str, str], rate: in
             rng: random.Random) -> dict:
     """One variant's run on a broker of its own (no topic holds an earlier run's records)."""
     run = f"{name}-{int(time.time() * 1000)}"
-    common = {"VOLTRISK_MODEL_REGISTRY_DIR": str(registry), "VOLTRISK_WORKER_SCORER": B.TELEMATICS_MODEL,
-              "VOLTRISK_REORDER_MS": "10000", "VOLTRISK_WORKER_STAGES": "gate,features,scoring",
-              "VOLTRISK_SINK_BATCH_MS": str(WarehouseSettings.model_fields["sink_batch_ms"].default), **env}
+    common = {**B.worker_env(registry), "VOLTRISK_WORKER_STAGES": "gate,features,scoring", **env}
     broker = TempBroker(base / run / "kafka-home", heap="1g").start()
     bootstrap = broker.bootstrap
     penv = platform_env(base / run, bootstrap, run, **common)

@@ -377,8 +377,8 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
     async def hand_fetch(handed: list) -> None:
         """A fetch's clean messages of every topic, to the features in one step: a vehicle's
         park state and SOC meet the dynamics of the same fetch there, so they need no hold."""
-        items = [m for topic_share in handed if topic_share for m in topic_share]
-        if items and app.hand_off is not None:
+        items = [m for topic_share in handed if topic_share for m in topic_share]  # None: not handed (see ``hand``)
+        if items:
             await app.hand_off(items)
 
     stages = w.stages

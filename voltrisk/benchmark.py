@@ -320,6 +320,15 @@ def start_warehouse(env: dict[str, str], base: Path) -> tuple[ServiceProcess, st
     return svc, url
 
 
+def worker_env(registry: Path, scorer: str = "xgboost") -> dict[str, str]:
+    """The settings every bench worker and warehouse run with: the model registry, a 10 s
+    reorder window, the product's sink batch time (the test harness uses 200 ms) and the
+    scorer (``xgboost``: the telematics model ``train_model`` promoted; or ``reference``)."""
+    return {"VOLTRISK_MODEL_REGISTRY_DIR": str(registry), "VOLTRISK_REORDER_MS": "10000",
+            "VOLTRISK_SINK_BATCH_MS": str(WarehouseSettings.model_fields["sink_batch_ms"].default),
+            "VOLTRISK_WORKER_SCORER": TELEMATICS_MODEL if scorer == "xgboost" else "reference"}
+
+
 def train_model(registry: Path, say: Callable[[str], None]) -> tuple[object, object]:
     """A telematics multiplier (XGBoost) fitted on a small simulated book, promoted
     in a temp registry; returns (model, the book)."""
@@ -513,10 +522,7 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
         raw_eps = stages[0].eps
         say(f"raw consume {raw_eps:,} records/s; with decode {stages[1].eps:,}")
 
-        # the sink's batch time is the product default (the test harness uses 200 ms)
-        common = {"VOLTRISK_MODEL_REGISTRY_DIR": str(registry), "VOLTRISK_REORDER_MS": "10000",
-                  "VOLTRISK_SINK_BATCH_MS": str(WarehouseSettings.model_fields["sink_batch_ms"].default),
-                  "VOLTRISK_WORKER_SCORER": TELEMATICS_MODEL if cfg.scorer == "xgboost" else "reference"}
+        common = worker_env(registry, cfg.scorer)
 
         def worker_stage(name: str, stages_env: str, done_key: str) -> Stage:
             asyncio.run(reset_downstream_topics(bootstrap))
