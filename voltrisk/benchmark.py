@@ -4,6 +4,9 @@ Every stage drains the same pre-filled ``ev.dynamics.v1`` topic on a temp broker
 each with a fresh consumer group and a fresh worker home:
 
   raw             plain aiokafka consume (the ceiling), and consume + msgspec decode
+  kafka hops      the full path's Kafka traffic with no work on a message: raw fetched,
+                  written to its clean topic, fetched by a sink process (and by the
+                  worker's features, as now): the ceiling of the design's topic hops
   gate            worker running only the ingest gate (raw -> clean.*)
   features        gate + features (trips, harsh events, cells, windows)
   scoring         gate + features + scoring (the pricing registry's XGBoost telematics model)
@@ -40,6 +43,7 @@ from pathlib import Path
 
 import msgspec
 
+from voltrisk.broker import status as broker_status
 from voltrisk.harness import REPO, ServiceProcess, TempBroker, http_ok, platform_env, wait_for
 from voltrisk.settings import WarehouseSettings
 
@@ -159,29 +163,39 @@ def send_until_the_broker_goes(bootstrap: str, msgs, rate_msgs: float) -> thread
     return thread
 
 
-async def raw_consume(bootstrap: str, n_msgs: int, decode: bool) -> float:
-    """Seconds to fetch the ``n_msgs`` messages of the bench topic from its start: every
-    partition assigned (no group to join), positions looked up before the clock starts,
-    and every message fetched after it counted (the first fetch included)."""
+async def _from_start(bootstrap: str, topic: str):
+    """A started consumer of every partition of ``topic`` (no group to join), at its
+    first offsets, positions looked up: the clock may start."""
     from aiokafka import AIOKafkaConsumer
 
-    from stream.records import DynamicsV1
-
-    many = msgspec.json.Decoder(list[DynamicsV1])
-    # no group: the consumer takes every partition of the topic as soon as it knows them
-    c = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     await c.start()
     try:
         deadline = time.monotonic() + 30
         while not c.assignment():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"raw consume: no partition of {TOPIC} assigned after 30 s")
+                raise RuntimeError(f"no partition of {topic} assigned after 30 s")
             await asyncio.sleep(0.01)
         tps = sorted(c.assignment())
         await c.seek_to_beginning(*tps)
         for tp in tps:
             await c.position(tp)
+    except BaseException:
+        await c.stop()
+        raise
+    return c
+
+
+async def raw_consume(bootstrap: str, n_msgs: int, decode: bool) -> float:
+    """Seconds to fetch the ``n_msgs`` messages of the bench topic from its start: every
+    partition assigned (no group to join), positions looked up before the clock starts,
+    and every message fetched after it counted (the first fetch included)."""
+    from stream.records import DynamicsV1
+
+    many = msgspec.json.Decoder(list[DynamicsV1])
+    c = await _from_start(bootstrap, TOPIC)
+    try:
         seen, t0 = 0, time.perf_counter()
         while seen < n_msgs:
             got = await c.getmany(timeout_ms=500, max_records=20_000)
@@ -199,6 +213,131 @@ def best_raw_consume(bootstrap: str, n_msgs: int, decode: bool, passes: int = 3)
     """The fastest of ``passes`` raw consumes (the machine's ceiling) and every pass's seconds."""
     runs = [asyncio.run(raw_consume(bootstrap, n_msgs, decode)) for _ in range(passes)]
     return min(runs), runs
+
+
+# --- the full path's Kafka traffic alone -----------------------------------------
+
+HOPS_SENDS_IN_FLIGHT = 4  # fetches whose copies are on their way to the broker
+# (stage, the relay fetches its copies again, what moves): the least Kafka traffic of the
+# design (every record fetched raw, written clean, fetched by the sink), and the traffic
+# of the worker as it is (its features also fetch the clean copies the gate handed them)
+HOPS_STAGES = (
+    ("kafka hops: raw → clean → sink, no work", False, "fetch raw, write clean, the sink fetches clean"),
+    ("kafka hops + the features' fetch, no work", True, "as above, and the worker fetches the clean copies too"),
+)
+
+
+def hops_relay(bootstrap: str, n_msgs: int, fetch_copies: bool = True) -> dict:
+    """The worker's Kafka traffic with nothing done to a message: fetch the bench topic,
+    write each message as it came to its clean topic (same partition; acks=all,
+    idempotent, as the worker's producer) in whole batches, and fetch those copies again,
+    as the features' consumer does (unless not ``fetch_copies``). Run in its own process
+    (``kafka_hops``)."""
+    return asyncio.run(_hops_relay(bootstrap, n_msgs, fetch_copies))
+
+
+async def _hops_relay(bootstrap: str, n_msgs: int, fetch_copies: bool) -> dict:
+    from aiokafka import AIOKafkaProducer
+
+    from stream.topics import clean_name
+
+    clean = clean_name(TOPIC)
+    raw, copies = await _from_start(bootstrap, TOPIC), await _from_start(bootstrap, clean)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+                                max_batch_size=256 * 1024, max_request_size=8 << 20)
+    await producer.start()
+
+    async def fetch_the_copies() -> None:
+        seen = 0 if fetch_copies else n_msgs
+        while seen < n_msgs:
+            got = await copies.getmany(timeout_ms=500, max_records=20_000)
+            seen += sum(len(msgs) for msgs in got.values())
+
+    async def send(tp, msgs) -> list:
+        futures, batch = [], producer.create_batch()
+        for m in msgs:
+            if batch.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers)) is None:
+                futures.append(await producer.send_batch(batch, clean, partition=tp.partition))
+                batch = producer.create_batch()
+                batch.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers))
+        futures.append(await producer.send_batch(batch, clean, partition=tp.partition))
+        return futures
+
+    copier = None
+    try:
+        t0, cpu0 = time.time(), time.process_time()
+        copier = asyncio.ensure_future(fetch_the_copies())
+        sent, in_flight = 0, []
+        while sent < n_msgs:
+            got = await raw.getmany(timeout_ms=500, max_records=20_000)
+            futures = []
+            for tp, msgs in got.items():
+                futures += await send(tp, msgs)
+                sent += len(msgs)
+            in_flight.append(asyncio.gather(*futures))
+            if len(in_flight) > HOPS_SENDS_IN_FLIGHT:
+                await in_flight.pop(0)
+        await asyncio.gather(*in_flight)
+        await copier
+        return {"start_wall": t0, "end_wall": time.time(), "cpu_s": time.process_time() - cpu0}
+    finally:
+        if copier is not None and not copier.done():
+            copier.cancel()
+        await producer.stop()
+        await raw.stop()
+        await copies.stop()
+
+
+def hops_sink(bootstrap: str, n_msgs: int, ready: str) -> dict:
+    """The sink's fetch of the clean copies, with nothing stored; touches ``ready`` once
+    its consumer is placed. Run in its own process (``kafka_hops``)."""
+    return asyncio.run(_hops_sink(bootstrap, n_msgs, Path(ready)))
+
+
+async def _hops_sink(bootstrap: str, n_msgs: int, ready: Path) -> dict:
+    from stream.topics import clean_name
+
+    c = await _from_start(bootstrap, clean_name(TOPIC))
+    try:
+        ready.touch()
+        seen, cpu0 = 0, time.process_time()
+        while seen < n_msgs:
+            got = await c.getmany(timeout_ms=500, max_records=20_000)
+            seen += sum(len(msgs) for msgs in got.values())
+        return {"end_wall": time.time(), "cpu_s": time.process_time() - cpu0}
+    finally:
+        await c.stop()
+
+
+def kafka_hops(base: Path, bootstrap: str, n_msgs: int, broker_pid: int | None, fetch_copies: bool = True) -> dict:
+    """The full path's Kafka traffic alone, the ceiling of any worker with the design's
+    topic hops on this machine: the bench topic fetched, copied to its clean topic and
+    fetched again by a relay process (the worker's part), and the copies fetched by a
+    second process (the sink's part), the broker serving both. Not counted, so the
+    ceiling is above the real path's: the derived rows (trips, daily, cells, scores) and
+    the features' state changelog, which the full path also writes and the sink reads.
+    Seconds from the relay's first fetch until the sink process has every copy."""
+    asyncio.run(reset_downstream_topics(bootstrap))
+    ready = base / "hops-sink.ready"
+    ready.unlink(missing_ok=True)
+    broker0 = _proc_cpu_s(broker_pid) if broker_pid else None
+    machine0 = _cpu_times()
+    sink = _fresh_process(hops_sink, bootstrap, n_msgs, str(ready))
+    try:
+        wait_for(lambda: ready.exists() or sink.poll() is not None, 60, "the hops sink's consumer")
+        if not ready.exists():
+            _result(sink, "hops_sink")  # it exited before its consumer was placed: its error
+        relay = _result(_fresh_process(hops_relay, bootstrap, n_msgs, fetch_copies), "hops_relay")
+        stored = _result(sink, "hops_sink")
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+    out = {"seconds": stored["end_wall"] - relay["start_wall"], "cpu_s": relay["cpu_s"] + stored["cpu_s"],
+           "relay_cpu_s": relay["cpu_s"], "sink_cpu_s": stored["cpu_s"],
+           "machine_cpu_busy": _share(machine0, _cpu_times(), 0)}
+    if broker0 is not None:
+        out["broker_cpu_s"] = _proc_cpu_s(broker_pid) - broker0
+    return out
 
 
 async def reset_downstream_topics(bootstrap: str) -> None:
@@ -364,15 +503,31 @@ def _in_fresh_process(fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)`` (JSON in and out) in a new Python process: measured like the
     service that runs it, not in the bench process, whose large heap (the pre-filled
     messages) makes every garbage collection during the timed inserts walk that heap."""
-    code = ("import json, sys, importlib; a = json.load(sys.stdin); "
+    return _result(_fresh_process(fn, *args, **kwargs), fn.__name__)
+
+
+def _fresh_process(fn: Callable, *args, **kwargs) -> subprocess.Popen:
+    """``fn(*args, **kwargs)`` started in a new Python process; ``_result`` waits for it."""
+    code = ("import json, sys, importlib; a = json.loads(sys.argv[1]); "
             "m = importlib.import_module(a['module']); "
             "print(json.dumps(getattr(m, a['name'])(*a['args'], **a['kwargs'])))")
     payload = json.dumps({"module": fn.__module__, "name": fn.__name__, "args": [str(x) if isinstance(x, Path) else x for x in args],
                           "kwargs": kwargs})
-    out = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, text=True, cwd=REPO)
-    if out.returncode != 0:
-        raise RuntimeError(f"{fn.__name__} failed in its process: {out.stderr.strip()[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([sys.executable, "-c", code, payload], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO)
+
+
+def _result(proc: subprocess.Popen, name: str, timeout_s: float = 900):
+    """What a ``_fresh_process`` returned, or its error (killed after ``timeout_s``)."""
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise RuntimeError(f"{name} did not finish in {timeout_s:g} s: {err.strip()[-2000:]}") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed in its process: {err.strip()[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def insert_tables(rows: int, batch: int) -> tuple[list[list], list, float]:
@@ -521,6 +676,17 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
                             f"{len(runs)} passes ({', '.join(f'{n / r:,.0f}' for r in runs)})"))
         raw_eps = stages[0].eps
         say(f"raw consume {raw_eps:,} records/s; with decode {stages[1].eps:,}")
+        # the ceiling of the design's topic hops: the full path's Kafka traffic with no work on a message
+        broker_pid = broker_status(broker.settings)["pid"]
+        for name, fetch_copies, what in HOPS_STAGES:
+            runs = [kafka_hops(base, bootstrap, len(msgs), broker_pid, fetch_copies) for _ in range(2)]
+            best = min(runs, key=lambda h: h["seconds"])
+            passes = ", ".join(f"{n / h['seconds']:,.0f}" for h in runs)
+            note = (f"{what}; best of {len(runs)} passes ({passes}); CPU: the "
+                    f"relay and sink processes (of which the sink's {best['sink_cpu_s'] / n * 1e6:.1f} µs); the broker "
+                    f"{best.get('broker_cpu_s', 0) / n * 1e6:.1f} µs a record more; cores {best['machine_cpu_busy']:.0%} busy")
+            stages.append(Stage(name, n, best["seconds"], best["cpu_s"] / n, note))
+            say(f"{name}: {stages[-1].eps:,} records/s")
 
         common = worker_env(registry, cfg.scorer)
 
@@ -664,6 +830,10 @@ def run(cfg: BenchConfig, say: Callable[[str], None]) -> dict:
         "full_path_eps": by["full"].eps,
         "full_path_ratio_to_raw": round(by["full"].eps / raw_eps, 4),
         "full_path_ratio_to_raw_decode": round(by["full"].eps / by["raw consume + msgspec decode"].eps, 4),
+        "kafka_hops_min_eps": by[HOPS_STAGES[0][0]].eps,
+        "kafka_hops_eps": by[HOPS_STAGES[1][0]].eps,
+        "kafka_hops_min_ratio_to_raw": round(by[HOPS_STAGES[0][0]].eps / raw_eps, 4),
+        "full_path_ratio_to_kafka_hops": round(by["full"].eps / by[HOPS_STAGES[1][0]].eps, 4),
         "xgboost_rows_per_s": result.get("xgboost", {}).get("rows_per_s"),
         "warehouse_insert_rows_per_s": result["warehouse_insert"]["rows_per_s"],
         "warehouse_insert_json_rows_per_s": result["warehouse_insert"]["json_rows_per_s"],
@@ -768,6 +938,12 @@ def markdown(r: dict) -> str:
     for s in r["stages"]:
         cpu = f"{s['cpu_s_per_record'] * 1e6:.1f}" if s["cpu_s_per_record"] is not None else "–"
         lines.append(f"| {s['name']} | {s['eps']:,} | {s['eps'] / raw:.3f} | {cpu} | {s['note']} |")
+    if "kafka_hops_eps" in r:
+        lines += ["", f"The design's topic hops alone, with no work on a message: {r['kafka_hops_min_eps']:,} records/s "
+                  f"({r['kafka_hops_min_eps'] / raw:.0%} of raw consume) for the least traffic, {r['kafka_hops_eps']:,} "
+                  f"({r['kafka_hops_eps'] / raw:.0%}) with the features' fetch of the clean copies as the worker does it; "
+                  f"the full path ran at {r['full_path_ratio_to_kafka_hops']:.0%} of the latter. No worker with these hops "
+                  "can pass the share of raw consume its Kafka traffic alone reaches on this machine."]
     lines += ["", "| live rate (records/s) | achieved | event → gate p50 / p99 | event → score p50 | p95 | p99 "
                   "| event → visible p50 | p95 | p99 | messages handed over | cores busy / stolen |",
               "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
