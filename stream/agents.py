@@ -1,9 +1,10 @@
 """Faust worker: thin stages over the pure stream logic.
 
 The gate reads the raw topics with its own consumer (``stream.intake``: Faust's
-per-message cost was half the worker's CPU there); the features and fraud agents
-consume the clean topics in batches (``stream.batching.take_batches``). Each stage
-calls a pure function on the batch and emits. A batch is acked only when the agent
+per-message cost was half the worker's CPU there), and so do the features the clean
+topics (``stream.featuresintake``); the fraud agents consume the clean claims in
+batches (``stream.batching.take_batches``). Each stage calls a pure function on the
+batch and emits. A batch is acked only when the agent
 asks for the next one, and ``emit`` waits until Kafka acknowledged every output
 record (acks=all), so an event is committed only after its downstream write —
 at-least-once; de-duplication downstream makes it effectively once.
@@ -258,14 +259,12 @@ def _transport_class(fetch_max_wait_ms: int):
 
 
 class WorkerApp(faust.App):
-    """Faust's app with a hook that runs before a rebalance or a stop waits for every
-    message taken to be acknowledged (Faust's own signals come after that wait): an
-    agent that holds messages back acknowledges them there."""
+    """Faust's app with services of the worker's own (the gate's and the features'
+    consumers) started with it, in its event loop, and stopped before it."""
 
     def __init__(self, *args, fetch_max_wait_ms: int = 1_500, **kwargs) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms  # Faust's own is 1,500
         super().__init__(*args, **kwargs)
-        self.before_handover: list[Callable[[], Awaitable[None]]] = []
         # makers of services started once the app is (in its event loop), stopped before it
         self.own_services: list[Callable[[], Service]] = []
         self._own_started = False
@@ -275,9 +274,9 @@ class WorkerApp(faust.App):
 
     async def on_started(self) -> None:
         # the app's services (producer, consumer) run; Faust's own on_started now waits for
-        # its consumer group to form and its tables to recover. The gate has its own group
-        # and no Faust state, so it starts first: a worker joining a busy fleet takes its
-        # share of the raw partitions while the features' group forms, not after it.
+        # its consumer group to form and its tables to recover. The gate and the features
+        # have their own groups and no Faust state, so they start first: a worker joining a
+        # busy fleet takes its share of the partitions while Faust's group forms, not after it.
         await self._start_own_services()
         await super().on_started()
 
@@ -286,22 +285,6 @@ class WorkerApp(faust.App):
             self._own_started = True
             for make in self.own_services:
                 await self.add_runtime_dependency(make())
-
-    async def _handover(self) -> None:
-        for hook in self.before_handover:
-            try:
-                await hook()
-            except Exception:  # the rebalance must go on; the messages stay unacked and are redelivered
-                log.exception("features: handing over failed")
-
-    async def _on_partitions_revoked(self, revoked) -> None:
-        if not self.should_stop:
-            await self._handover()
-        await super()._on_partitions_revoked(revoked)
-
-    async def _stop_consumer(self) -> None:
-        await self._handover()
-        await super()._stop_consumer()
 
 
 def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None = None) -> faust.App:
@@ -407,7 +390,7 @@ def make_app(w: WorkerSettings, k: KafkaClientSettings, *, outbox: Outbox | None
         app.stats.engine = _features_agent(app, w, k, enqueue, datadir, scorer)
     if "fraud" in stages:
         _fraud_agent(app, w, k, send)
-    if not app.agents:  # a gate-only worker: Faust's consumer would subscribe to nothing and stop
+    if not app.agents:  # no fraud stage: Faust's consumer would subscribe to nothing and stop
         app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
     return app
 
@@ -463,13 +446,15 @@ MAX_SENDS_IN_FLIGHT = 4  # features steps whose rows are on their way to Kafka
 
 def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, enqueue: Enqueue, datadir: Path,
                     scorer: Scorer | None = None) -> FeatureEngine:
-    """One agent over the four clean telemetry topics (co-partitioned by vehicle), so
-    park states and SOC readings meet the dynamics they belong to."""
+    """The features over the four clean telemetry topics (co-partitioned by vehicle, so
+    park states and SOC readings meet the dynamics they belong to), read by their own
+    consumer (``stream.featuresintake``), not a Faust agent."""
+    from stream.featuresintake import FeaturesIntake
+
     engine = FeatureEngine(_open_store(datadir / "features"), scorer,
                            score_every_ms=w.score_every_ms, reorder_ms=w.reorder_ms, live_hold_ms=w.live_hold_ms,
                            live_window_ms=w.live_window_ms, scoring="scoring" in w.stages,
                            partitions=k.telemetry_partitions)
-    inputs = app.topic(*FEATURE_INPUTS, key_type=bytes, value_type=bytes)
     redrive = T.REDRIVE.name
     n_partitions = k.telemetry_partitions
     # no batch while a rebalance moves vehicles: the new owner first reads their state
@@ -503,38 +488,33 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
             stop_process(app, exc)
 
     async def ack(token) -> None:
-        event = handoff.settle(token) if type(token) is Handed else token
-        if event is not None:
-            await source[0].ack(event)
+        record = handoff.settle(token) if type(token) is Handed else token
+        if record is not None:
+            intake.ack(record)
 
-    source: list = [None]  # the agent's stream: acks go through it (Faust's sensors count them)
     handoff = Handoff()
     app.stats.handoff = handoff
     # a message is acked (its offset may be committed) only once all its records are
     # processed and their rows sent, so what the reorder buffer holds is redelivered after
     # a crash, and neither copy of the state runs ahead of the rows (a crash in between
     # re-computes them; the warehouse keeps one version of each). A message the gate
-    # handed over is acked when its copy from the stream is here.
+    # handed over is acked when its copy from the topic is here.
     steps = StepSender(engine, enqueue, outs=as_out, changelog=changelog, ack=ack,
                      forget=lambda done: handoff.forget(t for t in done if type(t) is Handed),
                      stop=stop_worker, size=MAX_SENDS_IN_FLIGHT)
 
     async def step(taken: list, handed: list, whole_fetch: bool = False) -> None:
         items = [(m.topic, m.key, m.value) if m.topic != redrive else (redriven_topic(m.headers), m.key, m.value)
-                 for m in (e.message for e in taken)] + [item for item, _ in handed]
+                 for m in taken] + [item for item, _ in handed]
         if items:
             await steps.run(engine.step, items, taken + [token for _, token in handed], whole_fetch)
 
-    @app.agent(inputs, name="features")
-    async def features(stream):
-        source[0] = stream
-        async for events in take_batches(stream, w.take_batch, w.take_within_s, ack=False):
-            await ready.wait()
-            fresh, done, handed = handoff.from_stream(events)
-            for event in done:
-                await stream.ack(event)
-            await step(fresh, handed)
-            app.stats.mark("features", len(events))
+    async def process(fetched: list) -> None:
+        fresh, done, handed = handoff.from_stream(fetched)
+        for record in done:
+            intake.ack(record)
+        await step(fresh, handed)
+        app.stats.mark("features", len(fetched))
 
     if "gate" in w.stages and w.local_handoff:
         async def hand_off(sent) -> None:
@@ -558,35 +538,24 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
 
     owned: set[int] = set()
 
-    async def let_go() -> None:
-        """Before Faust waits for every message taken to be acked (a rebalance or a stop):
-        process what the reorder buffer holds, and hold nothing back until the partitions
-        are assigned again, so that wait ends."""
+    async def release() -> None:
+        """Before partitions move or the worker stops: process what the reorder buffer
+        holds, send it, and take no batch until partitions are assigned again."""
         engine.handing_over = True
+        ready.clear()
         held = engine.held_records
         await steps.run(engine.drain)
         await steps.settle()
         if held:
             log.info("features: processed the %d held records before handing the partitions over", held)
 
-    async def hand_over(sender, *args, **kwargs):
-        ready.clear()  # no batch until the assignment's state is read
-        await steps.run(engine.drain)
-        await steps.settle()
-
-    app.before_handover.append(let_go)
-    app.on_partitions_revoked.connect(hand_over)
-    app.on_before_shutdown.connect(hand_over)
-
-    @app.on_partitions_assigned.connect
-    async def take_over(sender, assigned, **kwargs):
+    async def assign(assigned) -> None:
         mine = {tp.partition for tp in assigned if tp.topic in FEATURE_INPUTS}
         new = mine - owned
         owned.clear()
         owned.update(mine)
         handoff.reset((tp.topic, tp.partition) for tp in assigned if tp.topic in FEATURE_INPUTS)
         engine.keep_only(mine)
-        engine.handing_over = False
         try:
             if new and w.state_changelog:
                 t0 = time.monotonic()
@@ -594,8 +563,20 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
                 log.info("features: took over %d vehicles of partitions %s from %s (%d records, %.1f s)",
                          taken, sorted(new), T.FEATURE_STATE.name, read, time.monotonic() - t0)
         finally:
-            ready.set()
+            if not steps.stopping:  # after a failed step nothing runs until the restart
+                engine.handing_over = False
+                ready.set()
 
+    intake: FeaturesIntake | None = None
+
+    def make_intake() -> FeaturesIntake:  # in the app's event loop, once it runs
+        nonlocal intake
+        intake = app.features_intake = FeaturesIntake(w, k, FEATURE_INPUTS, process, ready=ready, release=release,
+                                                      assign=assign, beacon=app.beacon)
+        return intake
+
+    app.features_intake = None
+    app.own_services.append(make_intake)
     return engine
 
 

@@ -1,13 +1,12 @@
 """The gate hands its clean messages to the features of the same worker directly.
 
-Without it a live record travels gate → clean topic → broker → Faust's consumer thread
-→ the features agent: that hop was the largest part of a live score's latency (the
-A/B in bench/RESULTS.md). When
-the worker's features own the clean partition a message was written to, the gate
+Without it a live record travels gate → clean topic → broker → the features' consumer:
+that hop was the largest part of a live score's latency (the A/B in bench/RESULTS.md).
+When the worker's features own the clean partition a message was written to, the gate
 gives the features the message as soon as Kafka acknowledged it, by its offset; the
-agent still receives the message from the clean topic, skips it, and acknowledges it
-once the handed-over records are processed and their rows sent, so a crash redelivers
-what was not finished, as before.
+features' consumer still fetches the message from the clean topic, skips it, and
+acknowledges it once the handed-over records are processed and their rows sent, so a
+crash redelivers what was not finished, as before.
 
 A partition's messages reach the features in offset order, whichever way they come:
 offset ``o`` is handed over only when the features have taken ``o - 1``; a message
@@ -71,28 +70,28 @@ class Handoff:
             touched.add(tp)
         return self._release(touched)
 
-    def from_stream(self, events: Sequence) -> tuple[list, list, list[tuple[Item, Handed]]]:
-        """Split a batch of the agent's Faust events into (events to process, events to
-        acknowledge now: copies of handed-over messages already done) and return the
-        queued messages the batch lets through (the features take them after it)."""
+    def from_stream(self, records: Sequence) -> tuple[list, list, list[tuple[Item, Handed]]]:
+        """Split a batch of records fetched from the topics (aiokafka's, with topic,
+        partition and offset) into (records to process, records to acknowledge now: copies
+        of handed-over messages already done) and return the queued messages the batch
+        lets through (the features take them after it)."""
         fresh, done = [], []
         touched = set()
-        for event in events:
-            m = event.message
+        for m in records:
             key = (m.topic, m.partition, m.offset)
             if key in self._handed:
                 self._handed.discard(key)
                 if key in self._settled:
                     self._settled.discard(key)
-                    done.append(event)
+                    done.append(m)
                 else:
-                    self._waiting[key] = event
+                    self._waiting[key] = m
                 continue
             tp = key[:2]
             if m.offset > self.applied.get(tp, -1):
                 self.applied[tp] = m.offset
             touched.add(tp)
-            fresh.append(event)
+            fresh.append(m)
         return fresh, done, self._release(touched)
 
     def settle(self, token: Handed):

@@ -208,9 +208,18 @@ class WorkerSettings(BaseSettings):
         """The consumer group of the gate's raw-topic consumer (``stream.intake``)."""
         return gate_group(self.worker_app_id)
 
+    @property
+    def features_group(self) -> str:
+        """The consumer group of the features' clean-topic consumer (``stream.featuresintake``)."""
+        return features_group(self.worker_app_id)
+
 
 def gate_group(worker_app_id: str) -> str:
     return f"{worker_app_id}-gate"
+
+
+def features_group(worker_app_id: str) -> str:
+    return f"{worker_app_id}-features"
 
 
 class DashboardSettings(BaseSettings):

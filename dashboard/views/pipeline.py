@@ -48,7 +48,7 @@ with ui.warehouse_guard():
 
     st.subheader("Consumer lag")
     worker = WorkerSettings()
-    groups = (WarehouseSettings().sink_group, worker.gate_group, worker.worker_app_id)
+    groups = (WarehouseSettings().sink_group, worker.gate_group, worker.features_group, worker.worker_app_id)
     lag, lag_error = repo.consumer_lag(KafkaClientSettings().kafka_bootstrap, groups)
     if lag_error:
         st.warning(lag_error)

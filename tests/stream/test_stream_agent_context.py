@@ -27,10 +27,15 @@ async def test_the_gate_stage_emits_clean_records_and_dead_letters(app_and_outbo
     app, outbox = app_and_outbox
     ex = RAW_EXAMPLES["ev.dynamics.v1"]
     headers = [(k, v.encode()) for k, v in ex.headers.items()] + [("sent_ts_ms", b"123")]
-    (make_intake,) = app.own_services
+    make_intake, make_features_intake = app.own_services
     intake = make_intake()
     assert intake is app.gate_intake and intake.group == f"{WorkerSettings().worker_app_id}-gate"
     assert sorted(intake.topics) == ["claims.fnol.v1", "ev.alarm.v1", "ev.crash.v1", "ev.dynamics.v1", "ev.state.v1"]
+    # the features read the clean telemetry and the redrive topic with a consumer (and group) of their own
+    features = make_features_intake()
+    assert features is app.features_intake and features.group == f"{WorkerSettings().worker_app_id}-features"
+    assert sorted(features.topics) == ["clean.ev.alarm.v1", "clean.ev.crash.v1", "clean.ev.dynamics.v1",
+                                       "clean.ev.state.v1", "features.redrive.v1"]
     key = ex.key.encode()
     raw = [(key, msgspec.json.encode(msgspec.structs.replace(ex.record, event_id=f"ctx-{i}", ts_ms=ex.record.ts_ms + i * 1000)),
             headers, 0, i) for i in range(3)]

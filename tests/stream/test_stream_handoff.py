@@ -1,6 +1,6 @@
 """The gate's hand-over of clean messages to the same worker's features (stream.handoff):
 each partition's messages reach the features once and in offset order, whichever of
-the two ways comes first, and a stream copy is acknowledged only when its handed-over
+the two ways comes first, and a fetched copy is acknowledged only when its handed-over
 records are done."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ def sent(*offsets: int, partition: int = 0):
 
 
 def event(offset: int, partition: int = 0):
-    return SimpleNamespace(message=SimpleNamespace(topic=T, partition=partition, offset=offset))
+    """A record as the features' consumer fetches it."""
+    return SimpleNamespace(topic=T, partition=partition, offset=offset)
 
 
 def offsets(taken) -> list[int]:
@@ -34,7 +35,7 @@ def test_nothing_is_handed_over_before_the_stream_says_where_the_partition_stand
     h = owning(0)
     assert h.offer(sent(10, 11)) == []
     fresh, done, handed = h.from_stream([event(9)])  # the features took 9: 10 and 11 follow at once
-    assert [e.message.offset for e in fresh] == [9] and done == [] and offsets(handed) == [10, 11]
+    assert [e.offset for e in fresh] == [9] and done == [] and offsets(handed) == [10, 11]
     assert handed[0][0] == (T, b"v1-x", b"value-10")
     assert offsets(h.offer(sent(12))) == [12]  # from now on straight through
     assert h.handed_over == 3
@@ -48,10 +49,10 @@ def test_a_stream_copy_is_skipped_and_acknowledged_once_its_records_are_done():
     # the copy of 1 arrives before its records are done: held back; 2 is done before its copy
     assert h.settle(token2) is None
     fresh, done, _ = h.from_stream([event(1), event(2), event(3)])
-    assert [e.message.offset for e in fresh] == [3]
-    assert [e.message.offset for e in done] == [2]
+    assert [e.offset for e in fresh] == [3]
+    assert [e.offset for e in done] == [2]
     assert h.waiting == 1
-    assert h.settle(token).message.offset == 1 and h.waiting == 0
+    assert h.settle(token).offset == 1 and h.waiting == 0
 
 
 def test_a_gap_from_another_producer_is_filled_by_the_stream_first():
@@ -60,7 +61,7 @@ def test_a_gap_from_another_producer_is_filled_by_the_stream_first():
     # offset 5 was written by another worker's gate: 6 and 7 wait for it
     assert h.offer(sent(6, 7)) == []
     fresh, _, handed = h.from_stream([event(5)])
-    assert [e.message.offset for e in fresh] == [5] and offsets(handed) == [6, 7]
+    assert [e.offset for e in fresh] == [5] and offsets(handed) == [6, 7]
 
 
 def test_what_the_stream_brings_first_is_not_handed_over_again():
@@ -68,7 +69,7 @@ def test_what_the_stream_brings_first_is_not_handed_over_again():
     h.from_stream([event(0)])
     assert h.offer(sent(2)) == []  # 1 missing
     fresh, _, handed = h.from_stream([event(1), event(2)])
-    assert [e.message.offset for e in fresh] == [1, 2] and handed == []
+    assert [e.offset for e in fresh] == [1, 2] and handed == []
     assert offsets(h.offer(sent(3))) == [3]
 
 
@@ -79,7 +80,7 @@ def test_only_owned_partitions_and_a_bounded_queue():
     h.offer(sent(*range(2, 2 + MAX_WAITING + 10)))
     fresh, _, handed = h.from_stream([event(1)])
     # the oldest queued ones were dropped (the stream brings them): nothing is contiguous to 1
-    assert handed == [] and [e.message.offset for e in fresh] == [1]
+    assert handed == [] and [e.offset for e in fresh] == [1]
 
 
 def test_forgotten_messages_take_the_ordinary_path_and_a_new_assignment_starts_afresh():
@@ -88,7 +89,7 @@ def test_forgotten_messages_take_the_ordinary_path_and_a_new_assignment_starts_a
     (_, token), = h.offer(sent(1))
     h.forget([token])  # its rows could not be sent
     fresh, done, _ = h.from_stream([event(1)])
-    assert [e.message.offset for e in fresh] == [1] and done == []
+    assert [e.offset for e in fresh] == [1] and done == []
     h.reset([(T, 3)])
     assert h.offer(sent(2)) == [] and h.applied == {}
     assert isinstance(token, Handed)
