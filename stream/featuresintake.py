@@ -160,19 +160,15 @@ class FeaturesIntake(Service):
 
     @Service.task
     async def _run(self) -> None:
-        gather_s, fetched_at, live = self.w.take_within_s, 0.0, False
         while not self.should_stop:
-            if live:  # what arrives meanwhile comes in this batch, not in batches of its own
-                wait = fetched_at + gather_s - time.monotonic()
-                if wait > 0:
-                    await self.sleep(wait)
             if not self.ready.is_set():  # a failed step stops the worker; a take-over reads state
                 await self.wait_for_stopped(self.ready)
                 continue
             try:
                 handovers = self._handovers
                 fetched = await self.consumer.getmany(timeout_ms=100, max_records=self.w.take_batch)
-                fetched_at = time.monotonic()
+                if fetched and not self._behind(fetched):
+                    fetched = await self._gather(fetched)
             except ConsumerStoppedError:
                 return
             except KafkaError as exc:
@@ -182,8 +178,29 @@ class FeaturesIntake(Service):
             if fetched:
                 async with self._lock:
                     await self._take(fetched, handovers)
-            live = bool(fetched) and not self.behind
             await self._commit_if_due()
+
+    def _behind(self, fetched: dict) -> bool:
+        """Whether a fetch leaves a batch or more unread on its partitions (a backlog)."""
+        unread = 0
+        for tp, msgs in fetched.items():
+            end = self.consumer.highwater(tp)
+            if end is not None:
+                unread += max(0, end - msgs[-1].offset - 1)
+        self.behind = unread >= self.w.take_batch
+        return self.behind
+
+    async def _gather(self, fetched: dict) -> dict:
+        """Live: what arrives within ``take_within_s`` of a fetch joins its batch. The wait
+        also lets this worker's gate hand its messages over first (``stream.handoff``): a
+        copy the consumer fetched (its fetcher reads ahead) before the gate's hand-over is
+        processed from the topic, with the live hold, instead of being skipped."""
+        await self.sleep(self.w.take_within_s)
+        room = self.w.take_batch - sum(len(msgs) for msgs in fetched.values())
+        if room > 0:
+            for tp, msgs in (await self.consumer.getmany(timeout_ms=0, max_records=room)).items():
+                fetched[tp] = fetched[tp] + msgs if tp in fetched else msgs
+        return fetched
 
     async def _take(self, fetched: dict, handovers: int) -> None:
         if self.should_stop or not self.ready.is_set():
@@ -195,16 +212,12 @@ class FeaturesIntake(Service):
                      "again%s", f" (here from offsets {_fmt_offsets(again)})" if again else "")
             return
         owned = self.consumer.assignment()
-        records, unread = [], 0
+        records = []
         for tp, msgs in fetched.items():
             if tp not in owned:
                 continue
             self.acks.fetched(tp, [m.offset for m in msgs])
             records.extend(msgs)
-            end = self.consumer.highwater(tp)
-            if end is not None:
-                unread += max(0, end - msgs[-1].offset - 1)
-        self.behind = unread >= self.w.take_batch
         if records:
             await self.process(records)
 
