@@ -571,8 +571,10 @@ def _features_agent(app: faust.App, w: WorkerSettings, k: KafkaClientSettings, e
 
     def make_intake() -> FeaturesIntake:  # in the app's event loop, once it runs
         nonlocal intake
+        gate = app.gate_intake if app.hand_off is not None else None  # the gate's maker ran first
         intake = app.features_intake = FeaturesIntake(w, k, FEATURE_INPUTS, process, ready=ready, release=release,
-                                                      assign=assign, beacon=app.beacon)
+                                                      assign=assign, beacon=app.beacon,
+                                                      handed_first=gate.landed if gate is not None else None)
         return intake
 
     app.features_intake = None

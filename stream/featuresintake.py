@@ -116,10 +116,11 @@ class FeaturesIntake(Service):
 
     def __init__(self, w: WorkerSettings, k: KafkaClientSettings, topics: Sequence[str], process: Process,
                  *, ready: asyncio.Event, release: Hook, assign: Hook, commit_interval_s: float = 1.0,
-                 **kwargs) -> None:
+                 handed_first: Callable[[], Awaitable[None]] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.w, self.k, self.topics = w, k, list(topics)
         self.process, self.ready, self.release, self.assign = process, ready, release, assign
+        self.handed_first = handed_first  # waits until this worker's gate handed over what it sent so far
         self.group = w.features_group
         self.commit_interval_s = commit_interval_s
         self.consumer: AIOKafkaConsumer | None = None
@@ -191,15 +192,18 @@ class FeaturesIntake(Service):
         return self.behind
 
     async def _gather(self, fetched: dict) -> dict:
-        """Live: what arrives within ``take_within_s`` of a fetch joins its batch. The wait
-        also lets this worker's gate hand its messages over first (``stream.handoff``): a
-        copy the consumer fetched (its fetcher reads ahead) before the gate's hand-over is
-        processed from the topic, with the live hold, instead of being skipped."""
+        """Live: what arrives within ``take_within_s`` of a fetch joins its batch. Then,
+        where this worker's gate hands its messages over (``stream.handoff``), its batches
+        in flight complete first: the consumer's fetcher reads ahead, and a copy fetched
+        before the gate's hand-over of it would be processed from the topic, with the live
+        hold, instead of skipped (15 % of the messages at 5,000/s live without the wait)."""
         await self.sleep(self.w.take_within_s)
         room = self.w.take_batch - sum(len(msgs) for msgs in fetched.values())
         if room > 0:
             for tp, msgs in (await self.consumer.getmany(timeout_ms=0, max_records=room)).items():
                 fetched[tp] = fetched[tp] + msgs if tp in fetched else msgs
+        if self.handed_first is not None:
+            await self.handed_first()
         return fetched
 
     async def _take(self, fetched: dict, handovers: int) -> None:

@@ -215,6 +215,14 @@ class GateIntake(Service):
                                                 first, done))
             self._staged = True
 
+    async def landed(self) -> None:
+        """Wait until the batches in flight now have completed, however they ended: the
+        clean messages a consumer of the clean topics can already fetch were then handed
+        over to this worker's features, if they were to be (``FeaturesIntake``)."""
+        tasks = [item.task for item in self._in_flight]
+        if tasks:
+            await asyncio.wait(tasks)
+
     def _reap(self) -> None:
         """Take the finished batches, oldest first: their offsets may be committed. A
         failed one raises (the caller reads it and the batches after it again)."""
