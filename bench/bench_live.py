@@ -26,7 +26,8 @@ from voltrisk import benchmark as B
 from voltrisk.harness import TempBroker, platform_env
 
 KEYS = ("achieved_rate", "gate_p50_ms", "gate_p99_ms", "score_p50_ms", "score_p95_ms", "score_p99_ms",
-        "visible_p50_ms", "visible_p99_ms", "machine_cpu_busy", "machine_cpu_steal", "worker_full_gc")
+        "visible_p50_ms", "visible_p99_ms", "handed_over", "messages", "machine_cpu_busy", "machine_cpu_steal",
+        "worker_full_gc")
 
 
 def variant(text: str) -> tuple[str, dict[str, str]]:

@@ -65,7 +65,7 @@ def model(result: dict, fleets: tuple[int, ...] = (100_000, 1_000_000, 10_000_00
         })
     # what saturates first on one node: compare the per-record CPU of each side
     wh_us = _warehouse_cpu_us(full["note"])
-    first = "the worker (one core per process: Python and Faust's per-message cost)" if worker_cpu_us >= wh_us else \
+    first = "the worker (one core per process: Python's cost per message and per record)" if worker_cpu_us >= wh_us else \
         "the warehouse's inserts (ClickHouse parsing and merging the rows)"
     return {"assumptions": a.__dict__, "records_per_vehicle_day": round(per_vehicle), "worker_eps": worker_eps,
             "worker_cpu_us_per_record": round(worker_cpu_us, 1), "warehouse_cpu_us_per_record": wh_us,
