@@ -18,8 +18,11 @@ partitions are handed over or the worker stops. At-least-once: what was not ackn
 is read again after a crash and the vehicles' state skips what it already took.
 
 The group is ``WorkerSettings.features_group`` (the worker's app id + ``-features``).
-Kafka's range assignment gives one worker partition ``p`` of every input topic (they all
-have the telemetry partition count), as Faust's co-partitioning did. On its first start
+It assigns partitions by range (``ASSIGNORS``), which gives one worker partition ``p`` of
+every input topic (they all have the telemetry partition count), as Faust's
+co-partitioning did: a vehicle's dynamics, states, alarms and crashes meet in one worker.
+aiokafka's default, round robin, deals the partitions of all topics out in turn and
+would split them. On its first start
 the group adopts the offsets the worker's Faust group committed on these topics, so an
 upgraded deployment resumes where it was.
 """
@@ -34,6 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
@@ -41,6 +45,8 @@ from stream.intake import _fmt_offsets, _fmt_partitions, adopt_offsets
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
+
+ASSIGNORS = (RangePartitionAssignor,)  # co-partitioned: partition p of every input topic to one member
 
 
 class _Acks:
@@ -152,6 +158,7 @@ class FeaturesIntake(Service):
         self.consumer = AIOKafkaConsumer(
             **self.k.aiokafka_kwargs(), group_id=self.group, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=self.w.take_batch,
+            partition_assignment_strategy=ASSIGNORS,
             session_timeout_ms=int(self.w.worker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(self.w.worker_heartbeat_s * 1000),
             fetch_max_bytes=16 * 1024 * 1024, fetch_max_wait_ms=self.k.kafka_fetch_max_wait_ms,
