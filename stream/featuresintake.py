@@ -36,12 +36,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
-from stream.intake import _fmt_offsets, _fmt_partitions, adopt_offsets
+from stream.intake import _fmt_offsets, _fmt_partitions, seek_back, start_group_consumer
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
@@ -99,17 +98,6 @@ class _Acks:
                 del d[tp]
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, intake: FeaturesIntake) -> None:
-        self.intake = intake
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        await self.intake.hand_over(revoked)
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        await self.intake.take_over(assigned)
-
-
 # the agent's side: process fetched records (acknowledging each through ``ack`` when done)
 Process = Callable[[list], Awaitable[None]]
 Hook = Callable[..., Awaitable[None]]
@@ -141,30 +129,8 @@ class FeaturesIntake(Service):
         self.acks.ack(TopicPartition(record.topic, record.partition), record.offset)
 
     async def on_start(self) -> None:
-        for attempt in range(30):  # a broker just started has no group coordinator yet
-            try:
-                adopted = await adopt_offsets(self.k, self.group, self.w.worker_app_id, self.topics)
-                if adopted:
-                    log.info("features: group %s starts from the %d offsets group %s committed", self.group, adopted,
-                             self.w.worker_app_id)
-                break
-            except KafkaError as exc:
-                if attempt == 29:
-                    log.warning("features: could not read the committed offsets of groups %s and %s (%s); group %s "
-                                "starts from its own offsets or the earliest", self.group, self.w.worker_app_id, exc,
-                                self.group)
-                else:
-                    await asyncio.sleep(1.0)
-        self.consumer = AIOKafkaConsumer(
-            **self.k.aiokafka_kwargs(), group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=self.w.take_batch,
-            partition_assignment_strategy=ASSIGNORS,
-            session_timeout_ms=int(self.w.worker_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(self.w.worker_heartbeat_s * 1000),
-            fetch_max_bytes=16 * 1024 * 1024, fetch_max_wait_ms=self.k.kafka_fetch_max_wait_ms,
-        )
-        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
-        await self.consumer.start()
+        self.consumer = await start_group_consumer(self.w, self.k, self.group, self.topics, self, "features",
+                                                   partition_assignment_strategy=ASSIGNORS)
 
     @Service.task
     async def _run(self) -> None:
@@ -233,11 +199,7 @@ class FeaturesIntake(Service):
             await self.process(records)
 
     def _seek_back(self, first: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        owned = self.consumer.assignment()
-        again = {tp: offset for tp, offset in first.items() if tp in owned}
-        for tp, offset in again.items():
-            self.consumer.seek(tp, offset)
-        return again
+        return seek_back(self.consumer, first)
 
     async def _commit_if_due(self) -> None:
         if time.monotonic() - self._last_commit >= self.commit_interval_s:

@@ -65,15 +65,59 @@ class _InFlight:
     done: dict[TopicPartition, int]  # the next offset per partition once it finished
 
 
-class _Handover(ConsumerRebalanceListener):
-    def __init__(self, intake: GateIntake) -> None:
+class Handover(ConsumerRebalanceListener):
+    """Tells an intake (the gate's, the features') that partitions move: ``hand_over``
+    before they go, ``take_over`` once the new assignment is known."""
+
+    def __init__(self, intake) -> None:
         self.intake = intake
 
     async def on_partitions_revoked(self, revoked) -> None:
         await self.intake.hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned) -> None:
-        self.intake.assigned(assigned)
+        await self.intake.take_over(assigned)
+
+
+async def start_group_consumer(w: WorkerSettings, k: KafkaClientSettings, group: str, topics: Sequence[str],
+                               intake, who: str, **extra) -> AIOKafkaConsumer:
+    """A started consumer of ``topics`` in ``group`` (offsets committed by the intake, fetches
+    of up to ``take_batch`` messages, the worker's session and heartbeat), telling ``intake``
+    of partitions moving (``Handover``). On the group's first start it adopts the offsets the
+    worker's Faust group committed on these topics, so an upgraded deployment resumes where
+    it was (``adopt_offsets``)."""
+    for attempt in range(30):  # a broker just started has no group coordinator yet
+        try:
+            adopted = await adopt_offsets(k, group, w.worker_app_id, topics)
+            if adopted:
+                log.info("%s: group %s starts from the %d offsets group %s committed", who, group, adopted,
+                         w.worker_app_id)
+            break
+        except KafkaError as exc:
+            if attempt == 29:
+                log.warning("%s: could not read the committed offsets of groups %s and %s (%s); group %s starts "
+                            "from its own offsets or the earliest", who, group, w.worker_app_id, exc, group)
+            else:
+                await asyncio.sleep(1.0)
+    consumer = AIOKafkaConsumer(
+        **k.aiokafka_kwargs(), group_id=group, enable_auto_commit=False,
+        auto_offset_reset="earliest", max_poll_records=w.take_batch,
+        session_timeout_ms=int(w.worker_session_timeout_s * 1000),
+        heartbeat_interval_ms=int(w.worker_heartbeat_s * 1000),
+        fetch_max_bytes=16 * 1024 * 1024, fetch_max_wait_ms=k.kafka_fetch_max_wait_ms, **extra,
+    )
+    consumer.subscribe(list(topics), listener=Handover(intake))
+    await consumer.start()
+    return consumer
+
+
+def seek_back(consumer: AIOKafkaConsumer, first: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Seek the partitions of ``first`` still assigned to ``consumer`` back to its offsets; returns those."""
+    owned = consumer.assignment()
+    again = {tp: offset for tp, offset in first.items() if tp in owned}
+    for tp, offset in again.items():
+        consumer.seek(tp, offset)
+    return again
 
 
 class GateIntake(Service):
@@ -102,30 +146,7 @@ class GateIntake(Service):
         self.behind = False
 
     async def on_start(self) -> None:
-        adopted = 0
-        for attempt in range(30):  # a broker just started has no group coordinator yet
-            try:
-                adopted = await adopt_offsets(self.k, self.group, self.w.worker_app_id, self.topics)
-                break
-            except KafkaError as exc:
-                if attempt == 29:
-                    log.warning("gate: could not read the committed offsets of groups %s and %s (%s); group %s "
-                                "starts from its own offsets or the earliest", self.group, self.w.worker_app_id,
-                                exc, self.group)
-                else:
-                    await asyncio.sleep(1.0)
-        if adopted:
-            log.info("gate: group %s starts from the %d raw-topic offsets group %s committed",
-                     self.group, adopted, self.w.worker_app_id)
-        session_ms = int(self.w.worker_session_timeout_s * 1000)
-        self.consumer = AIOKafkaConsumer(
-            **self.k.aiokafka_kwargs(), group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=self.w.take_batch,
-            session_timeout_ms=session_ms, heartbeat_interval_ms=int(self.w.worker_heartbeat_s * 1000),
-            fetch_max_bytes=16 * 1024 * 1024, fetch_max_wait_ms=self.k.kafka_fetch_max_wait_ms,
-        )
-        self.consumer.subscribe(self.topics, listener=_Handover(self))
-        await self.consumer.start()
+        self.consumer = await start_group_consumer(self.w, self.k, self.group, self.topics, self, "gate")
 
     @Service.task
     async def _run(self) -> None:
@@ -251,12 +272,7 @@ class GateIntake(Service):
         self._seek_back(first)
 
     def _seek_back(self, first: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        """Seek the partitions of ``first`` still assigned here back to its offsets; returns those."""
-        owned = self.consumer.assignment()
-        again = {tp: offset for tp, offset in first.items() if tp in owned}
-        for tp, offset in again.items():
-            self.consumer.seek(tp, offset)
-        return again
+        return seek_back(self.consumer, first)
 
     async def _abandon_in_flight(self, fetched: dict) -> dict[TopicPartition, int]:
         """After a failure: wait for the batches in flight to end (each after a failed
@@ -347,6 +363,9 @@ class GateIntake(Service):
             self._pending.pop(tp, None)
         if revoked:
             log.info("gate: handed over %s", _fmt_partitions(revoked))
+
+    async def take_over(self, assigned) -> None:
+        self.assigned(assigned)
 
     def assigned(self, assigned) -> None:
         for tp in [tp for tp in self._pending if tp not in assigned]:  # another worker's now
