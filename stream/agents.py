@@ -236,9 +236,9 @@ class QuietWorker(faust.Worker):
 
 def _transport_class(fetch_max_wait_ms: int):
     """Faust's aiokafka transport whose consumer lets the broker hold a fetch at most
-    ``fetch_max_wait_ms``. Faust fixes 1,500 ms, which a live record could wait between
-    the gate and the features agent (the A/B of the gate's consumer and this wait in
-    bench/RESULTS.md)."""
+    ``fetch_max_wait_ms``. Faust fixes 1,500 ms, which a live claim could wait between
+    the gate and the fraud agent (the features, when they were a Faust agent, had the same
+    wait: the A/B of the gate's consumer and this wait in bench/RESULTS.md)."""
     from faust.transport.drivers import aiokafka as driver
 
     class ConsumerThread(driver.AIOKafkaConsumerThread):

@@ -30,11 +30,9 @@ from mode.utils.aiter import aiter
 BEHIND_S = 1.0  # the newest message of a batch older than this: the stream is catching up
 
 
-async def take_batches(stream, max_: int, within: float, catch_up_s: float = 0.1, *,
-                       ack: bool = True) -> AsyncIterator[Sequence]:
+async def take_batches(stream, max_: int, within: float, catch_up_s: float = 0.1) -> AsyncIterator[Sequence]:
     """Yield lists of Faust events from ``stream``: at most ``max_`` per batch, at most
-    one batch per ``within`` seconds live (``catch_up_s`` when behind). ``ack=False``:
-    the agent acknowledges each event itself (``event.ack()``), when it is done with it."""
+    one batch per ``within`` seconds live (``catch_up_s`` when behind)."""
     loop = asyncio.get_running_loop()
     pending: list = []
     ready, full, room = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -76,9 +74,8 @@ async def take_batches(stream, max_: int, within: float, catch_up_s: float = 0.1
             full.clear()
             room.set()
             yield batch
-            if ack:
-                for event in batch:
-                    await stream.ack(event)
+            for event in batch:
+                await stream.ack(event)
             last_yield = loop.time()
             sent = batch[-1].message.timestamp
             window = catch_up_s if sent is not None and time.time() - sent > BEHIND_S else within

@@ -40,7 +40,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
-from stream.intake import _fmt_offsets, _fmt_partitions, seek_back, start_group_consumer
+from stream.intake import _fmt_offsets, _fmt_partitions, seek_back, start_group_consumer, unread
 from voltrisk.settings import KafkaClientSettings, WorkerSettings
 
 log = logging.getLogger("voltrisk.worker")
@@ -156,12 +156,8 @@ class FeaturesIntake(Service):
 
     def _behind(self, fetched: dict) -> bool:
         """Whether a fetch leaves a batch or more unread on its partitions (a backlog)."""
-        unread = 0
-        for tp, msgs in fetched.items():
-            end = self.consumer.highwater(tp)
-            if end is not None:
-                unread += max(0, end - msgs[-1].offset - 1)
-        self.behind = unread >= self.w.take_batch
+        left = unread(self.consumer, {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()})
+        self.behind = left >= self.w.take_batch
         return self.behind
 
     async def _gather(self, fetched: dict) -> dict:

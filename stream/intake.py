@@ -111,6 +111,17 @@ async def start_group_consumer(w: WorkerSettings, k: KafkaClientSettings, group:
     return consumer
 
 
+def unread(consumer: AIOKafkaConsumer, next_offsets: dict[TopicPartition, int]) -> int:
+    """Messages left on the fetched partitions from ``next_offsets`` on (as far as the last
+    fetch saw the partitions' ends): a batch's worth or more is a backlog, not live records."""
+    left = 0
+    for tp, offset in next_offsets.items():
+        end = consumer.highwater(tp)
+        if end is not None:
+            left += max(0, end - offset)
+    return left
+
+
 def seek_back(consumer: AIOKafkaConsumer, first: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
     """Seek the partitions of ``first`` still assigned to ``consumer`` back to its offsets; returns those."""
     owned = consumer.assignment()
@@ -221,7 +232,7 @@ class GateIntake(Service):
                 done[tp] = msgs[-1].offset + 1
             if not done:
                 return
-            self.behind = self._unread(done) >= self.w.take_batch
+            self.behind = unread(self.consumer, done) >= self.w.take_batch
             completions: list[Awaitable] = []
             try:
                 for topic, raw in by_topic.items():
@@ -292,16 +303,6 @@ class GateIntake(Service):
             for tp, offset in offsets.items():
                 first[tp] = min(offset, first.get(tp, offset))
         return first
-
-    def _unread(self, next_offsets: dict[TopicPartition, int]) -> int:
-        """Messages left on the fetched partitions after this batch (as far as the last
-        fetch saw the partitions' ends)."""
-        left = 0
-        for tp, offset in next_offsets.items():
-            end = self.consumer.highwater(tp)
-            if end is not None:
-                left += max(0, end - offset)
-        return left
 
     async def _log_resumed(self, tp: TopicPartition, offset: int) -> None:
         """Say where this process started reading a partition: a start, a crash, a
