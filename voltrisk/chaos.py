@@ -15,8 +15,10 @@ the sink stored in ClickHouse and what went to the ``dlq`` table, and counts
   stored_unique  distinct event ids of the scenario in the telemetry tables
   lost           valid ids not stored + expected dead letters not in the dlq table (must be 0)
   duplicates     count() FINAL - uniqExact(event_id) over the telemetry tables (must be 0)
-  max_lag        highest consumer lag seen (worker on the raw topics + sink on its topics)
+  max_lag        highest consumer lag seen (the gate's group on the raw topics + the features'
+                 group on the clean topics + the sink's on its topics)
   recovery_s     from the end of the fault until everything produced before it is stored
+                 and the features committed it
 
 and what voltrisk did, read from the processes' logs. The runner cleans up every
 process and mount it started, also on failure and Ctrl-C.
@@ -50,7 +52,7 @@ import msgspec
 
 from stream import topics as T
 from voltrisk.harness import REPO, ServiceProcess, TempBroker, http_ok, platform_env, wait_for
-from voltrisk.settings import gate_group
+from voltrisk.settings import features_group, gate_group
 
 SCENARIOS = (
     "worker_sigkill", "sink_sigkill", "broker_restart", "warehouse_unavailable", "poison_pill",
@@ -96,16 +98,19 @@ def _partitions(names) -> list:
 class Offsets:
     """End and committed offsets from one event loop in a thread; samples the lag."""
 
-    def __init__(self, bootstrap: str, worker_group: str, sink_group: str):
+    def __init__(self, bootstrap: str, worker_group: str, features_group: str, sink_group: str):
+        from stream.featuring import FEATURE_INPUTS
         from warehouse.sink import ROUTES
 
         self.bootstrap, self.worker_group, self.sink_group = bootstrap, worker_group, sink_group
+        self.features_group = features_group
         self.raw = _partitions(RAW_TOPICS)
+        self.features_in = _partitions(FEATURE_INPUTS)
         self.sink_all = _partitions(sorted(ROUTES))
         self.sink_stored = _partitions(CLEAN_TELEMETRY + (T.DLQ.name,))
         self.loop = asyncio.new_event_loop()
         self._consumer = self._admin = None
-        self.samples: list[tuple[float, int, int]] = []
+        self.samples: list[tuple[float, int, int, int]] = []  # (time, gate's lag, features', sink's)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="chaos-offsets")
         self._thread.start()
@@ -178,16 +183,17 @@ class Offsets:
     def _sample_forever(self):
         while not self._stop.wait(0.5):
             try:
-                self.samples.append((time.time(), self.lag(self.worker_group, self.raw), self.lag(self.sink_group, self.sink_all)))
+                self.samples.append((time.time(), self.lag(self.worker_group, self.raw),
+                                     self.lag(self.features_group, self.features_in), self.lag(self.sink_group, self.sink_all)))
             except Exception:
                 pass  # the broker is down: no sample
 
-    def max_lag(self, since: float, until: float | None = None) -> tuple[int, int, int]:
-        """(max total, max worker, max sink) over the samples in the window."""
-        window = [(w, s) for t, w, s in list(self.samples) if t >= since and (until is None or t <= until)]
+    def max_lag(self, since: float, until: float | None = None) -> tuple[int, int, int, int]:
+        """(max total, max of the gate's group, of the features', of the sink's) over the samples in the window."""
+        window = [lags for t, *lags in list(self.samples) if t >= since and (until is None or t <= until)]
         if not window:
-            return 0, 0, 0
-        return max(w + s for w, s in window), max(w for w, _ in window), max(s for _, s in window)
+            return 0, 0, 0, 0
+        return (max(sum(lags) for lags in window), *(max(lags[i] for lags in window) for i in range(3)))
 
     def close(self):
         self._stop.set()
@@ -363,8 +369,11 @@ class Platform:
         self.env = platform_env(self.base, self.bootstrap, run, VOLTRISK_CLICKHOUSE_DSN=f"chdb://{store}")
         # the worker's progress on the raw topics is its gate's group (stream.intake)
         self.worker_group, self.sink_group = gate_group(self.env["VOLTRISK_WORKER_APP_ID"]), self.env["VOLTRISK_SINK_GROUP"]
+        # the features' own consumer of the clean topics (stream.featuresintake)
+        self.features_group = features_group(self.env["VOLTRISK_WORKER_APP_ID"])
         every = _partitions([t.name for t in T.ALL])
         asyncio.run(commit_at_end(self.bootstrap, self.worker_group, every))
+        asyncio.run(commit_at_end(self.bootstrap, self.features_group, every))
         asyncio.run(commit_at_end(self.bootstrap, self.env["VOLTRISK_WORKER_APP_ID"], every))
         asyncio.run(commit_at_end(self.bootstrap, self.sink_group, every))
         self.url = f"http://127.0.0.1:{self.env['VOLTRISK_WAREHOUSE_HTTP_PORT']}"
@@ -376,7 +385,7 @@ class Platform:
         self.expected_down.add("worker2")
         self.start_svc("warehouse")
         self.start_svc("worker")
-        self.offsets = Offsets(self.bootstrap, self.worker_group, self.sink_group)
+        self.offsets = Offsets(self.bootstrap, self.worker_group, self.features_group, self.sink_group)
         return self
 
     def _store_dir(self) -> Path:
@@ -478,9 +487,10 @@ class Platform:
             time.sleep(min(0.5, left))
 
     def wait_through(self, timeout: float) -> float:
-        """Wait until everything produced so far went through the gate and then into
-        ClickHouse: the worker's commits reach the raw topics' current ends, then the
-        sink's commits reach the clean topics' ends at that moment. Returns the seconds."""
+        """Wait until everything produced so far went through the gate, the features and
+        into ClickHouse: the gate's commits reach the raw topics' current ends, then the
+        features' and the sink's commits reach the clean topics' ends at that moment.
+        Returns the seconds."""
         t0 = time.monotonic()
         o = self.offsets
 
@@ -493,7 +503,9 @@ class Platform:
 
         raw_ends = self._retry(lambda: o.ends(o.raw), t0 + timeout)
         self._until(lambda: reached(self.worker_group, raw_ends), t0 + timeout, "the worker to catch up")
+        features_ends = self._retry(lambda: o.ends(o.features_in), t0 + timeout)
         sink_ends = self._retry(lambda: o.ends(o.sink_stored), t0 + timeout)
+        self._until(lambda: reached(self.features_group, features_ends), t0 + timeout, "the features to catch up")
         self._until(lambda: reached(self.sink_group, sink_ends), t0 + timeout, "the sink to catch up")
         return time.monotonic() - t0
 
@@ -659,7 +671,7 @@ class Chaos:
         p.sleep(secs)
         p.cont("warehouse")
         p.act("resumed the warehouse process (SIGCONT)")
-        _, w, _ = p.offsets.max_lag(t, time.time())
+        _, w, _, _ = p.offsets.max_lag(t, time.time())
         r.details["worker_max_lag_during_outage"] = w
         r.notes.append(f"the worker kept consuming during the outage (its lag stayed at most {w} records)")
         self._recover(r)
@@ -756,7 +768,7 @@ class Chaos:
             time.sleep(0.8)
             p.cont("warehouse")
             time.sleep(0.2)
-        _, _, sink_max = p.offsets.max_lag(r.t0)
+        *_, sink_max = p.offsets.max_lag(r.t0)
         p.act("released the throttle")
         self._recover(r)
         r.notes.append(f"the sink fell behind while throttled (its lag peaked at {sink_max:,} messages) and drained "
@@ -868,12 +880,12 @@ class Chaos:
         reasons = collections.Counter(dlq.values())
         produced = len(r.load.acked) + r.extra_produced
         lost = len(missing_valid) + len(missing_dlq)
-        m_total, m_worker, m_sink = o.max_lag(r.t0)
+        m_total, m_worker, m_features, m_sink = o.max_lag(r.t0)
         log = p.log_since(r.logs_start)
         r.details.update(
             load_rate=self.cfg.rate, load_errors=r.load.errors, valid_produced=len(valid), rows_before_final=raw_rows,
             missing_valid=len(missing_valid), missing_dead_letters=len(missing_dlq), unexpected_dead_letters=len(unexpected),
-            dlq_reasons=dict(reasons), max_worker_lag=m_worker, max_sink_lag=m_sink,
+            dlq_reasons=dict(reasons), max_worker_lag=m_worker, max_features_lag=m_features, max_sink_lag=m_sink,
             unaccounted=produced - len(accepted) - len(dlq),
         )
         if missing_valid:
@@ -1110,9 +1122,10 @@ def markdown(result: dict, command: str) -> str:
         " *dead-lettered* distinct raw records of the scenario in the `dlq` table; *stored unique* distinct event ids"
         " in the telemetry tables; *lost* valid ids the runner produced that are not stored, plus records it expected"
         " dead-lettered that are not in `dlq`; *duplicates* `count() FINAL - uniqExact(event_id)` over the telemetry"
-        " tables; *max lag* the highest consumer lag sampled every 0.5 s (worker group on the raw topics + sink group on"
-        " its topics, records); *recovery s* from the end of the fault until the worker had committed everything"
-        " produced up to then and the sink had stored all of it.",
+        " tables; *max lag* the highest consumer lag sampled every 0.5 s (the gate's group on the raw topics + the"
+        " features' group on the clean topics + the sink's group on its topics, records); *recovery s* from the end of"
+        " the fault until the gate had committed everything produced up to then, and the features had committed and"
+        " the sink had stored all of it.",
         "",
     ]
     cu = next((s for s in result["scenarios"] if s["name"] == "catch_up" and not s.get("skipped")), None)
