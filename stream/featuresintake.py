@@ -202,6 +202,8 @@ class FeaturesIntake(Service):
             await self._commit()
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        if self.consumer is None:  # the group's first join, still in start_group_consumer: nothing read yet
+            return
         owned = self.consumer.assignment()
         offsets = {tp: o for tp, o in self.acks.committable(only).items() if tp in owned}
         self._last_commit = time.monotonic()
