@@ -70,6 +70,8 @@ def redriven_topic(headers) -> str:
     return T.REDRIVE.name
 
 
+_NEVER = 2 ** 63  # an event time no record reaches
+
 class FeatureEngine:
     """Per-vehicle feature state over a persistent key-value store (rocksdict in
     the worker, a dict in tests): ``s``+id -> VehicleState, ``h``+id -> history."""
@@ -190,7 +192,19 @@ class FeatureEngine:
     def _release(self, now: float) -> list[tuple[str, msgspec.Struct]]:
         """(vehicle, record) pairs free to go, in no particular order (``update`` sorts
         each vehicle's rows by event time). Whole chunks are decided at once; a chunk
-        is split record by record only when the cutoff falls inside it."""
+        is split record by record only when a limit falls inside it.
+
+        A record may go once its vehicle's newest dynamics sample is ``reorder_ms`` past
+        it; or once its live hold ended (``live_hold_ms`` after its arrival) if the record
+        is live (within ``live_window_ms`` of the clock) or its vehicle's dynamics are (they
+        were read up to the clock, so what is older of the vehicle was read too: the
+        dynamics are the biggest topic and the slowest to catch up). Records far from the
+        clock (a carmaker re-sending history) wait for the reorder window however fast
+        they are read. And a vehicle's records go in event-time order: none goes while an older
+        one of the same vehicle has to stay, which the state would otherwise drop as
+        late once the newer were taken (after an outage longer than the live window,
+        the older part of the backlog of every vehicle still driving was lost that way).
+        So each vehicle's limit is its oldest record that has to stay."""
         quiet, lag = now - self.max_hold_s, self.reorder_ms
         live_from = int(now * 1000) - self.live_window_ms if self.live_window_ms else None
         settled = now - self.live_hold_s
@@ -209,32 +223,57 @@ class FeatureEngine:
                     settle(c)
                 del self._held[vid]
                 continue
-            cutoff = self._newest.get(vid, 0) - lag
-            keep = []
+            newest = self._newest.get(vid, 0)
+            cutoff = newest - lag
+            caught_up = live_from is not None and newest >= live_from
+            limit = _NEVER  # the oldest event time that has to stay: everything before it goes
+            go, keep, split = [], [], False
             for c in chunks:
+                lo, hi, arrival, recs, _ = c
+                if hi <= cutoff or (arrival <= settled and (caught_up or (live_from is not None and lo >= live_from))):
+                    go.append(c)  # all of the chunk may go
+                    continue
+                keep.append(c)
+                if lo > cutoff:
+                    first = lo
+                else:  # the cutoff falls inside the chunk: its records up to it may go
+                    first = min(r.ts_ms for r in recs if r.ts_ms > cutoff)
+                    split = True
+                if first < limit:
+                    limit = first
+            for c in go:
                 lo, hi, arrival, recs, token = c
-                live = live_from is not None and arrival <= settled
-                if hi <= cutoff or (live and lo >= live_from):
+                if hi < limit:
                     ready.extend(zip(repeat(vid), recs))
                     settle(c)
-                elif lo > cutoff and not (live and hi >= live_from):
+                else:  # newer than a record that has to stay: kept, whole or in part
                     keep.append(c)
-                else:  # the cutoff or the live window's edge falls inside the chunk
-                    stay = []
-                    for r in recs:
-                        if r.ts_ms <= cutoff or (live and r.ts_ms >= live_from):
-                            ready.append((vid, r))
-                        else:
-                            stay.append(r)
-                    if stay:
-                        keep.append((min(r.ts_ms for r in stay), max(r.ts_ms for r in stay), arrival, stay, token))
-                    else:
-                        settle(c)
+                    split = split or lo < limit
+            if split:
+                keep = self._split_at(vid, keep, limit, ready)
             if keep:
                 self._held[vid] = keep
             else:
                 del self._held[vid]
         return ready
+
+    @staticmethod
+    def _split_at(vid: str, chunks: list, limit: int, ready: list) -> list:
+        """The records of ``chunks`` older than ``limit`` to ``ready``; the chunks of the rest."""
+        keep = []
+        for c in chunks:
+            lo, hi, arrival, recs, token = c
+            if lo >= limit:
+                keep.append(c)
+                continue
+            stay = []
+            for r in recs:
+                if r.ts_ms < limit:
+                    ready.append((vid, r))
+                else:
+                    stay.append(r)
+            keep.append((min(r.ts_ms for r in stay), max(r.ts_ms for r in stay), arrival, stay, token))
+        return keep
 
     def _process(self, pairs: list[tuple[str, msgspec.Struct]]) -> list[tuple[str, str, bytes]]:
         if not pairs:

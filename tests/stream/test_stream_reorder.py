@@ -118,3 +118,67 @@ def test_live_records_of_a_whole_fetch_wait_for_nothing_and_old_ones_still_wait_
     assert engine.held_records == 10  # the hour-old vehicle's
     scores = [msgspec.json.decode(v) for topic, _, v in out if topic == "scores.ubi.v1"]
     assert [s["vehicle_id"] for s in scores] == ["veh-live"] and scores[0]["through_ts_ms"] == recs[-1].ts_ms
+
+
+def _driving(vid: bytes, first_ms: int, seconds: int) -> list[tuple[str, bytes, bytes]]:
+    """A vehicle driving at 10 Hz: one clean message a second of its samples."""
+    recs = [R.DynamicsV1(event_id=f"{vid.decode()}-{t}", ts_ms=t, speed_kmh=40.0, accel_long_mps2=0.0,
+                         accel_lat_mps2=0.0, yaw_rate_dps=0.0, heading_deg=0.0, motor_power_kw=10.0, adas_state="off",
+                         fcw=False, headway_s=None, seatbelt_driver=True, lat=31.2, lon=121.4 + (t % 100_000) * 1e-7)
+            for t in range(first_ms, first_ms + seconds * 1000, 100)]
+    return [(T.clean_name(T.DYNAMICS.name), vid, msgspec.json.encode(recs[i:i + 10])) for i in range(0, len(recs), 10)]
+
+
+def _open_trip_samples(engine: FeatureEngine, vid: bytes) -> int:
+    from stream.features.state import decode_state
+
+    raw = engine.store.get(b"s" + vid)
+    return decode_state(raw).trip.samples_n if raw is not None else 0
+
+
+def test_a_backlog_longer_than_the_live_window_loses_no_sample_of_a_vehicle_still_driving():
+    """A worker back after a 60 s outage reads the backlog: its older half is out of the
+    30 s live window, its newer half live. The live samples must not go before the older
+    ones, which the state would then drop as late (30 s of every vehicle still driving
+    were lost so); once the vehicle's dynamics reached the clock, all of it goes."""
+    now_s = 2_000_000_000.0
+    clock = Clock(now_s)
+    engine = FeatureEngine({}, reorder_ms=120_000, max_hold_s=10.0, live_hold_ms=10, live_window_ms=30_000,
+                           score_every_ms=0, clock=clock)
+    now_ms = int(now_s * 1000)
+    backlog = _driving(b"veh", now_ms - 60_000, 60)
+    held = []
+    for i in range(0, len(backlog), 5):  # caught up within a few seconds
+        engine.step(backlog[i:i + 5])
+        clock.t += 0.2
+        held.append(engine.held_records)
+        assert _open_trip_samples(engine, b"veh") + engine.held_records == 10 * (i + 5)  # none dropped as late
+    # out of the live window the records waited; once the dynamics reached it they went
+    assert held[:5] == [50, 100, 150, 200, 250] and held[-1] == 50
+    clock.t += 0.02
+    engine.flush()
+    assert engine.held_records == 0 and _open_trip_samples(engine, b"veh") == 600
+
+
+def test_a_vehicle_behind_the_clock_keeps_its_records_in_event_time_order():
+    """Records of a vehicle still catching up (its dynamics out of the live window) wait
+    for the reorder window, and a live state of it waits behind them."""
+    now_s = 2_000_000_000.0
+    clock = Clock(now_s)
+    engine = FeatureEngine({}, reorder_ms=120_000, max_hold_s=10.0, live_hold_ms=10, live_window_ms=30_000,
+                           score_every_ms=0, clock=clock)
+    now_ms = int(now_s * 1000)
+    engine.step(_driving(b"veh", now_ms - 300_000, 200))  # up to 100 s ago
+    from contracts.examples import RAW_EXAMPLES
+
+    state = msgspec.structs.replace(RAW_EXAMPLES[T.STATE.name].record, event_id="s-live", ts_ms=now_ms, speed_kmh=40.0,
+                                    vehicle_status="started", gear="D")
+    engine.step([(T.clean_name(T.STATE.name), b"veh", msgspec.json.encode([state]))])
+    clock.t += 0.02
+    engine.flush()
+    assert engine.held_records == 10 * 120 + 1  # past the cutoff (newest - 120 s): the last 120 s and the state
+    clock.t += 0.02
+    engine.step(_driving(b"veh", now_ms - 100_000, 100))  # the vehicle reaches the clock: all of it goes
+    clock.t += 0.02
+    engine.flush()
+    assert engine.held_records == 0 and _open_trip_samples(engine, b"veh") == 3_000
