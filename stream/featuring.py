@@ -576,8 +576,10 @@ class FeatureEngine:
         return taken
 
     def _score(self, states: dict, history: dict) -> list[tuple[str, str, bytes]]:
+        """Scores of the vehicles of ``states`` not scored for ``score_every_ms``."""
         now_ms = int(self.clock() * 1000)
-        due = {v: s for v, s in states.items() if now_ms - self._last_scored.get(v, -10**15) >= self.score_every_ms}
+        last = self._last_scored
+        due = {v: s for v, s in states.items() if now_ms - last.get(v, -10**15) >= self.score_every_ms}
         if not due:
             return []
         out = []
@@ -590,8 +592,8 @@ class FeatureEngine:
             scores = score_records(feats, self.scorer, now_ms, {v: s.seen_ts_ms for v, s in group.items()})
             self.scores_out += len(scores)
             out.extend((SCORES, r.vehicle_id, _encode(r)) for r in scores)
-        for v in due:
-            self._last_scored[v] = now_ms
+            for r in scores:  # a vehicle without a day of driving has no score yet: due with its next records
+                last[r.vehicle_id] = now_ms
         return out
 
 

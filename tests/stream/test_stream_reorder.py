@@ -182,3 +182,24 @@ def test_a_vehicle_behind_the_clock_keeps_its_records_in_event_time_order():
     clock.t += 0.02
     engine.flush()
     assert engine.held_records == 0 and _open_trip_samples(engine, b"veh") == 3_000
+
+
+def test_a_vehicle_whose_first_records_gave_no_score_is_scored_with_its_next_ones():
+    """Scores are paced (``score_every_ms``) per vehicle scored: a vehicle whose first
+    records made no score (a state, no day of driving yet) waits for no pace; it waited
+    5 s, and a vehicle that sent nothing more within them had no score at all."""
+    from contracts.examples import RAW_EXAMPLES
+
+    now_s = 2_000_000_000.0
+    clock = Clock(now_s)
+    engine = FeatureEngine({}, score_every_ms=5_000, clock=clock)
+    now_ms = int(now_s * 1000)
+    state = msgspec.structs.replace(RAW_EXAMPLES[T.STATE.name].record, event_id="s0", ts_ms=now_ms - 120_000)
+    engine.step([(T.clean_name(T.STATE.name), b"veh", msgspec.json.encode([state]))])
+    out = engine.drain()
+    assert not [v for t, _, v in out if t == "scores.ubi.v1"]
+    clock.t += 1.0
+    engine.step(_driving(b"veh", now_ms - 100_000, 10))
+    out = engine.drain()
+    scores = [msgspec.json.decode(v) for t, _, v in out if t == "scores.ubi.v1"]
+    assert [s["vehicle_id"] for s in scores] == ["veh"] and scores[0]["through_ts_ms"] == now_ms - 90_100
