@@ -829,6 +829,7 @@ class WorkerStats:
         if self.engine is not None:
             out["features"] = {"records": self.engine.records_in, "scores": self.engine.scores_out,
                                "held": self.engine.held_records, "redelivered": self.engine.redelivered,
+                               "late_dropped": self.engine.late_dropped,
                                "dead_lettered": self.engine.quarantined,
                                "handed_over": self.handoff.handed_over if self.handoff is not None else 0}
         return out

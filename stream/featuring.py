@@ -87,6 +87,7 @@ class FeatureEngine:
         self.records_in = 0  # records taken in (for the worker's stats)
         self.scores_out = 0
         self.redelivered = 0  # records skipped as already in their vehicle's state
+        self.late_dropped = 0  # samples older than their vehicle's last one taken (and park states older than it)
         self.quarantined = 0  # records dead-lettered because the step failed on their vehicle
         self.partitions = partitions  # of the clean topics: names a dead letter's source partition
         self._dead: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []  # dead letters not yet taken
@@ -295,6 +296,7 @@ class FeatureEngine:
             if not pairs:
                 return []
         self._mark_taken(pairs, up.states)
+        self.late_dropped += up.late_dropped
         self.watermark_ms = max(self.watermark_ms, max(s.seen_ts_ms for s in up.states.values()))
         open_trips = self.open_trips
         for v, s in up.states.items():

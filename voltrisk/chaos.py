@@ -444,6 +444,14 @@ class Platform:
             wait_for(lambda: http_ok(self.url + "/ping"), 120, "the warehouse endpoint", svc)
         self.expected_down.discard(name)
 
+    def features_stats(self) -> dict:
+        """The worker's features counters (``worker.stats.json``, a second behind at most)."""
+        try:
+            stats = json.loads((Path(self.env["VOLTRISK_HOME"]) / "run" / "worker.stats.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return stats.get("features", {})
+
     def pid(self, name: str) -> int:
         return self.svcs[name].proc.pid
 
@@ -833,6 +841,9 @@ class Chaos:
             time.sleep(0.5)
         t_end, c_end = time.time(), done()
         self._recover_from(r)
+        time.sleep(1.2)  # the stats file is a second behind at most
+        features = p.features_stats()  # of the restarted worker: the backlog and what came after
+        r.details.update(features_redelivered=features.get("redelivered"), features_late_dropped=features.get("late_dropped"))
         rate = self.cfg.rate
         x = (c_end - c0) / (t_end - t_up) / rate
         x_running = (c_end - c0) / (t_end - (t_first or t_up)) / rate

@@ -120,9 +120,9 @@ def test_live_records_of_a_whole_fetch_wait_for_nothing_and_old_ones_still_wait_
     assert [s["vehicle_id"] for s in scores] == ["veh-live"] and scores[0]["through_ts_ms"] == recs[-1].ts_ms
 
 
-def _driving(vid: bytes, first_ms: int, seconds: int) -> list[tuple[str, bytes, bytes]]:
+def _driving(vid: bytes, first_ms: int, seconds: int, tag: str = "") -> list[tuple[str, bytes, bytes]]:
     """A vehicle driving at 10 Hz: one clean message a second of its samples."""
-    recs = [R.DynamicsV1(event_id=f"{vid.decode()}-{t}", ts_ms=t, speed_kmh=40.0, accel_long_mps2=0.0,
+    recs = [R.DynamicsV1(event_id=f"{tag}{vid.decode()}-{t}", ts_ms=t, speed_kmh=40.0, accel_long_mps2=0.0,
                          accel_lat_mps2=0.0, yaw_rate_dps=0.0, heading_deg=0.0, motor_power_kw=10.0, adas_state="off",
                          fcw=False, headway_s=None, seatbelt_driver=True, lat=31.2, lon=121.4 + (t % 100_000) * 1e-7)
             for t in range(first_ms, first_ms + seconds * 1000, 100)]
@@ -158,6 +158,11 @@ def test_a_backlog_longer_than_the_live_window_loses_no_sample_of_a_vehicle_stil
     clock.t += 0.02
     engine.flush()
     assert engine.held_records == 0 and _open_trip_samples(engine, b"veh") == 600
+    assert engine.redelivered == engine.late_dropped == 0
+    # a sample older than the vehicle's last is skipped as one its state may hold, and counted
+    engine.step(_driving(b"veh", now_ms - 50_000, 1, tag="again-"))
+    engine.drain()
+    assert _open_trip_samples(engine, b"veh") == 600 and engine.redelivered == 10
 
 
 def test_a_vehicle_behind_the_clock_keeps_its_records_in_event_time_order():
