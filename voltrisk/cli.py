@@ -422,6 +422,8 @@ def chaos(
             out = {k: s[k] for k in keys if k in s}
             if "drain_x_realtime" in s.get("details", {}):  # catch-up: drain speed in multiples of real time
                 out["catch_up_x"] = s["details"]["drain_x_realtime"]
+            if s.get("details"):  # what the reconciliation counted (as in the doc's "Details")
+                out["details"] = s["details"]
             return out
 
         typer.echo(json.dumps({"scenarios": [entry(s) for s in result["scenarios"]]}))
