@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import string
+import time
 
 import msgspec
 
@@ -122,12 +123,22 @@ async def topic_configs(bootstrap: str, topic: str, overrides: dict[str, str] | 
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-    try:
-        if overrides is not None:
-            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=overrides)])
+
+    async def own() -> dict[str, str]:
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
         entries = described[0].resources[0][4]
         # (name, value, read_only, config_source, ...): source 1 is the topic's own setting
         return {e[0]: e[1] for e in entries if e[3] == 1}
+
+    try:
+        if overrides is None:
+            return await own()
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=overrides)])
+        # the broker applies a change through its metadata log: a describe right after may
+        # still show the settings before it (seen once in CI, on a busy machine)
+        deadline = time.monotonic() + 10
+        while (now := await own()) != overrides and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return now
     finally:
         await admin.close()
