@@ -44,7 +44,7 @@ from pathlib import Path
 import msgspec
 
 from voltrisk.broker import status as broker_status
-from voltrisk.harness import REPO, ServiceProcess, TempBroker, http_ok, platform_env, wait_for
+from voltrisk.harness import REPO, ServiceProcess, TempBroker, http_ok, platform_env, wait_for, worker_stats
 from voltrisk.settings import WarehouseSettings
 
 TOPIC = "ev.dynamics.v1"
@@ -380,7 +380,6 @@ class Worker:
     def __init__(self, env: dict[str, str], base: Path, name: str, wait: bool = True):
         self.env, self.name = env, name
         self.home = Path(env["VOLTRISK_HOME"])
-        self.stats_file = self.home / "run" / "worker.stats.json"
         self.ready = self.home / "run" / "worker.ready"
         self.ready.unlink(missing_ok=True)
         self.svc = ServiceProcess(name, ["worker", "run", "--loglevel", "warn"], env, base / f"{name}.log").start()
@@ -391,10 +390,7 @@ class Worker:
         wait_for(self.ready.exists, 180, f"{self.name} ready", self.svc)
 
     def stats(self) -> dict:
-        try:
-            return json.loads(self.stats_file.read_text())
-        except (OSError, ValueError):
-            return {}
+        return worker_stats(self.env)
 
     def stop(self) -> None:
         self.svc.stop()

@@ -51,7 +51,7 @@ from pathlib import Path
 import msgspec
 
 from stream import topics as T
-from voltrisk.harness import REPO, ServiceProcess, TempBroker, http_ok, platform_env, wait_for
+from voltrisk.harness import REPO, ServiceProcess, TempBroker, http_ok, platform_env, wait_for, worker_stats
 from voltrisk.settings import features_group, gate_group
 
 SCENARIOS = (
@@ -444,14 +444,6 @@ class Platform:
             wait_for(lambda: http_ok(self.url + "/ping"), 120, "the warehouse endpoint", svc)
         self.expected_down.discard(name)
 
-    def features_stats(self) -> dict:
-        """The worker's features counters (``worker.stats.json``, a second behind at most)."""
-        try:
-            stats = json.loads((Path(self.env["VOLTRISK_HOME"]) / "run" / "worker.stats.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return stats.get("features", {})
-
     def pid(self, name: str) -> int:
         return self.svcs[name].proc.pid
 
@@ -842,7 +834,7 @@ class Chaos:
         t_end, c_end = time.time(), done()
         self._recover_from(r)
         time.sleep(1.2)  # the stats file is a second behind at most
-        features = p.features_stats()  # of the restarted worker: the backlog and what came after
+        features = worker_stats(p.env).get("features", {})  # of the restarted worker: the backlog and what came after
         r.details.update(features_redelivered=features.get("redelivered"), features_late_dropped=features.get("late_dropped"))
         rate = self.cfg.rate
         x = (c_end - c0) / (t_end - t_up) / rate

@@ -66,6 +66,17 @@ def wait_for(predicate, timeout_s: float, what: str, service: ServiceProcess | N
 
 
 
+def worker_stats(env: dict[str, str]) -> dict:
+    """What the worker process of this environment last wrote to its ``worker.stats.json``
+    (``stream.worker``, every second); {} before its first write."""
+    import json
+
+    try:
+        return json.loads((Path(env["VOLTRISK_HOME"]) / "run" / "worker.stats.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def http_ok(url: str) -> bool:
     """True when URL answers 200 (a warehouse's /ping, a dashboard's health)."""
     import urllib.request

@@ -18,7 +18,7 @@ from stream.featuring import CELLS
 from stream.features import Batch, features_offline
 from stream.features.synthetic import synthetic_stream
 from stream.pseudonym import Pseudonymiser
-from voltrisk.harness import wait_for
+from voltrisk.harness import wait_for, worker_stats
 from voltrisk.settings import WorkerSettings
 from warehouse.client import http_client
 
@@ -117,7 +117,7 @@ def test_trips_and_cells_in_clickhouse_equal_the_pure_functions(kafka_bootstrap,
     expected, ids = _produce_synthetic_fleet(kafka_bootstrap)
     _assert_features_equal_the_pure_functions(http_client(warehouse_proc.url), expected, ids, worker_proc)
     # the features took part of the stream straight from the gate (stream.handoff): both paths ran
-    stats = json.loads((Path(worker_proc.env["VOLTRISK_HOME"]) / "run" / "worker.stats.json").read_text())
+    stats = worker_stats(worker_proc.env)
     assert stats["features"]["handed_over"] > 0  # clean messages
 
 
@@ -298,14 +298,10 @@ def test_live_every_clean_message_of_the_workers_own_gate_is_handed_over(kafka_b
 
     from voltrisk import benchmark as B
 
-    stats_file = Path(worker_proc.env["VOLTRISK_HOME"]) / "run" / "worker.stats.json"
     clean = "clean.ev.dynamics.v1"
 
     def stats() -> dict:
-        try:
-            return json.loads(stats_file.read_text()).get("features", {})
-        except (OSError, ValueError):
-            return {}
+        return worker_stats(worker_proc.env).get("features", {})
 
     async def clean_end() -> int:
         c = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from contracts.examples import RAW_EXAMPLES
 from stream import records as R
 from stream import topics as T
 from stream.featuring import FeatureEngine
@@ -174,8 +175,6 @@ def test_a_vehicle_behind_the_clock_keeps_its_records_in_event_time_order():
                            score_every_ms=0, clock=clock)
     now_ms = int(now_s * 1000)
     engine.step(_driving(b"veh", now_ms - 300_000, 200))  # up to 100 s ago
-    from contracts.examples import RAW_EXAMPLES
-
     state = msgspec.structs.replace(RAW_EXAMPLES[T.STATE.name].record, event_id="s-live", ts_ms=now_ms, speed_kmh=40.0,
                                     vehicle_status="started", gear="D")
     engine.step([(T.clean_name(T.STATE.name), b"veh", msgspec.json.encode([state]))])
@@ -193,8 +192,6 @@ def test_a_vehicle_whose_first_records_gave_no_score_is_scored_with_its_next_one
     """Scores are paced (``score_every_ms``) per vehicle scored: a vehicle whose first
     records made no score (a state, no day of driving yet) waits for no pace; it waited
     5 s, and a vehicle that sent nothing more within them had no score at all."""
-    from contracts.examples import RAW_EXAMPLES
-
     now_s = 2_000_000_000.0
     clock = Clock(now_s)
     engine = FeatureEngine({}, score_every_ms=5_000, clock=clock)
